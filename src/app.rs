@@ -1,0 +1,240 @@
+//! The commands: each builds the components it needs from the parsed settings and runs. Errors
+//! here carry context for the operator (`anyhow` at the edge).
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Common, EnqueueArgs, FixtureArgs, HealthArgs, JsonArg, ListingsArgs, WorkerArgs};
+use crate::collect::{collect, jobs_from_urls};
+use crate::fixture_site::{Defences, FixtureConfig};
+use crate::pipeline::{BackoffPolicy, Pipeline};
+use crate::queue::{QueueNames, RabbitMqQueue};
+use crate::render::{BrowserSettings, CdpRenderer, Renderer, profile};
+use crate::report::ListingJson;
+use crate::site::Sites;
+use crate::store::{ListingFilter, Store};
+use crate::telemetry::Stats;
+use crate::worker::{WorkerSettings, run_worker};
+
+/// Loads site definitions, applying `--base-url` to `site` when given.
+pub fn load_sites(common: &Common, site: Option<&str>) -> anyhow::Result<Sites> {
+    let mut sites = Sites::load(&common.sites_dir)?;
+    if let (Some(base), Some(site)) = (&common.base_url, site) {
+        sites.set_base_url(site, base)?;
+    }
+    Ok(sites)
+}
+
+pub async fn connect_store(common: &Common) -> anyhow::Result<Store> {
+    Ok(Store::connect(&common.database_url, 16).await?)
+}
+
+pub async fn connect_queue(common: &Common) -> anyhow::Result<RabbitMqQueue> {
+    Ok(RabbitMqQueue::connect(&common.amqp_url, QueueNames::new(&common.queue)).await?)
+}
+
+/// Claims the profile and launches the browser.
+pub async fn launch_renderer(
+    common: &Common,
+    worker_id: &str,
+    tabs: usize,
+    block_resources: bool,
+) -> anyhow::Result<CdpRenderer> {
+    if !common.chrome.exists() {
+        bail!(
+            "Chromium not found at {}. Install it with `apt-get install chromium` or set CHROME_BIN.",
+            common.chrome.display()
+        );
+    }
+    let profile_dir = profile::claim(&common.profile_dir, worker_id)?;
+    let orphans = profile::kill_orphans(&profile_dir);
+    if orphans > 0 {
+        tracing::warn!(orphans, "Killed Chromium processes left on this profile by a dead worker.");
+    }
+    let settings = BrowserSettings {
+        chrome: common.chrome.clone(),
+        profile_dir,
+        tabs,
+        nav_timeout: Duration::from_secs(30),
+        block_resources,
+    };
+    Ok(CdpRenderer::launch(settings).await?)
+}
+
+pub async fn migrate(common: &Common) -> anyhow::Result<()> {
+    let store = connect_store(common).await?;
+    store.migrate().await?;
+    println!("Schema is up to date ({}).", crate::store::redact(&common.database_url));
+    Ok(())
+}
+
+pub async fn fixture_site(args: &FixtureArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let config = FixtureConfig {
+        seed: args.seed,
+        listings_per_query: args.listings_per_query,
+        defences: Defences {
+            challenge_rate: args.challenge_rate,
+            rate_limit_rps: args.rate_limit,
+            captcha_rate: args.captcha_rate,
+            captcha_cooldown_secs: args.captcha_cooldown,
+            error_rate: args.error_rate,
+        },
+        ..FixtureConfig::default()
+    };
+    println!("Fixture marketplace on http://127.0.0.1:{} (Ctrl-C stops it).", args.port);
+    crate::fixture_site::serve(config, args.port, shutdown)
+        .await
+        .with_context(|| format!("Failed to serve the fixture site on port {}", args.port))
+}
+
+pub async fn enqueue(common: &Common, args: &EnqueueArgs) -> anyhow::Result<()> {
+    let sites = load_sites(common, Some(&args.site))?;
+    let site = sites.get(&args.site)?;
+    let store = connect_store(common).await?;
+    store.migrate().await?;
+    let queue = connect_queue(common).await?;
+    if let Some(path) = &args.urls {
+        let text = read_url_list(path)?;
+        let (jobs, rejected) = jobs_from_urls(site, &text);
+        for job in &jobs {
+            queue.publish(job).await?;
+        }
+        println!("Published {} jobs for site {}.", jobs.len(), site.name);
+        for r in &rejected {
+            eprintln!("line {}: `{}` is not a listing URL of site {}", r.line, r.text, site.name);
+        }
+        if !rejected.is_empty() {
+            bail!("{} lines were not listing URLs and were not queued", rejected.len());
+        }
+        return Ok(());
+    }
+    let query = args.query.as_deref().unwrap_or_default();
+    let renderer = launch_renderer(common, "enqueue", 1, true).await?;
+    let result = collect(site, query, args.max_pages, &renderer, &store, &queue).await;
+    renderer.close().await;
+    let report = result?;
+    println!(
+        "Search {}: {} pages, {} listings found, {} jobs published.",
+        report.search_id, report.pages, report.listings_found, report.jobs_published
+    );
+    Ok(())
+}
+
+fn read_url_list(path: &std::path::Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .with_context(|| format!("Failed to read URL list {}", path.display()))?;
+    }
+    Ok(text)
+}
+
+pub async fn worker(common: &Common, args: &WorkerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let worker_id = args.worker_id();
+    let sites = Arc::new(load_sites(common, None)?);
+    let store = connect_store(common).await?;
+    store.migrate().await?;
+    let queue = connect_queue(common).await?;
+    std::fs::create_dir_all(&common.snapshot_dir).with_context(|| {
+        format!("Snapshot root {} is not writable", common.snapshot_dir.display())
+    })?;
+    let renderer = Arc::new(launch_renderer(common, &worker_id, args.concurrency, !args.no_blocking).await?);
+    let pipeline = Arc::new(Pipeline {
+        sites,
+        renderer: renderer.clone(),
+        store,
+        snapshot_root: common.snapshot_dir.clone(),
+        worker_id: worker_id.clone(),
+        max_attempts: args.max_attempts,
+        backoff: BackoffPolicy::default(),
+        stats: Arc::new(Stats::default()),
+    });
+    let settings = WorkerSettings {
+        concurrency: args.concurrency,
+        exit_when_idle: args.exit_when_idle.map(Duration::from_secs),
+        shutdown_deadline: Duration::from_secs(args.shutdown_deadline),
+        ready_file: Some(args.ready_file.clone()),
+    };
+    tracing::info!(worker = %worker_id, profile = %common.profile_dir.join(&worker_id).display(), "Worker starting.");
+    let exit = run_worker(pipeline.clone(), queue.clone(), settings, shutdown).await;
+    renderer.close().await;
+    queue.close().await;
+    let _ = std::fs::remove_file(&args.ready_file);
+    eprintln!("{}", pipeline.stats);
+    let exit = exit?;
+    tracing::info!(worker = %worker_id, ?exit, "Worker stopped.");
+    Ok(())
+}
+
+pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()> {
+    let store = connect_store(common).await?;
+    let filter = ListingFilter {
+        search_id: args.search,
+        status: args.status.clone(),
+        site: None,
+    };
+    let mut out = std::io::stdout().lock();
+    for row in store.listings(&filter).await? {
+        let history = match args.history {
+            true => Some(store.price_history(row.id).await?),
+            false => None,
+        };
+        let listing = ListingJson::from_row(row, history);
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&listing)?)?;
+        } else {
+            writeln!(out, "{}", listing.text_line())?;
+            for obs in listing.history.iter().flatten() {
+                writeln!(out, "    {} {} {}", obs.observed_at, obs.currency, obs.price_minor)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn searches(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
+    let store = connect_store(common).await?;
+    for s in store.searches().await? {
+        if args.json {
+            println!("{}", serde_json::to_string(&s)?);
+        } else {
+            println!(
+                "{:>5} {:<8} {:<24} {:<10} found {:>5}  published {:>5}",
+                s.id, s.site, s.query, s.status, s.listings_found, s.jobs_published
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
+    let queue = connect_queue(common).await?;
+    let depths = queue.depths().await?;
+    queue.close().await;
+    if args.json {
+        println!("{}", serde_json::to_string(&depths)?);
+    } else {
+        println!(
+            "queue {}: ready {}  retrying {}  dead {}  consumers {}",
+            common.queue, depths.ready, depths.retrying, depths.dead, depths.consumers
+        );
+    }
+    Ok(())
+}
+
+pub fn health(args: &HealthArgs) -> anyhow::Result<()> {
+    let modified = std::fs::metadata(&args.ready_file)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("No ready file at {}", args.ready_file.display()))?;
+    let age = modified.elapsed().unwrap_or_default();
+    if age > Duration::from_secs(60) {
+        bail!("ready file {} is {} s old", args.ready_file.display(), age.as_secs());
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! Classify (stage 3): a pure function from a rendered page and its site to a [`PageClass`], from the
+//! main document's HTTP status, the site's markers and built-in bot-vendor markers. A block or
+//! challenge verdict needs markers *and* missing expected content: a vendor script tag on a healthy
+//! page is not a block.
+
+use std::time::{Duration, SystemTime};
+
+use crate::render::Page;
+use crate::site::Site;
+
+/// Longest Retry-After we honour; longer waits are capped to this (and go through retry tiers).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// Wait used when a 429 carries no usable Retry-After.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// What a rendered page is, and so what happens next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageClass {
+    Content,
+    Ended,
+    Gone,
+    /// A JavaScript interstitial that clears by waiting.
+    Challenge,
+    /// A captcha or an access-denied page.
+    Blocked,
+    RateLimited {
+        retry_after: Duration,
+    },
+    ServerError,
+    /// The ready condition was never met and nothing explains why.
+    Empty,
+}
+
+impl PageClass {
+    /// Short lowercase name used in the attempt log and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PageClass::Content => "content",
+            PageClass::Ended => "ended",
+            PageClass::Gone => "gone",
+            PageClass::Challenge => "challenge",
+            PageClass::Blocked => "blocked",
+            PageClass::RateLimited { .. } => "rate_limited",
+            PageClass::ServerError => "server_error",
+            PageClass::Empty => "empty",
+        }
+    }
+}
+
+/// Interstitials that pass by waiting (Cloudflare, Imperva/Distil and eBay's "Pardon Our
+/// Interruption", which is served from eBay's `splashui` challenge path in every language).
+const CHALLENGE_MARKERS: &[&str] = &[
+    "_cf_chl_opt",
+    "cf-chl-",
+    "challenge-platform",
+    "<title>just a moment...</title>",
+    "pardon our interruption",
+    "/splashui/challenge",
+    "id=\"destform\"",
+    "id=destform",
+];
+
+/// Captchas and access-denied pages (PerimeterX, DataDome, hCaptcha/reCAPTCHA forms, Akamai,
+/// Amazon's captcha form).
+const BLOCK_MARKERS: &[&str] = &[
+    "px-captcha",
+    "captcha-delivery.com",
+    "/errors/validatecaptcha",
+    "captcha_form",
+    "h-captcha",
+    "g-recaptcha",
+    "robot or human",
+    "<title>access denied</title>",
+    "you don't have permission to access",
+];
+
+/// Classifies a rendered page.
+pub fn classify(page: &Page, site: &Site) -> PageClass {
+    let status = page.status.unwrap_or(200);
+    if status == 429 {
+        let retry_after = page
+            .retry_after
+            .as_deref()
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            .unwrap_or(DEFAULT_RETRY_AFTER);
+        return PageClass::RateLimited { retry_after };
+    }
+    if status == 404 || status == 410 {
+        return PageClass::Gone;
+    }
+    if page.ready {
+        return if is_ended(page, site) {
+            PageClass::Ended
+        } else {
+            PageClass::Content
+        };
+    }
+    let html = page.html.to_lowercase();
+    let has_any = |markers: &[String]| markers.iter().any(|m| html.contains(&m.to_lowercase()));
+    if has_any(&site.markers.challenge_text) || CHALLENGE_MARKERS.iter().any(|m| html.contains(m)) {
+        return PageClass::Challenge;
+    }
+    if has_any(&site.markers.block_text) || BLOCK_MARKERS.iter().any(|m| html.contains(m)) {
+        return PageClass::Blocked;
+    }
+    if status == 401 || status == 403 {
+        return PageClass::Blocked;
+    }
+    if status >= 500 {
+        return PageClass::ServerError;
+    }
+    if has_any(&site.markers.gone_text) {
+        return PageClass::Gone;
+    }
+    PageClass::Empty
+}
+
+fn is_ended(page: &Page, site: &Site) -> bool {
+    let Some(sel) = &site.fields.ended else {
+        return false;
+    };
+    scraper::Html::parse_document(&page.html)
+        .select(sel)
+        .next()
+        .is_some()
+}
+
+/// Parses a Retry-After value (delta-seconds or an HTTP date), capped at [`MAX_RETRY_AFTER`].
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::Sites;
+    use std::path::Path;
+
+    fn fixture_site() -> Site {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sites");
+        Sites::load(&dir).unwrap().get("fixture").unwrap().clone()
+    }
+
+    fn page(status: u16, ready: bool, html: &str) -> Page {
+        Page {
+            url: "http://127.0.0.1/item/1".into(),
+            status: Some(status),
+            html: html.into(),
+            ready,
+            ..Page::default()
+        }
+    }
+
+    #[test]
+    fn ready_page_is_content_even_with_a_vendor_script_tag() {
+        let html = r#"<script src="https://geo.captcha-delivery.com/x.js"></script><main id="listing" data-ready="1"></main>"#;
+        assert_eq!(classify(&page(200, true, html), &fixture_site()), PageClass::Content);
+    }
+
+    #[test]
+    fn ended_banner_makes_an_ended_page() {
+        let html = r#"<main id="listing" data-ready="1"><div class="ended-banner">ended</div></main>"#;
+        assert_eq!(classify(&page(200, true, html), &fixture_site()), PageClass::Ended);
+    }
+
+    #[test]
+    fn statuses_map_to_classes() {
+        let site = fixture_site();
+        assert_eq!(classify(&page(404, false, ""), &site), PageClass::Gone);
+        assert_eq!(classify(&page(410, false, ""), &site), PageClass::Gone);
+        assert_eq!(classify(&page(503, false, "down"), &site), PageClass::ServerError);
+        assert_eq!(classify(&page(403, false, "no"), &site), PageClass::Blocked);
+        assert_eq!(classify(&page(200, false, "<p>hi</p>"), &site), PageClass::Empty);
+        let mut limited = page(429, false, "");
+        limited.retry_after = Some("7".into());
+        assert_eq!(
+            classify(&limited, &site),
+            PageClass::RateLimited {
+                retry_after: Duration::from_secs(7)
+            }
+        );
+    }
+
+    #[test]
+    fn markers_without_content_are_challenge_or_block() {
+        let site = fixture_site();
+        let challenge = "<title>Just a moment...</title><div>Checking your browser before accessing</div>";
+        assert_eq!(classify(&page(503, false, challenge), &site), PageClass::Challenge);
+        let captcha = "<form id=\"captcha_form\">Please verify yourself to continue</form>";
+        assert_eq!(classify(&page(403, false, captcha), &site), PageClass::Blocked);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates_and_is_capped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("86400", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}

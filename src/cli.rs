@@ -1,0 +1,183 @@
+//! The command line (clap): every flag also reads an environment variable, and every command has
+//! examples in its `--help`. Kept in the library so tests can parse the manifests' arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scrapefarm",
+    version,
+    about = "A browser-automation scraping farm: RabbitMQ -> headless Chromium -> PostgreSQL",
+    after_help = "Examples:\n  scrapefarm migrate\n  scrapefarm enqueue --site fixture --query lamp --max-pages 4\n  scrapefarm worker --concurrency 4 --exit-when-idle 30\n  scrapefarm listings --json"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://file.db?mode=rwc`) URL.
+    #[arg(long, env = "DATABASE_URL", global = true,
+          default_value = "postgres://postgres@127.0.0.1:5432/scrapefarm")]
+    pub database_url: String,
+    /// RabbitMQ URL.
+    #[arg(long, env = "AMQP_URL", global = true,
+          default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    /// Work queue name; retry tiers and the dead-letter queue are named after it.
+    #[arg(long, env = "SCRAPEFARM_QUEUE", global = true, default_value = "scrapefarm.listings")]
+    pub queue: String,
+    /// Directory of site definitions (`<name>.toml`).
+    #[arg(long, env = "SCRAPEFARM_SITES_DIR", global = true, default_value = "sites")]
+    pub sites_dir: PathBuf,
+    /// Root of the browser profiles (each worker uses its own subfolder).
+    #[arg(long, env = "SCRAPEFARM_PROFILE_DIR", global = true, default_value = "profiles")]
+    pub profile_dir: PathBuf,
+    /// Root of the HTML snapshots.
+    #[arg(long, env = "SCRAPEFARM_SNAPSHOT_DIR", global = true, default_value = "snapshots")]
+    pub snapshot_dir: PathBuf,
+    /// Chromium binary.
+    #[arg(long, env = "CHROME_BIN", global = true, default_value = "/usr/bin/chromium")]
+    pub chrome: PathBuf,
+    /// Point the chosen site at another base URL (e.g. the fixture site on another port).
+    #[arg(long, env = "SCRAPEFARM_BASE_URL", global = true)]
+    pub base_url: Option<String>,
+    /// Log as JSON lines (`json`) or text.
+    #[arg(long, env = "SCRAPEFARM_LOG_FORMAT", global = true, default_value = "text")]
+    pub log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database schema.
+    #[command(after_help = "Example:\n  DATABASE_URL=postgres://postgres@127.0.0.1/scrapefarm scrapefarm migrate")]
+    Migrate,
+    /// Serve the fixture marketplace (tests, demo, benchmarks).
+    #[command(after_help = "Example:\n  scrapefarm fixture-site --port 8377 --seed 42 --captcha-rate 0.05")]
+    FixtureSite(FixtureArgs),
+    /// Render a search and queue every listing it finds, or queue listing URLs from a file.
+    #[command(after_help = "Examples:\n  scrapefarm enqueue --site fixture --query lamp --max-pages 4\n  scrapefarm enqueue --site fixture --urls urls.txt\n  cat urls.txt | scrapefarm enqueue --site fixture --urls -")]
+    Enqueue(EnqueueArgs),
+    /// Consume listing jobs: render, classify, extract, snapshot, store.
+    #[command(after_help = "Examples:\n  scrapefarm worker --concurrency 4\n  JOB_COMPLETION_INDEX=3 scrapefarm worker --exit-when-idle 120")]
+    Worker(WorkerArgs),
+    /// List stored listings.
+    #[command(after_help = "Examples:\n  scrapefarm listings --search 1 --json\n  scrapefarm listings --status failed --history")]
+    Listings(ListingsArgs),
+    /// List searches.
+    #[command(after_help = "Example:\n  scrapefarm searches --json")]
+    Searches(JsonArg),
+    /// Queue depths and stored counts.
+    #[command(after_help = "Example:\n  scrapefarm status --json")]
+    Status(JsonArg),
+    /// Exit 0 when the worker's ready file was touched within 60 s (container health check).
+    #[command(after_help = "Example:\n  scrapefarm health")]
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FixtureArgs {
+    #[arg(long, env = "SCRAPEFARM_FIXTURE_PORT", default_value_t = 8377)]
+    pub port: u16,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 200)]
+    pub listings_per_query: usize,
+    /// Fraction of listing pages answered with a JS challenge.
+    #[arg(long, default_value_t = 0.0)]
+    pub challenge_rate: f64,
+    /// Requests per second before 429s.
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// Fraction of listing requests answered with a captcha 403.
+    #[arg(long, default_value_t = 0.0)]
+    pub captcha_rate: f64,
+    #[arg(long, default_value_t = 10)]
+    pub captcha_cooldown: u64,
+    /// Fraction of listing requests answered with a 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EnqueueArgs {
+    #[arg(long, env = "SCRAPEFARM_SITE")]
+    pub site: String,
+    /// Search query to collect.
+    #[arg(long, conflicts_with = "urls", required_unless_present = "urls")]
+    pub query: Option<String>,
+    #[arg(long, default_value_t = 5)]
+    pub max_pages: u32,
+    /// File of listing URLs, one per line (`-` for stdin).
+    #[arg(long)]
+    pub urls: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Tabs = concurrent pages = RabbitMQ prefetch.
+    #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Exit 0 after the queues have been empty this many seconds.
+    #[arg(long, env = "SCRAPEFARM_EXIT_WHEN_IDLE_SECS")]
+    pub exit_when_idle: Option<u64>,
+    /// Worker id (profile subfolder); defaults to `worker-$JOB_COMPLETION_INDEX` or `worker-0`.
+    #[arg(long, env = "SCRAPEFARM_WORKER_ID")]
+    pub worker_id: Option<String>,
+    #[arg(long, env = "JOB_COMPLETION_INDEX", hide = true)]
+    pub completion_index: Option<u32>,
+    /// Seconds in-flight pages may take after SIGTERM.
+    #[arg(long, env = "SCRAPEFARM_SHUTDOWN_DEADLINE_SECS", default_value_t = 30)]
+    pub shutdown_deadline: u64,
+    /// Attempts before a job is dead-lettered.
+    #[arg(long, env = "SCRAPEFARM_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: u32,
+    /// Readiness file touched while running.
+    #[arg(long, env = "SCRAPEFARM_READY_FILE", default_value = "/tmp/scrapefarm-ready")]
+    pub ready_file: PathBuf,
+    /// Let images, fonts and media load (slower; for debugging).
+    #[arg(long)]
+    pub no_blocking: bool,
+}
+
+impl WorkerArgs {
+    pub fn worker_id(&self) -> String {
+        match (&self.worker_id, self.completion_index) {
+            (Some(id), _) => id.clone(),
+            (None, Some(index)) => format!("worker-{index}"),
+            (None, None) => "worker-0".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListingsArgs {
+    #[arg(long)]
+    pub search: Option<i64>,
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Include each listing's price observations.
+    #[arg(long)]
+    pub history: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JsonArg {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    #[arg(long, env = "SCRAPEFARM_READY_FILE", default_value = "/tmp/scrapefarm-ready")]
+    pub ready_file: PathBuf,
+}

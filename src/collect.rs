@@ -1,0 +1,170 @@
+//! Collect: a search becomes listing jobs. The search pages are rendered by the same renderer as
+//! listings, parsed by `extract_search`, deduplicated by (site, listing id), recorded as the search's
+//! hits, and published as one persistent, confirmed job per listing.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+
+use crate::domain::Job;
+use crate::extract::extract_search;
+use crate::queue::{QueueError, RabbitMqQueue};
+use crate::render::{RenderError, RenderRequest, Renderer};
+use crate::site::Site;
+use crate::store::{Store, StoreError, now_ms};
+
+/// How long a search page may take to become ready.
+const SEARCH_READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("Failed to render search page {url}: {source}")]
+    Render { url: String, source: RenderError },
+    #[error("search page {url} never became ready (HTTP {status:?})")]
+    NotReady { url: String, status: Option<u16> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// What a collection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CollectReport {
+    pub search_id: i64,
+    pub pages: u32,
+    pub listings_found: usize,
+    pub jobs_published: usize,
+}
+
+/// Renders up to `max_pages` search pages, records hits and publishes jobs.
+pub async fn collect<R: Renderer>(
+    site: &Site,
+    query: &str,
+    max_pages: u32,
+    renderer: &R,
+    store: &Store,
+    queue: &RabbitMqQueue,
+) -> Result<CollectReport, CollectError> {
+    let search_id = store.create_search(&site.name, query, max_pages).await?;
+    let mut report = CollectReport {
+        search_id,
+        ..CollectReport::default()
+    };
+    let mut seen = HashSet::new();
+    let mut next = Some(site.search_url(query, 1));
+    while let Some(url) = next.take() {
+        if report.pages >= max_pages {
+            break;
+        }
+        report.pages += 1;
+        let (hits, next_page) = match search_page(site, &url, renderer).await {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                store.finish_search(search_id, "failed", report.listings_found, report.jobs_published).await?;
+                return Err(e);
+            }
+        };
+        let fresh: Vec<_> = hits
+            .into_iter()
+            .filter(|hit| seen.insert(hit.external_id.clone()))
+            .map(|hit| {
+                report.listings_found += 1;
+                (report.listings_found, hit)
+            })
+            .collect();
+        store.add_hits(search_id, &site.name, report.pages, &fresh).await?;
+        for (_, hit) in &fresh {
+            queue.publish(&new_job(site, &hit.url, Some(search_id))).await?;
+            report.jobs_published += 1;
+        }
+        tracing::info!(search_id, page = report.pages, found = report.listings_found, "Search page collected.");
+        next = next_page;
+    }
+    store.finish_search(search_id, "collected", report.listings_found, report.jobs_published).await?;
+    Ok(report)
+}
+
+/// Renders one search page (retrying transient failures) and parses it.
+async fn search_page<R: Renderer>(
+    site: &Site,
+    url: &str,
+    renderer: &R,
+) -> Result<(Vec<crate::domain::SearchHit>, Option<String>), CollectError> {
+    let request = RenderRequest {
+        url: url.to_string(),
+        ready: site.search.ready.clone(),
+        ready_timeout: SEARCH_READY_TIMEOUT,
+        screenshot: false,
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .with_max_times(4);
+    let page = (|| async { renderer.render(&request).await })
+        .retry(backoff)
+        .notify(|e, d| tracing::warn!(error = %e, ?d, "Search page failed; retrying."))
+        .await
+        .map_err(|source| CollectError::Render {
+            url: url.to_string(),
+            source,
+        })?;
+    if !page.ready {
+        return Err(CollectError::NotReady {
+            url: url.to_string(),
+            status: page.status,
+        });
+    }
+    let (site, final_url) = (site.clone(), page.url.clone());
+    let parsed = tokio::task::spawn_blocking(move || extract_search(&page.html, &final_url, &site))
+        .await
+        .map_err(|e| CollectError::Render {
+            url: url.to_string(),
+            source: RenderError::Browser(format!("parser task: {e}")),
+        })?;
+    Ok((parsed.hits, parsed.next_page))
+}
+
+/// A job with a fresh id.
+pub fn new_job(site: &Site, url: &str, search_id: Option<i64>) -> Job {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    Job {
+        id: Job::new_id(now_ms(), SEQ.fetch_add(1, Ordering::Relaxed)),
+        site: site.name.clone(),
+        url: url.to_string(),
+        search_id,
+    }
+}
+
+/// A line of a URL list that cannot become a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedUrl {
+    pub line: usize,
+    pub text: String,
+}
+
+/// Turns a list of listing URLs (one per line, `#` comments and blanks ignored) into jobs,
+/// rejecting lines that are not listing URLs of `site`.
+pub fn jobs_from_urls(site: &Site, text: &str) -> (Vec<Job>, Vec<RejectedUrl>) {
+    let mut jobs = Vec::new();
+    let mut rejected = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let url = line.trim();
+        if url.is_empty() || url.starts_with('#') {
+            continue;
+        }
+        match site.listing_id(url) {
+            Some(id) if seen.insert(id.clone()) => jobs.push(new_job(site, url, None)),
+            Some(_) => {}
+            None => rejected.push(RejectedUrl {
+                line: i + 1,
+                text: url.to_string(),
+            }),
+        }
+    }
+    (jobs, rejected)
+}

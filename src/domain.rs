@@ -1,0 +1,162 @@
+//! Domain words shared by every stage: a job (what the queue hands out), a listing's status, and the
+//! record that extraction produces. Money lives in `price`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::price::Money;
+
+/// Largest job body we accept; anything bigger is malformed (a listing job is a URL and a few ids).
+pub const MAX_JOB_BYTES: usize = 64 * 1024;
+
+/// One listing URL to enrich. Serialized as JSON in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique per publish: a redelivery of the same job keeps it, so writes keyed by it are
+    /// idempotent, while a second search of the same listing gets a new one.
+    #[serde(default)]
+    pub id: String,
+    /// Site definition name, e.g. `fixture` or `ebay`.
+    pub site: String,
+    /// Absolute listing URL.
+    pub url: String,
+    /// The search that found it, when it came from a search.
+    #[serde(default)]
+    pub search_id: Option<i64>,
+}
+
+/// Why a job body could not be turned into a [`Job`].
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("job body is {0} bytes, over the {MAX_JOB_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("job body is not a valid job: {0}")]
+    Invalid(#[from] serde_json::Error),
+    #[error("job has an empty {0}")]
+    Empty(&'static str),
+}
+
+impl Job {
+    /// Validates a queue body into a job.
+    pub fn parse(body: &[u8]) -> Result<Job, JobError> {
+        if body.len() > MAX_JOB_BYTES {
+            return Err(JobError::TooLarge(body.len()));
+        }
+        let mut job: Job = serde_json::from_slice(body)?;
+        if job.site.trim().is_empty() {
+            return Err(JobError::Empty("site"));
+        }
+        if job.url.trim().is_empty() {
+            return Err(JobError::Empty("url"));
+        }
+        if job.id.trim().is_empty() {
+            // Jobs published by other tools may carry no id: the body itself identifies them.
+            use sha2::{Digest, Sha256};
+            job.id = hex::encode(&Sha256::digest(body)[..8]);
+        }
+        Ok(job)
+    }
+
+    /// A new job id: publish time in ms plus a per-process sequence number.
+    pub fn new_id(now_ms: i64, seq: u64) -> String {
+        format!("{now_ms}-{seq:06}")
+    }
+
+    /// The queue body for this job.
+    pub fn to_body(&self) -> Vec<u8> {
+        // Serializing a struct of strings and integers cannot fail.
+        serde_json::to_vec(self).expect("a Job always serializes")
+    }
+}
+
+/// Lifecycle of a listing row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListingStatus {
+    Pending,
+    Active,
+    Ended,
+    Gone,
+    Failed,
+}
+
+impl ListingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListingStatus::Pending => "pending",
+            ListingStatus::Active => "active",
+            ListingStatus::Ended => "ended",
+            ListingStatus::Gone => "gone",
+            ListingStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ListingStatus> {
+        Some(match text {
+            "pending" => ListingStatus::Pending,
+            "active" => ListingStatus::Active,
+            "ended" => ListingStatus::Ended,
+            "gone" => ListingStatus::Gone,
+            "failed" => ListingStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// The fields extracted from one listing page.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub external_id: String,
+    pub title: Option<String>,
+    pub price: Option<Money>,
+    pub condition: Option<String>,
+    pub seller: Option<String>,
+    pub seller_score: Option<i64>,
+    pub shipping: Option<String>,
+    pub location: Option<String>,
+    pub specifics: BTreeMap<String, String>,
+    pub description: Option<String>,
+    pub images: Vec<String>,
+    pub ended: bool,
+}
+
+/// One result row on a search page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub external_id: String,
+    pub url: String,
+    pub title: Option<String>,
+    pub price_text: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_round_trips_through_its_body() {
+        let job = Job {
+            id: "1-000001".into(),
+            site: "fixture".into(),
+            url: "http://127.0.0.1:1/item/1".into(),
+            search_id: Some(7),
+        };
+        assert_eq!(Job::parse(&job.to_body()).unwrap(), job);
+    }
+
+    #[test]
+    fn malformed_bodies_are_rejected_with_a_reason() {
+        assert!(matches!(Job::parse(b"not json"), Err(JobError::Invalid(_))));
+        assert!(matches!(
+            Job::parse(br#"{"site":"fixture"}"#),
+            Err(JobError::Invalid(_))
+        ));
+        assert!(matches!(
+            Job::parse(br#"{"site":" ","url":"http://x/"}"#),
+            Err(JobError::Empty("site"))
+        ));
+        let big = vec![b' '; MAX_JOB_BYTES + 1];
+        assert!(matches!(Job::parse(&big), Err(JobError::TooLarge(_))));
+    }
+}

@@ -1,0 +1,54 @@
+//! The `scrapefarm` binary: parses the command line, installs logging and the shutdown signal
+//! handlers, and runs the command. Everything else lives in the library.
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use scrapefarm::app;
+use scrapefarm::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    scrapefarm::telemetry::init(cli.common.log_format == "json");
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let common = &cli.common;
+    let result = match &cli.command {
+        Command::Migrate => app::migrate(common).await,
+        Command::FixtureSite(args) => app::fixture_site(args, shutdown).await,
+        Command::Enqueue(args) => app::enqueue(common, args).await,
+        Command::Worker(args) => app::worker(common, args, shutdown).await,
+        Command::Listings(args) => app::listings(common, args).await,
+        Command::Searches(args) => app::searches(common, args).await,
+        Command::Status(args) => app::status(common, args).await,
+        Command::Health(args) => app::health(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C cancels the shutdown token once; a second signal exits at once.
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        for _ in 0..2 {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            if shutdown.is_cancelled() {
+                std::process::exit(130);
+            }
+            tracing::info!("Shutdown requested; finishing in-flight pages.");
+            shutdown.cancel();
+        }
+    });
+}

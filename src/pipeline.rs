@@ -1,0 +1,335 @@
+//! The pipeline: `run_job` is the one place where the stages run in order — render → classify →
+//! extract → snapshot → store — for one delivery, ending in a [`Disposition`] that says what the
+//! worker does with the delivery. Every error answers "what next?" through `disposition()`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use crate::classify::{PageClass, classify};
+use crate::domain::{Job, ListingStatus, Record};
+use crate::extract::{ExtractError, extract_listing};
+use crate::render::{Page, RenderError, RenderRequest, Renderer};
+use crate::site::{Site, Sites};
+use crate::snapshot::{self, SnapshotError, SnapshotInput};
+use crate::store::{ListingSave, SnapshotMeta, Store, StoreError};
+use crate::telemetry::{Stage, Stats};
+
+/// What the worker does with a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    Ack,
+    /// Republish to a delay tier with the next attempt number, then ack.
+    Retry { after: Duration, reason: String },
+    /// Park in the dead-letter queue with the reason, then ack.
+    DeadLetter { reason: String },
+    /// The store is down: stop consuming and leave the delivery to the broker.
+    Halt { reason: String },
+}
+
+/// Why an attempt did not store the listing.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("page classified as {}", .0.name())]
+    Page(PageClass),
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Retry delays: exponential with jitter, computed by backon.
+#[derive(Debug, Clone, Copy)]
+pub struct BackoffPolicy {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Default for BackoffPolicy {
+    /// 2 s doubling to 5 min: long enough that a blocked profile cools down, short enough that a
+    /// transient 5xx is retried within the run.
+    fn default() -> Self {
+        BackoffPolicy {
+            min: Duration::from_secs(2),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// The delay before attempt `attempt + 1`, given that `attempt` (1-based) just failed.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min)
+            .with_max_delay(self.max)
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(attempt as usize)
+            .build()
+            .nth(attempt.saturating_sub(1) as usize)
+            .unwrap_or(self.max)
+    }
+}
+
+impl AttemptError {
+    /// What happens next, before the attempt budget is considered.
+    pub fn disposition(&self, attempt: u32, policy: &BackoffPolicy) -> Disposition {
+        let reason = self.to_string();
+        match self {
+            AttemptError::Store(_) => Disposition::Halt { reason },
+            AttemptError::Extract(_) => Disposition::DeadLetter { reason },
+            AttemptError::Page(PageClass::RateLimited { retry_after }) => Disposition::Retry {
+                after: *retry_after,
+                reason,
+            },
+            AttemptError::Page(PageClass::Blocked) => Disposition::Retry {
+                // Blocks cool down slower than transient errors.
+                after: policy.delay(attempt + 2),
+                reason,
+            },
+            _ => Disposition::Retry {
+                after: policy.delay(attempt),
+                reason,
+            },
+        }
+    }
+}
+
+/// Everything `run_job` needs; shared by the worker's tasks.
+pub struct Pipeline<R> {
+    pub sites: Arc<Sites>,
+    pub renderer: Arc<R>,
+    pub store: Store,
+    pub snapshot_root: PathBuf,
+    pub worker_id: String,
+    pub max_attempts: u32,
+    pub backoff: BackoffPolicy,
+    pub stats: Arc<Stats>,
+}
+
+impl<R: Renderer> Pipeline<R> {
+    /// Runs one delivery through every stage and says what to do with it.
+    pub async fn run_job(&self, body: &[u8], attempt: u32) -> Disposition {
+        let job = match Job::parse(body) {
+            Ok(job) => job,
+            Err(e) => return Disposition::DeadLetter { reason: e.to_string() },
+        };
+        let site = match self.sites.get(&job.site) {
+            Ok(site) => site,
+            Err(e) => return Disposition::DeadLetter { reason: e.to_string() },
+        };
+        let Some(external_id) = site.listing_id(&job.url) else {
+            let reason = format!("URL {} is not a listing URL of site `{}`", job.url, site.name);
+            return Disposition::DeadLetter { reason };
+        };
+        let started = Instant::now();
+        match self.attempt(&job, site, &external_id, attempt, started).await {
+            Ok(()) => Disposition::Ack,
+            Err(e) => self.settle_failure(&job, &external_id, attempt, started, e).await,
+        }
+    }
+
+    async fn attempt(
+        &self,
+        job: &Job,
+        site: &Site,
+        external_id: &str,
+        attempt: u32,
+        started: Instant,
+    ) -> Result<(), AttemptError> {
+        let request = RenderRequest {
+            url: job.url.clone(),
+            ready: Some(site.ready.clone()),
+            ready_timeout: site.ready_timeout,
+            screenshot: site.screenshot,
+        };
+        let t = Instant::now();
+        let page = self.renderer.render(&request).await?;
+        self.stats.record(Stage::Render, t.elapsed());
+        let (page, class, record) = self.classify_and_extract(page, site, &job.url).await?;
+        let status = match class {
+            PageClass::Content => ListingStatus::Active,
+            PageClass::Ended => ListingStatus::Ended,
+            PageClass::Gone => ListingStatus::Gone,
+            other => return Err(AttemptError::Page(other)),
+        };
+        let snapshot = match record {
+            Some(_) => Some(self.write_snapshot(job, site, external_id, page).await?),
+            None => None,
+        };
+        let t = Instant::now();
+        self.store
+            .save(&ListingSave {
+                job,
+                external_id,
+                attempt,
+                worker: &self.worker_id,
+                status: Some(status),
+                record: record.as_ref(),
+                snapshot: snapshot.as_ref(),
+                outcome: class.name(),
+                detail: None,
+                duration_ms: started.elapsed().as_millis() as i64,
+            })
+            .await?;
+        self.stats.record(Stage::Store, t.elapsed());
+        Stats::bump(match status {
+            ListingStatus::Gone => &self.stats.gone,
+            _ => &self.stats.stored,
+        });
+        Ok(())
+    }
+
+    /// Classify and extract parse HTML: CPU work, so both run on a blocking thread.
+    async fn classify_and_extract(
+        &self,
+        page: Page,
+        site: &Site,
+        url: &str,
+    ) -> Result<(Page, PageClass, Option<Record>), AttemptError> {
+        let site = site.clone();
+        let url = url.to_string();
+        let stats = self.stats.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            let class = classify(&page, &site);
+            stats.record(Stage::Classify, t.elapsed());
+            let t = Instant::now();
+            let record = match class {
+                PageClass::Content | PageClass::Ended => Some(extract_listing(&page.html, &url, &site)),
+                _ => None,
+            };
+            stats.record(Stage::Extract, t.elapsed());
+            (page, class, record)
+        })
+        .await;
+        let (page, class, record) = joined
+            .map_err(|e| AttemptError::Render(RenderError::Browser(format!("parser task: {e}"))))?;
+        Ok((page, class, record.transpose()?))
+    }
+
+    async fn write_snapshot(
+        &self,
+        job: &Job,
+        site: &Site,
+        external_id: &str,
+        page: Page,
+    ) -> Result<SnapshotMeta, AttemptError> {
+        let t = Instant::now();
+        let root = self.snapshot_root.clone();
+        let (site, id, job_id) = (site.name.clone(), external_id.to_string(), job.id.clone());
+        let meta = tokio::task::spawn_blocking(move || {
+            snapshot::write(
+                &root,
+                &SnapshotInput {
+                    site: &site,
+                    external_id: &id,
+                    job_id: &job_id,
+                    html: &page.html,
+                    http_status: page.status,
+                    screenshot: page.screenshot.as_deref(),
+                },
+            )
+        })
+        .await
+        .map_err(|e| AttemptError::Render(RenderError::Browser(format!("snapshot task: {e}"))))??;
+        self.stats.record(Stage::Snapshot, t.elapsed());
+        Ok(meta)
+    }
+
+    /// Logs the failed attempt and turns it into a disposition, dead-lettering when the attempt
+    /// budget is spent.
+    async fn settle_failure(
+        &self,
+        job: &Job,
+        external_id: &str,
+        attempt: u32,
+        started: Instant,
+        error: AttemptError,
+    ) -> Disposition {
+        let mut disposition = error.disposition(attempt, &self.backoff);
+        if let Disposition::Retry { reason, .. } = &disposition
+            && attempt >= self.max_attempts
+        {
+            let reason = format!("attempts exhausted ({attempt}): {reason}");
+            disposition = Disposition::DeadLetter { reason };
+        }
+        let (status, detail) = match &disposition {
+            Disposition::DeadLetter { reason } => (Some(ListingStatus::Failed), reason.clone()),
+            Disposition::Retry { reason, .. } => (None, reason.clone()),
+            Disposition::Halt { .. } | Disposition::Ack => return disposition,
+        };
+        let outcome = match &error {
+            AttemptError::Page(class) => class.name(),
+            AttemptError::Render(_) => "render_error",
+            AttemptError::Extract(_) => "extract_error",
+            AttemptError::Snapshot(_) => "snapshot_error",
+            AttemptError::Store(_) => "store_error",
+        };
+        tracing::debug!(url = %job.url, attempt, outcome, %detail, "Attempt failed.");
+        let logged = self
+            .store
+            .save(&ListingSave {
+                job,
+                external_id,
+                attempt,
+                worker: &self.worker_id,
+                status,
+                record: None,
+                snapshot: None,
+                outcome,
+                detail: Some(&detail),
+                duration_ms: started.elapsed().as_millis() as i64,
+            })
+            .await;
+        match logged {
+            Ok(_) => disposition,
+            Err(e) => Disposition::Halt {
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_within_twice_the_cap() {
+        let policy = BackoffPolicy::default();
+        let first = policy.delay(1);
+        assert!(first >= policy.min && first <= policy.min * 2, "{first:?}");
+        for attempt in 1..20 {
+            let d = policy.delay(attempt);
+            assert!(d >= policy.min, "{attempt}: {d:?}");
+            assert!(d <= policy.max * 2, "{attempt}: {d:?}");
+        }
+        assert!(policy.delay(8) >= Duration::from_secs(256));
+    }
+
+    #[test]
+    fn errors_map_to_dispositions() {
+        let policy = BackoffPolicy::default();
+        let limited = AttemptError::Page(PageClass::RateLimited {
+            retry_after: Duration::from_secs(9),
+        });
+        assert!(matches!(
+            limited.disposition(1, &policy),
+            Disposition::Retry { after, .. } if after == Duration::from_secs(9)
+        ));
+        let extract = AttemptError::Extract(ExtractError::NoTitle);
+        assert!(matches!(extract.disposition(1, &policy), Disposition::DeadLetter { .. }));
+        let blocked = AttemptError::Page(PageClass::Blocked);
+        assert!(matches!(
+            blocked.disposition(1, &policy),
+            Disposition::Retry { after, .. } if after >= Duration::from_secs(8)
+        ));
+    }
+}

@@ -1,0 +1,62 @@
+//! Render (stage 2): a [`Renderer`] turns a URL into a [`Page`]: final URL, main-document status,
+//! HTML once the site's ready condition holds, timings. `cdp` drives Chromium over the DevTools
+//! protocol with a pool of tabs (`pool`) on one browser with a persistent profile (`profile`).
+
+pub mod cdp;
+pub mod pool;
+pub mod profile;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use cdp::{BrowserSettings, CdpRenderer};
+
+/// What to render and how to know it is done.
+#[derive(Debug, Clone)]
+pub struct RenderRequest {
+    pub url: String,
+    /// CSS selector whose presence means the page is ready.
+    pub ready: Option<String>,
+    pub ready_timeout: Duration,
+    pub screenshot: bool,
+}
+
+/// A rendered page.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// URL after redirects.
+    pub url: String,
+    /// HTTP status of the main document, when the browser reported one.
+    pub status: Option<u16>,
+    /// The main document's `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    pub html: String,
+    /// Whether the ready condition was met.
+    pub ready: bool,
+    pub screenshot: Option<Vec<u8>>,
+    pub render_time: Duration,
+}
+
+/// Rendering failed before a page could be classified; all of these are worth retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("navigation to {url} timed out after {secs} s")]
+    Timeout { url: String, secs: u64 },
+    #[error("navigation to {url} failed: {reason}")]
+    Navigation { url: String, reason: String },
+    #[error("browser failed: {0}")]
+    Browser(String),
+    #[error("no tab free within the wait timeout")]
+    PoolExhausted,
+}
+
+/// Turns URLs into pages.
+pub trait Renderer: Send + Sync + 'static {
+    fn render(
+        &self,
+        request: &RenderRequest,
+    ) -> impl Future<Output = Result<Page, RenderError>> + Send;
+
+    /// Closes the browser and reaps its processes.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,138 @@
+//! Browser profiles: `profiles/<worker-id>/` is a Chromium user-data-dir that persists across runs.
+//! One browser per profile, ever: a stale `SingletonLock` left by a crashed run (another hostname or
+//! a dead pid) is removed at start, a live one is never stolen.
+
+use std::path::{Path, PathBuf};
+
+/// The profile could not be claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error(
+        "profile {dir} is in use by a live Chromium (pid {pid} on this host); \
+         run each worker with its own --worker-id"
+    )]
+    InUse { dir: PathBuf, pid: u32 },
+    #[error("Failed to prepare profile {dir}: {source}")]
+    Io {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Chromium's lock files in a user-data-dir.
+const LOCK_FILES: [&str; 3] = ["SingletonLock", "SingletonSocket", "SingletonCookie"];
+
+/// Creates `root/<worker_id>` if needed and clears a stale lock. Returns the profile directory.
+pub fn claim(root: &Path, worker_id: &str) -> Result<PathBuf, ProfileError> {
+    let dir = root.join(worker_id);
+    std::fs::create_dir_all(&dir).map_err(|source| ProfileError::Io {
+        dir: dir.clone(),
+        source,
+    })?;
+    let dir = dir.canonicalize().map_err(|source| ProfileError::Io {
+        dir: dir.clone(),
+        source,
+    })?;
+    if let Some((host, pid)) = read_lock(&dir) {
+        if host == this_host() && pid_alive(pid) {
+            return Err(ProfileError::InUse { dir, pid });
+        }
+        tracing::info!(profile = %dir.display(), %host, pid, "Removing a stale profile lock.");
+        for name in LOCK_FILES {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
+    Ok(dir)
+}
+
+/// The `hostname-pid` target of the `SingletonLock` symlink, if there is one.
+fn read_lock(dir: &Path) -> Option<(String, u32)> {
+    let target = std::fs::read_link(dir.join("SingletonLock")).ok()?;
+    let target = target.to_string_lossy();
+    let (host, pid) = target.rsplit_once('-')?;
+    Some((host.to_string(), pid.parse().ok()?))
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry but is not alive.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Kills Chromium processes left running on this profile by a worker that died without closing
+/// its browser (SIGKILL orphans Chromium). Only called after the lock was found stale or absent.
+pub fn kill_orphans(dir: &Path) -> usize {
+    let needle = format!("--user-data-dir={}", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let matches = cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == needle.as_bytes());
+        if matches && pid as u32 != std::process::id() {
+            let status = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            if status.is_ok_and(|s| s.success()) {
+                killed += 1;
+            }
+        }
+    }
+    killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_lock_from_another_host_is_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("w1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink("some-other-host-123", dir.join("SingletonLock")).unwrap();
+        let claimed = claim(root.path(), "w1").unwrap();
+        assert!(std::fs::symlink_metadata(claimed.join("SingletonLock")).is_err());
+    }
+
+    #[test]
+    fn stale_lock_with_a_dead_pid_is_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("w2");
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = format!("{}-{}", this_host(), 999_999_999u32);
+        std::os::unix::fs::symlink(target, dir.join("SingletonLock")).unwrap();
+        assert!(claim(root.path(), "w2").is_ok());
+        assert!(std::fs::symlink_metadata(dir.join("SingletonLock")).is_err());
+    }
+
+    #[test]
+    fn live_lock_is_never_stolen() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("w3");
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = format!("{}-{}", this_host(), std::process::id());
+        std::os::unix::fs::symlink(target, dir.join("SingletonLock")).unwrap();
+        let err = claim(root.path(), "w3").unwrap_err();
+        assert!(matches!(err, ProfileError::InUse { .. }), "{err}");
+        assert!(std::fs::symlink_metadata(dir.join("SingletonLock")).is_ok());
+    }
+}

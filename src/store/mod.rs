@@ -1,0 +1,165 @@
+//! Store (stage 6): PostgreSQL or SQLite through sqlx's Any driver, chosen by the URL. Every write
+//! is an idempotent upsert keyed by (site, external id) or by the job id, because delivery is
+//! at-least-once. `write` holds the pipeline's writes, `read` the operator queries.
+
+mod read;
+mod write;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Connection};
+
+pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow};
+pub use write::{ListingSave, SnapshotMeta};
+
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// A store failure. Every one of these means "the store is unavailable or broken": the worker
+/// halts instead of acknowledging work it could not write.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Failed to connect to the database at {host}: {source}")]
+    Connect { host: String, source: sqlx::Error },
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("Failed to apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The database, shared by every task of a process (the pool is cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://…` or `sqlite://…`), creating the database if it is missing.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        if backend == Backend::Postgres {
+            create_pg_database(url).await?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys=ON").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Connect {
+                host: redact(url),
+                source,
+            })?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Applies the backend's migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Postgres => PG_MIGRATOR.run(&self.pool).await?,
+            Backend::Sqlite => SQLITE_MIGRATOR.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Creates the PostgreSQL database named in `url` when it does not exist yet.
+async fn create_pg_database(url: &str) -> Result<(), StoreError> {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return Ok(());
+    };
+    let name = parsed.path().trim_start_matches('/').to_string();
+    if name.is_empty() || name == "postgres" {
+        return Ok(());
+    }
+    parsed.set_path("/postgres");
+    let connect_err = |source| StoreError::Connect {
+        host: redact(url),
+        source,
+    };
+    let mut conn = sqlx::PgConnection::connect(parsed.as_str())
+        .await
+        .map_err(connect_err)?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut conn)
+        .await?;
+    if exists.is_none() {
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', ""));
+        // A concurrent creator may win the race; its database is as good as ours.
+        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {
+            tracing::debug!(error = %e, "CREATE DATABASE raced.");
+        }
+    }
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// `scheme://host:port/db` without user or password, for error messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.has_host() => format!(
+            "{}://{}:{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| p.to_string()).unwrap_or_default(),
+            u.path()
+        ),
+        Ok(u) => format!("{}:{}", u.scheme(), u.path()),
+        Err(_) => "<unparseable URL>".into(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, the store's time unit.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_never_shows_the_password() {
+        let shown = redact("postgres://user:secret@db.example:5432/farm");
+        assert_eq!(shown, "postgres://db.example:5432/farm");
+        assert!(!redact("amqp://guest:guest@127.0.0.1:5672/%2f").contains("guest"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The store's reads, for the operator CLI and tests: listings (with their latest snapshot and price
+//! history), searches and snapshots.
+
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+/// Which listings to read.
+#[derive(Debug, Clone, Default)]
+pub struct ListingFilter {
+    pub search_id: Option<i64>,
+    pub status: Option<String>,
+    pub site: Option<String>,
+}
+
+/// One listing as stored, with its latest snapshot path.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ListingRow {
+    pub id: i64,
+    pub site: String,
+    pub external_id: String,
+    pub url: String,
+    pub status: String,
+    pub title: Option<String>,
+    pub price_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub condition: Option<String>,
+    pub seller: Option<String>,
+    pub seller_score: Option<i64>,
+    pub shipping: Option<String>,
+    pub location: Option<String>,
+    pub specifics: String,
+    pub description: Option<String>,
+    pub images: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub snapshot: Option<String>,
+}
+
+/// One entry of a listing's price history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct PriceObservation {
+    pub listing_id: i64,
+    pub observed_at: i64,
+    pub price_minor: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SearchRow {
+    pub id: i64,
+    pub site: String,
+    pub query: String,
+    pub max_pages: i64,
+    pub requested_at: i64,
+    pub status: String,
+    pub listings_found: i64,
+    pub jobs_published: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SnapshotRow {
+    pub id: i64,
+    pub listing_id: i64,
+    pub path: String,
+    pub sha256: String,
+    pub bytes: i64,
+    pub html_bytes: i64,
+    pub http_status: Option<i64>,
+    pub captured_at: i64,
+    pub screenshot_path: Option<String>,
+}
+
+const LISTING_COLUMNS: &str = "l.id, l.site, l.external_id, l.url, l.status, l.title, l.price_minor, \
+    l.currency, l.condition, l.seller, l.seller_score, l.shipping, l.location, l.specifics, \
+    l.description, l.images, l.attempts, l.last_error, \
+    (SELECT s.path FROM snapshots s WHERE s.listing_id = l.id ORDER BY s.captured_at DESC, s.id DESC LIMIT 1) AS snapshot";
+
+impl Store {
+    /// Listings matching `filter`, ordered by search rank when a search is given, else by id.
+    pub async fn listings(&self, filter: &ListingFilter) -> Result<Vec<ListingRow>, StoreError> {
+        let mut sql = sqlx::QueryBuilder::<sqlx::Any>::new(format!("SELECT {LISTING_COLUMNS} FROM listings l"));
+        if let Some(search_id) = filter.search_id {
+            sql.push(" JOIN search_hits h ON h.listing_id = l.id AND h.search_id = ")
+                .push_bind(search_id);
+        }
+        sql.push(" WHERE 1 = 1");
+        if let Some(status) = &filter.status {
+            sql.push(" AND l.status = ").push_bind(status.clone());
+        }
+        if let Some(site) = &filter.site {
+            sql.push(" AND l.site = ").push_bind(site.clone());
+        }
+        sql.push(match filter.search_id {
+            Some(_) => " ORDER BY h.rank",
+            None => " ORDER BY l.id",
+        });
+        let rows = sql
+            .build_query_as::<ListingRow>()
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows)
+    }
+
+    /// The price history of the given listings, oldest first.
+    pub async fn price_history(&self, listing_id: i64) -> Result<Vec<PriceObservation>, StoreError> {
+        let rows = sqlx::query_as::<_, PriceObservation>(
+            "SELECT listing_id, observed_at, price_minor, currency FROM price_observations \
+             WHERE listing_id = $1 ORDER BY observed_at, id",
+        )
+        .bind(listing_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    pub async fn searches(&self) -> Result<Vec<SearchRow>, StoreError> {
+        let rows = sqlx::query_as::<_, SearchRow>(
+            "SELECT id, site, query, max_pages, requested_at, status, listings_found, jobs_published \
+             FROM searches ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotRow>, StoreError> {
+        let rows = sqlx::query_as::<_, SnapshotRow>(
+            "SELECT id, listing_id, path, sha256, bytes, html_bytes, http_status, captured_at, \
+             screenshot_path FROM snapshots ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Counts rows of a table; for tests and status output.
+    pub async fn count(&self, table: Table) -> Result<i64, StoreError> {
+        let sql = format!("SELECT COUNT(*) FROM {}", table.name());
+        // Table names come from the enum, never from input.
+        let n = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+}
+
+/// Tables that can be counted.
+#[derive(Debug, Clone, Copy)]
+pub enum Table {
+    Listings,
+    PriceObservations,
+    Snapshots,
+    Attempts,
+    SearchHits,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Listings => "listings",
+            Table::PriceObservations => "price_observations",
+            Table::Snapshots => "snapshots",
+            Table::Attempts => "attempts",
+            Table::SearchHits => "search_hits",
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The store's writes: searches and their hits (collect), and one transaction per attempt that
+//! upserts the listing row with its price observation, snapshot row and attempt log (pipeline).
+
+use sqlx::{Any, Transaction};
+
+use super::{Store, StoreError, now_ms};
+use crate::domain::{Job, ListingStatus, Record, SearchHit};
+
+/// A written snapshot, as recorded in the `snapshots` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotMeta {
+    /// Relative to the snapshot root.
+    pub path: String,
+    /// sha256 of the file as written (compressed bytes).
+    pub sha256: String,
+    pub bytes: i64,
+    pub html_bytes: i64,
+    pub http_status: Option<u16>,
+    pub captured_at: i64,
+    pub screenshot_path: Option<String>,
+}
+
+/// Everything one attempt at a job writes.
+#[derive(Debug, Clone)]
+pub struct ListingSave<'a> {
+    pub job: &'a Job,
+    pub external_id: &'a str,
+    pub attempt: u32,
+    pub worker: &'a str,
+    /// The listing's new status; `None` keeps it (an attempt that will be retried).
+    pub status: Option<ListingStatus>,
+    pub record: Option<&'a Record>,
+    pub snapshot: Option<&'a SnapshotMeta>,
+    /// Page class or error kind, for the attempt log.
+    pub outcome: &'a str,
+    pub detail: Option<&'a str>,
+    pub duration_ms: i64,
+}
+
+impl Store {
+    /// Records a new search and returns its id.
+    pub async fn create_search(
+        &self,
+        site: &str,
+        query: &str,
+        max_pages: u32,
+    ) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO searches (site, query, max_pages, requested_at, status) \
+             VALUES ($1, $2, $3, $4, 'collecting') RETURNING id",
+        )
+        .bind(site)
+        .bind(query)
+        .bind(max_pages as i64)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Upserts pending listings for a page of hits and links them to the search.
+    pub async fn add_hits(
+        &self,
+        search_id: i64,
+        site: &str,
+        page: u32,
+        hits: &[(usize, SearchHit)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (rank, hit) in hits {
+            let listing_id = upsert_listing(&mut tx, site, &hit.external_id, &hit.url).await?;
+            sqlx::query(
+                "INSERT INTO search_hits (search_id, listing_id, rank, page) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (search_id, listing_id) DO NOTHING",
+            )
+            .bind(search_id)
+            .bind(listing_id)
+            .bind(*rank as i64)
+            .bind(page as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a search collected (or failed) with its counts.
+    pub async fn finish_search(
+        &self,
+        search_id: i64,
+        status: &str,
+        listings_found: usize,
+        jobs_published: usize,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE searches SET status = $2, listings_found = $3, jobs_published = $4 WHERE id = $1",
+        )
+        .bind(search_id)
+        .bind(status)
+        .bind(listings_found as i64)
+        .bind(jobs_published as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Writes one attempt in one transaction; returns the listing's row id.
+    pub async fn save(&self, save: &ListingSave<'_>) -> Result<i64, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let id = upsert_listing(&mut tx, &save.job.site, save.external_id, &save.job.url).await?;
+        match (save.record, save.status) {
+            (Some(record), Some(status)) => {
+                update_record(&mut tx, id, record, status, save.attempt, now).await?;
+                if let Some(price) = &record.price {
+                    sqlx::query(
+                        "INSERT INTO price_observations (listing_id, job_id, observed_at, price_minor, currency) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (listing_id, job_id) DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(&save.job.id)
+                    .bind(now)
+                    .bind(price.minor)
+                    .bind(price.currency.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            (_, status) => update_status(&mut tx, id, status, save, now).await?,
+        }
+        if let Some(snapshot) = save.snapshot {
+            insert_snapshot(&mut tx, id, snapshot).await?;
+        }
+        sqlx::query(
+            "INSERT INTO attempts (listing_id, job_id, attempt, worker, outcome, detail, duration_ms, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (job_id, attempt, listing_id) DO UPDATE SET outcome = excluded.outcome, \
+             detail = excluded.detail, duration_ms = excluded.duration_ms, at = excluded.at",
+        )
+        .bind(id)
+        .bind(&save.job.id)
+        .bind(save.attempt as i64)
+        .bind(save.worker)
+        .bind(save.outcome)
+        .bind(save.detail)
+        .bind(save.duration_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+}
+
+async fn upsert_listing(
+    tx: &mut Transaction<'_, Any>,
+    site: &str,
+    external_id: &str,
+    url: &str,
+) -> Result<i64, StoreError> {
+    let id = sqlx::query_scalar(
+        "INSERT INTO listings (site, external_id, url, status, first_seen) VALUES ($1, $2, $3, 'pending', $4) \
+         ON CONFLICT (site, external_id) DO UPDATE SET url = excluded.url RETURNING id",
+    )
+    .bind(site)
+    .bind(external_id)
+    .bind(url)
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+async fn update_record(
+    tx: &mut Transaction<'_, Any>,
+    id: i64,
+    r: &Record,
+    status: ListingStatus,
+    attempt: u32,
+    now: i64,
+) -> Result<(), StoreError> {
+    // Serializing maps and vectors of strings cannot fail.
+    let specifics = serde_json::to_string(&r.specifics).unwrap_or_else(|_| "{}".into());
+    let images = serde_json::to_string(&r.images).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "UPDATE listings SET title = $2, price_minor = $3, currency = $4, condition = $5, seller = $6, \
+         seller_score = $7, shipping = $8, location = $9, specifics = $10, description = $11, images = $12, \
+         status = $13, last_enriched = $14, attempts = $15, last_error = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .bind(r.title.as_deref())
+    .bind(r.price.map(|p| p.minor))
+    .bind(r.price.map(|p| p.currency.as_str().to_string()))
+    .bind(r.condition.as_deref())
+    .bind(r.seller.as_deref())
+    .bind(r.seller_score)
+    .bind(r.shipping.as_deref())
+    .bind(r.location.as_deref())
+    .bind(specifics)
+    .bind(r.description.as_deref())
+    .bind(images)
+    .bind(status.as_str())
+    .bind(now)
+    .bind(attempt as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Gone, failed, or an attempt that will be retried: only status, attempts and the last error.
+async fn update_status(
+    tx: &mut Transaction<'_, Any>,
+    id: i64,
+    status: Option<ListingStatus>,
+    save: &ListingSave<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let enriched = matches!(status, Some(ListingStatus::Gone)).then_some(now);
+    let error = match status {
+        Some(ListingStatus::Gone) => None,
+        _ => save.detail,
+    };
+    sqlx::query(
+        "UPDATE listings SET status = COALESCE($2, status), attempts = $3, last_error = $4, \
+         last_enriched = COALESCE($5, last_enriched) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status.map(ListingStatus::as_str))
+    .bind(save.attempt as i64)
+    .bind(error)
+    .bind(enriched)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_snapshot(
+    tx: &mut Transaction<'_, Any>,
+    listing_id: i64,
+    s: &SnapshotMeta,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO snapshots (listing_id, path, sha256, bytes, html_bytes, http_status, captured_at, screenshot_path) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, \
+         bytes = excluded.bytes, html_bytes = excluded.html_bytes, http_status = excluded.http_status, \
+         captured_at = excluded.captured_at, screenshot_path = excluded.screenshot_path",
+    )
+    .bind(listing_id)
+    .bind(&s.path)
+    .bind(&s.sha256)
+    .bind(s.bytes)
+    .bind(s.html_bytes)
+    .bind(s.http_status.map(i64::from))
+    .bind(s.captured_at)
+    .bind(s.screenshot_path.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Telemetry: tracing setup (text, or JSON when `SCRAPEFARM_LOG_FORMAT=json`) and the worker's
+//! counters and per-stage timings, printed as an end-of-run summary so a regression can be located.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `RUST_LOG` overrides the default `info` level.
+pub fn init(json: bool) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,chromiumoxide=off,lapin=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.compact().try_init()
+    };
+}
+
+/// The pipeline stages whose time is measured.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    Render,
+    Classify,
+    Extract,
+    Snapshot,
+    Store,
+    Ack,
+}
+
+const STAGES: [(Stage, &str); 6] = [
+    (Stage::Render, "render"),
+    (Stage::Classify, "classify"),
+    (Stage::Extract, "extract"),
+    (Stage::Snapshot, "snapshot"),
+    (Stage::Store, "store"),
+    (Stage::Ack, "ack"),
+];
+
+/// Counters shared by every task of a worker.
+#[derive(Debug, Default)]
+pub struct Stats {
+    stage_us: [AtomicU64; 6],
+    pub deliveries: AtomicU64,
+    pub stored: AtomicU64,
+    pub gone: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+}
+
+impl Stats {
+    pub fn record(&self, stage: Stage, took: Duration) {
+        self.stage_us[stage as usize].fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stage_total(&self, stage: Stage) -> Duration {
+        Duration::from_micros(self.stage_us[stage as usize].load(Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.deliveries.load(Ordering::Relaxed).max(1) as f64;
+        writeln!(
+            f,
+            "deliveries {}  stored {}  gone {}  retried {}  dead-lettered {}",
+            self.deliveries.load(Ordering::Relaxed),
+            self.stored.load(Ordering::Relaxed),
+            self.gone.load(Ordering::Relaxed),
+            self.retried.load(Ordering::Relaxed),
+            self.dead_lettered.load(Ordering::Relaxed),
+        )?;
+        write!(f, "stage time per delivery (ms):")?;
+        for (stage, name) in STAGES {
+            let ms = self.stage_total(stage).as_secs_f64() * 1000.0 / n;
+            write!(f, "  {name} {ms:.1}")?;
+        }
+        Ok(())
+    }
+}

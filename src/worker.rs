@@ -1,0 +1,203 @@
+//! The worker: consumes deliveries with bounded concurrency (prefetch = tabs), runs each through the
+//! pipeline and settles it — ack only after the store committed; retries are republished to a
+//! delay tier (confirmed) before the original is acked. When the store is down it stops consuming,
+//! lets the broker keep the messages, and resumes once the store answers. On shutdown it stops
+//! consuming, finishes in-flight pages up to a deadline and returns.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::pipeline::{Disposition, Pipeline};
+use crate::queue::{Delivery, QueueError, RabbitMqQueue};
+use crate::render::Renderer;
+use crate::telemetry::{Stage, Stats};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    /// Exit once the queues (work and retry) have been empty and nothing was in flight this long.
+    pub exit_when_idle: Option<Duration>,
+    /// How long in-flight pages may take to finish after shutdown is requested.
+    pub shutdown_deadline: Duration,
+    /// Touched every few seconds while the worker runs (readiness for Kubernetes).
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Why `run_worker` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerExit {
+    Shutdown,
+    Idle,
+}
+
+enum Stop {
+    Shutdown,
+    Idle,
+    Halted,
+}
+
+/// Runs until shutdown or idle.
+pub async fn run_worker<R: Renderer>(
+    pipeline: Arc<Pipeline<R>>,
+    queue: RabbitMqQueue,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) -> Result<WorkerExit, QueueError> {
+    loop {
+        match consume(&pipeline, &queue, &settings, &shutdown).await? {
+            Stop::Shutdown => return Ok(WorkerExit::Shutdown),
+            Stop::Idle => return Ok(WorkerExit::Idle),
+            Stop::Halted => {
+                if !wait_for_store(&pipeline, &shutdown).await {
+                    return Ok(WorkerExit::Shutdown);
+                }
+            }
+        }
+    }
+}
+
+/// One consuming session: until shutdown, idle, or a halt.
+async fn consume<R: Renderer>(
+    pipeline: &Arc<Pipeline<R>>,
+    queue: &RabbitMqQueue,
+    settings: &WorkerSettings,
+    shutdown: &CancellationToken,
+) -> Result<Stop, QueueError> {
+    let prefetch = u16::try_from(settings.concurrency.max(1)).unwrap_or(u16::MAX);
+    let mut consumer = queue.consume(prefetch, &pipeline.worker_id).await?;
+    let tracker = TaskTracker::new();
+    let halt = CancellationToken::new();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut last_activity = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tracing::info!(worker = %pipeline.worker_id, concurrency = settings.concurrency, "Worker consuming.");
+    let stop = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Stop::Shutdown,
+            _ = halt.cancelled() => break Stop::Halted,
+            _ = tick.tick() => {
+                touch(settings.ready_file.as_ref());
+                if in_flight.load(Ordering::SeqCst) > 0 {
+                    last_activity = Instant::now();
+                } else if is_idle(queue, settings, last_activity).await {
+                    break Stop::Idle;
+                }
+            }
+            next = consumer.next() => match next {
+                None => break Stop::Halted,
+                Some(Err(e)) => return Err(e),
+                Some(Ok(delivery)) => {
+                    last_activity = Instant::now();
+                    in_flight.fetch_add(1, Ordering::SeqCst);
+                    let (pipeline, queue, halt, in_flight) =
+                        (pipeline.clone(), queue.clone(), halt.clone(), in_flight.clone());
+                    tracker.spawn(async move {
+                        handle(&pipeline, &queue, delivery, &halt).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            }
+        }
+    };
+    consumer.cancel().await;
+    tracker.close();
+    if tokio::time::timeout(settings.shutdown_deadline, tracker.wait()).await.is_err() {
+        tracing::warn!("In-flight pages did not finish before the deadline; the broker will redeliver them.");
+    }
+    consumer.close().await;
+    Ok(stop)
+}
+
+async fn is_idle(queue: &RabbitMqQueue, settings: &WorkerSettings, last: Instant) -> bool {
+    let Some(idle) = settings.exit_when_idle else {
+        return false;
+    };
+    if last.elapsed() < idle {
+        return false;
+    }
+    match queue.depths().await {
+        Ok(d) => d.ready == 0 && d.retrying == 0,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not read queue depths.");
+            false
+        }
+    }
+}
+
+/// Runs one delivery and settles it.
+async fn handle<R: Renderer>(
+    pipeline: &Pipeline<R>,
+    queue: &RabbitMqQueue,
+    delivery: Delivery,
+    halt: &CancellationToken,
+) {
+    let stats = &pipeline.stats;
+    Stats::bump(&stats.deliveries);
+    let disposition = pipeline.run_job(&delivery.body, delivery.attempt).await;
+    let t = Instant::now();
+    if let Err(e) = settle(queue, &delivery, &disposition, stats, halt).await {
+        // Not acked: the delivery returns to the queue when the channel closes.
+        tracing::warn!(error = %e, "Failed to settle a delivery; it will be redelivered.");
+    }
+    stats.record(Stage::Ack, t.elapsed());
+}
+
+async fn settle(
+    queue: &RabbitMqQueue,
+    delivery: &Delivery,
+    disposition: &Disposition,
+    stats: &Stats,
+    halt: &CancellationToken,
+) -> Result<(), QueueError> {
+    match disposition {
+        Disposition::Ack => delivery.acker.ack().await,
+        Disposition::Retry { after, reason } => {
+            tracing::debug!(attempt = delivery.attempt, ?after, %reason, "Retrying later.");
+            queue.publish_retry(delivery, *after).await?;
+            Stats::bump(&stats.retried);
+            delivery.acker.ack().await
+        }
+        Disposition::DeadLetter { reason } => {
+            tracing::warn!(attempt = delivery.attempt, %reason, "Job dead-lettered.");
+            queue
+                .publish_dead(&delivery.body, delivery.attempt, reason)
+                .await?;
+            Stats::bump(&stats.dead_lettered);
+            delivery.acker.ack().await
+        }
+        Disposition::Halt { reason } => {
+            tracing::error!(%reason, "Store unavailable; pausing consumption.");
+            halt.cancel();
+            delivery.acker.requeue().await
+        }
+    }
+}
+
+/// Waits until the store answers again; false if shutdown came first.
+async fn wait_for_store<R: Renderer>(pipeline: &Pipeline<R>, shutdown: &CancellationToken) -> bool {
+    loop {
+        let ping = sqlx::query("SELECT 1").execute(pipeline.store.pool());
+        if tokio::time::timeout(Duration::from_secs(5), ping).await.is_ok_and(|r| r.is_ok()) {
+            tracing::info!("Store reachable again; resuming.");
+            return true;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+fn touch(path: Option<&PathBuf>) {
+    if let Some(path) = path
+        && let Err(e) = std::fs::write(path, b"ready\n")
+    {
+        tracing::debug!(error = %e, "Failed to touch the ready file.");
+    }
+}
