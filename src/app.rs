@@ -8,9 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Common, EnqueueArgs, FixtureArgs, HealthArgs, JsonArg, ListingsArgs, WorkerArgs};
+use crate::cli::{
+    Common, DemoArgs, EnqueueArgs, FixtureArgs, HealthArgs, JsonArg, ListingsArgs, WorkerArgs,
+};
 use crate::collect::{collect, jobs_from_urls};
-use crate::fixture_site::{Defences, FixtureConfig};
+use crate::fixture_site::{Defences, FixtureConfig, FixtureSite};
 use crate::pipeline::{BackoffPolicy, Pipeline};
 use crate::queue::{QueueNames, RabbitMqQueue};
 use crate::render::{BrowserSettings, CdpRenderer, Renderer, profile};
@@ -53,7 +55,10 @@ pub async fn launch_renderer(
     let profile_dir = profile::claim(&common.profile_dir, worker_id)?;
     let orphans = profile::kill_orphans(&profile_dir);
     if orphans > 0 {
-        tracing::warn!(orphans, "Killed Chromium processes left on this profile by a dead worker.");
+        tracing::warn!(
+            orphans,
+            "Killed Chromium processes left on this profile by a dead worker."
+        );
     }
     let settings = BrowserSettings {
         chrome: common.chrome.clone(),
@@ -68,7 +73,10 @@ pub async fn launch_renderer(
 pub async fn migrate(common: &Common) -> anyhow::Result<()> {
     let store = connect_store(common).await?;
     store.migrate().await?;
-    println!("Schema is up to date ({}).", crate::store::redact(&common.database_url));
+    println!(
+        "Schema is up to date ({}).",
+        crate::store::redact(&common.database_url)
+    );
     Ok(())
 }
 
@@ -85,7 +93,10 @@ pub async fn fixture_site(args: &FixtureArgs, shutdown: CancellationToken) -> an
         },
         ..FixtureConfig::default()
     };
-    println!("Fixture marketplace on http://127.0.0.1:{} (Ctrl-C stops it).", args.port);
+    println!(
+        "Fixture marketplace on http://127.0.0.1:{} (Ctrl-C stops it).",
+        args.port
+    );
     crate::fixture_site::serve(config, args.port, shutdown)
         .await
         .with_context(|| format!("Failed to serve the fixture site on port {}", args.port))
@@ -105,10 +116,16 @@ pub async fn enqueue(common: &Common, args: &EnqueueArgs) -> anyhow::Result<()> 
         }
         println!("Published {} jobs for site {}.", jobs.len(), site.name);
         for r in &rejected {
-            eprintln!("line {}: `{}` is not a listing URL of site {}", r.line, r.text, site.name);
+            eprintln!(
+                "line {}: `{}` is not a listing URL of site {}",
+                r.line, r.text, site.name
+            );
         }
         if !rejected.is_empty() {
-            bail!("{} lines were not listing URLs and were not queued", rejected.len());
+            bail!(
+                "{} lines were not listing URLs and were not queued",
+                rejected.len()
+            );
         }
         return Ok(());
     }
@@ -135,40 +152,160 @@ fn read_url_list(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
-pub async fn worker(common: &Common, args: &WorkerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Builds a pipeline on a freshly launched browser.
+async fn build_pipeline(
+    common: &Common,
+    sites: Sites,
+    store: Store,
+    worker_id: &str,
+    concurrency: usize,
+    max_attempts: u32,
+    block_resources: bool,
+) -> anyhow::Result<Arc<Pipeline<CdpRenderer>>> {
+    std::fs::create_dir_all(&common.snapshot_dir).with_context(|| {
+        format!(
+            "Snapshot root {} is not writable",
+            common.snapshot_dir.display()
+        )
+    })?;
+    let renderer =
+        Arc::new(launch_renderer(common, worker_id, concurrency, block_resources).await?);
+    Ok(Arc::new(Pipeline {
+        sites: Arc::new(sites),
+        renderer,
+        store,
+        snapshot_root: common.snapshot_dir.clone(),
+        worker_id: worker_id.to_string(),
+        max_attempts,
+        backoff: BackoffPolicy::default(),
+        stats: Arc::new(Stats::default()),
+    }))
+}
+
+pub async fn worker(
+    common: &Common,
+    args: &WorkerArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let worker_id = args.worker_id();
-    let sites = Arc::new(load_sites(common, None)?);
+    let sites = load_sites(common, None)?;
     let store = connect_store(common).await?;
     store.migrate().await?;
     let queue = connect_queue(common).await?;
-    std::fs::create_dir_all(&common.snapshot_dir).with_context(|| {
-        format!("Snapshot root {} is not writable", common.snapshot_dir.display())
-    })?;
-    let renderer = Arc::new(launch_renderer(common, &worker_id, args.concurrency, !args.no_blocking).await?);
-    let pipeline = Arc::new(Pipeline {
+    let pipeline = build_pipeline(
+        common,
         sites,
-        renderer: renderer.clone(),
         store,
-        snapshot_root: common.snapshot_dir.clone(),
-        worker_id: worker_id.clone(),
-        max_attempts: args.max_attempts,
-        backoff: BackoffPolicy::default(),
-        stats: Arc::new(Stats::default()),
-    });
+        &worker_id,
+        args.concurrency,
+        args.max_attempts,
+        !args.no_blocking,
+    )
+    .await?;
     let settings = WorkerSettings {
         concurrency: args.concurrency,
         exit_when_idle: args.exit_when_idle.map(Duration::from_secs),
         shutdown_deadline: Duration::from_secs(args.shutdown_deadline),
         ready_file: Some(args.ready_file.clone()),
     };
-    tracing::info!(worker = %worker_id, profile = %common.profile_dir.join(&worker_id).display(), "Worker starting.");
+    let profile = common.profile_dir.join(&worker_id);
+    tracing::info!(worker = %worker_id, profile = %profile.display(), "Worker starting.");
     let exit = run_worker(pipeline.clone(), queue.clone(), settings, shutdown).await;
-    renderer.close().await;
+    pipeline.renderer.close().await;
     queue.close().await;
     let _ = std::fs::remove_file(&args.ready_file);
     eprintln!("{}", pipeline.stats);
     let exit = exit?;
     tracing::info!(worker = %worker_id, ?exit, "Worker stopped.");
+    Ok(())
+}
+
+/// Serves the fixture marketplace in-process, collects a search and works it off, then prints a
+/// summary and where the data is.
+pub async fn demo(
+    common: &Common,
+    args: &DemoArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let config = FixtureConfig {
+        listings_per_query: args.listings,
+        ..FixtureConfig::default()
+    };
+    let fixture = FixtureSite::start(config, 0)
+        .await
+        .context("Failed to start the fixture site")?;
+    let mut common = common.clone();
+    common.base_url = Some(fixture.base_url());
+    let sites = load_sites(&common, Some("fixture"))?;
+    let store = connect_store(&common).await?;
+    store.migrate().await?;
+    let queue = connect_queue(&common).await?;
+    println!(
+        "Fixture marketplace at {}; collecting \"{}\"…",
+        fixture.base_url(),
+        args.query
+    );
+    let collector = launch_renderer(&common, "demo-collector", 1, true).await?;
+    let site = sites.get("fixture")?.clone();
+    let report = collect(&site, &args.query, 20, &collector, &store, &queue).await;
+    collector.close().await;
+    let report = report?;
+    println!(
+        "Search {}: {} listings queued.",
+        report.search_id, report.jobs_published
+    );
+    let pipeline = build_pipeline(
+        &common,
+        sites,
+        store.clone(),
+        "demo",
+        args.concurrency,
+        8,
+        true,
+    )
+    .await?;
+    let settings = WorkerSettings {
+        concurrency: args.concurrency,
+        exit_when_idle: Some(Duration::from_secs(2)),
+        shutdown_deadline: Duration::from_secs(30),
+        ready_file: None,
+    };
+    let started = std::time::Instant::now();
+    let exit = run_worker(pipeline.clone(), queue.clone(), settings, shutdown).await;
+    pipeline.renderer.close().await;
+    queue.close().await;
+    fixture.stop().await;
+    exit?;
+    print_demo_summary(&common, &store, report.search_id, started.elapsed()).await
+}
+
+async fn print_demo_summary(
+    common: &Common,
+    store: &Store,
+    search_id: i64,
+    took: Duration,
+) -> anyhow::Result<()> {
+    let filter = ListingFilter {
+        search_id: Some(search_id),
+        ..ListingFilter::default()
+    };
+    let rows = store.listings(&filter).await?;
+    let mut by_status = std::collections::BTreeMap::new();
+    for row in &rows {
+        *by_status.entry(row.status.clone()).or_insert(0) += 1;
+    }
+    println!("\n{:<10} {:>6}", "status", "count");
+    for (status, n) in &by_status {
+        println!("{status:<10} {n:>6}");
+    }
+    println!(
+        "\n{} listings in {:.1} s. Data: {}  Snapshots: {}",
+        rows.len(),
+        took.as_secs_f64(),
+        crate::store::redact(&common.database_url),
+        common.snapshot_dir.display()
+    );
+    println!("Next: scrapefarm listings --search {search_id} --json");
     Ok(())
 }
 
@@ -191,7 +328,11 @@ pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()
         } else {
             writeln!(out, "{}", listing.text_line())?;
             for obs in listing.history.iter().flatten() {
-                writeln!(out, "    {} {} {}", obs.observed_at, obs.currency, obs.price_minor)?;
+                writeln!(
+                    out,
+                    "    {} {} {}",
+                    obs.observed_at, obs.currency, obs.price_minor
+                )?;
             }
         }
     }
@@ -234,7 +375,11 @@ pub fn health(args: &HealthArgs) -> anyhow::Result<()> {
         .with_context(|| format!("No ready file at {}", args.ready_file.display()))?;
     let age = modified.elapsed().unwrap_or_default();
     if age > Duration::from_secs(60) {
-        bail!("ready file {} is {} s old", args.ready_file.display(), age.as_secs());
+        bail!(
+            "ready file {} is {} s old",
+            args.ready_file.display(),
+            age.as_secs()
+        );
     }
     Ok(())
 }

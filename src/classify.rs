@@ -162,13 +162,20 @@ mod tests {
     #[test]
     fn ready_page_is_content_even_with_a_vendor_script_tag() {
         let html = r#"<script src="https://geo.captcha-delivery.com/x.js"></script><main id="listing" data-ready="1"></main>"#;
-        assert_eq!(classify(&page(200, true, html), &fixture_site()), PageClass::Content);
+        assert_eq!(
+            classify(&page(200, true, html), &fixture_site()),
+            PageClass::Content
+        );
     }
 
     #[test]
     fn ended_banner_makes_an_ended_page() {
-        let html = r#"<main id="listing" data-ready="1"><div class="ended-banner">ended</div></main>"#;
-        assert_eq!(classify(&page(200, true, html), &fixture_site()), PageClass::Ended);
+        let html =
+            r#"<main id="listing" data-ready="1"><div class="ended-banner">ended</div></main>"#;
+        assert_eq!(
+            classify(&page(200, true, html), &fixture_site()),
+            PageClass::Ended
+        );
     }
 
     #[test]
@@ -176,9 +183,15 @@ mod tests {
         let site = fixture_site();
         assert_eq!(classify(&page(404, false, ""), &site), PageClass::Gone);
         assert_eq!(classify(&page(410, false, ""), &site), PageClass::Gone);
-        assert_eq!(classify(&page(503, false, "down"), &site), PageClass::ServerError);
+        assert_eq!(
+            classify(&page(503, false, "down"), &site),
+            PageClass::ServerError
+        );
         assert_eq!(classify(&page(403, false, "no"), &site), PageClass::Blocked);
-        assert_eq!(classify(&page(200, false, "<p>hi</p>"), &site), PageClass::Empty);
+        assert_eq!(
+            classify(&page(200, false, "<p>hi</p>"), &site),
+            PageClass::Empty
+        );
         let mut limited = page(429, false, "");
         limited.retry_after = Some("7".into());
         assert_eq!(
@@ -192,16 +205,26 @@ mod tests {
     #[test]
     fn markers_without_content_are_challenge_or_block() {
         let site = fixture_site();
-        let challenge = "<title>Just a moment...</title><div>Checking your browser before accessing</div>";
-        assert_eq!(classify(&page(503, false, challenge), &site), PageClass::Challenge);
+        let challenge =
+            "<title>Just a moment...</title><div>Checking your browser before accessing</div>";
+        assert_eq!(
+            classify(&page(503, false, challenge), &site),
+            PageClass::Challenge
+        );
         let captcha = "<form id=\"captcha_form\">Please verify yourself to continue</form>";
-        assert_eq!(classify(&page(403, false, captcha), &site), PageClass::Blocked);
+        assert_eq!(
+            classify(&page(403, false, captcha), &site),
+            PageClass::Blocked
+        );
     }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates_and_is_capped() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
         assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));

@@ -23,52 +23,103 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://file.db?mode=rwc`) URL.
-    #[arg(long, env = "DATABASE_URL", global = true,
-          default_value = "postgres://postgres@127.0.0.1:5432/scrapefarm")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/scrapefarm"
+    )]
     pub database_url: String,
     /// RabbitMQ URL.
-    #[arg(long, env = "AMQP_URL", global = true,
-          default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        global = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: String,
     /// Work queue name; retry tiers and the dead-letter queue are named after it.
-    #[arg(long, env = "SCRAPEFARM_QUEUE", global = true, default_value = "scrapefarm.listings")]
+    #[arg(
+        long,
+        env = "SCRAPEFARM_QUEUE",
+        global = true,
+        default_value = "scrapefarm.listings"
+    )]
     pub queue: String,
     /// Directory of site definitions (`<name>.toml`).
-    #[arg(long, env = "SCRAPEFARM_SITES_DIR", global = true, default_value = "sites")]
+    #[arg(
+        long,
+        env = "SCRAPEFARM_SITES_DIR",
+        global = true,
+        default_value = "sites"
+    )]
     pub sites_dir: PathBuf,
     /// Root of the browser profiles (each worker uses its own subfolder).
-    #[arg(long, env = "SCRAPEFARM_PROFILE_DIR", global = true, default_value = "profiles")]
+    #[arg(
+        long,
+        env = "SCRAPEFARM_PROFILE_DIR",
+        global = true,
+        default_value = "profiles"
+    )]
     pub profile_dir: PathBuf,
     /// Root of the HTML snapshots.
-    #[arg(long, env = "SCRAPEFARM_SNAPSHOT_DIR", global = true, default_value = "snapshots")]
+    #[arg(
+        long,
+        env = "SCRAPEFARM_SNAPSHOT_DIR",
+        global = true,
+        default_value = "snapshots"
+    )]
     pub snapshot_dir: PathBuf,
     /// Chromium binary.
-    #[arg(long, env = "CHROME_BIN", global = true, default_value = "/usr/bin/chromium")]
+    #[arg(
+        long,
+        env = "CHROME_BIN",
+        global = true,
+        default_value = "/usr/bin/chromium"
+    )]
     pub chrome: PathBuf,
     /// Point the chosen site at another base URL (e.g. the fixture site on another port).
     #[arg(long, env = "SCRAPEFARM_BASE_URL", global = true)]
     pub base_url: Option<String>,
     /// Log as JSON lines (`json`) or text.
-    #[arg(long, env = "SCRAPEFARM_LOG_FORMAT", global = true, default_value = "text")]
+    #[arg(
+        long,
+        env = "SCRAPEFARM_LOG_FORMAT",
+        global = true,
+        default_value = "text"
+    )]
     pub log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply the database schema.
-    #[command(after_help = "Example:\n  DATABASE_URL=postgres://postgres@127.0.0.1/scrapefarm scrapefarm migrate")]
+    #[command(
+        after_help = "Example:\n  DATABASE_URL=postgres://postgres@127.0.0.1/scrapefarm scrapefarm migrate"
+    )]
     Migrate,
     /// Serve the fixture marketplace (tests, demo, benchmarks).
-    #[command(after_help = "Example:\n  scrapefarm fixture-site --port 8377 --seed 42 --captcha-rate 0.05")]
+    #[command(
+        after_help = "Example:\n  scrapefarm fixture-site --port 8377 --seed 42 --captcha-rate 0.05"
+    )]
     FixtureSite(FixtureArgs),
     /// Render a search and queue every listing it finds, or queue listing URLs from a file.
-    #[command(after_help = "Examples:\n  scrapefarm enqueue --site fixture --query lamp --max-pages 4\n  scrapefarm enqueue --site fixture --urls urls.txt\n  cat urls.txt | scrapefarm enqueue --site fixture --urls -")]
+    #[command(
+        after_help = "Examples:\n  scrapefarm enqueue --site fixture --query lamp --max-pages 4\n  scrapefarm enqueue --site fixture --urls urls.txt\n  cat urls.txt | scrapefarm enqueue --site fixture --urls -"
+    )]
     Enqueue(EnqueueArgs),
+    /// Crawl the built-in fixture marketplace end to end and print a summary.
+    #[command(after_help = "Example:\n  scrapefarm demo --query lamp --concurrency 4")]
+    Demo(DemoArgs),
     /// Consume listing jobs: render, classify, extract, snapshot, store.
-    #[command(after_help = "Examples:\n  scrapefarm worker --concurrency 4\n  JOB_COMPLETION_INDEX=3 scrapefarm worker --exit-when-idle 120")]
+    #[command(
+        after_help = "Examples:\n  scrapefarm worker --concurrency 4\n  JOB_COMPLETION_INDEX=3 scrapefarm worker --exit-when-idle 120"
+    )]
     Worker(WorkerArgs),
     /// List stored listings.
-    #[command(after_help = "Examples:\n  scrapefarm listings --search 1 --json\n  scrapefarm listings --status failed --history")]
+    #[command(
+        after_help = "Examples:\n  scrapefarm listings --search 1 --json\n  scrapefarm listings --status failed --history"
+    )]
     Listings(ListingsArgs),
     /// List searches.
     #[command(after_help = "Example:\n  scrapefarm searches --json")]
@@ -120,6 +171,16 @@ pub struct EnqueueArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value = "lamp")]
+    pub query: String,
+    #[arg(long, default_value_t = 200)]
+    pub listings: usize,
+    #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// Tabs = concurrent pages = RabbitMQ prefetch.
     #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4)]
@@ -139,7 +200,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "SCRAPEFARM_MAX_ATTEMPTS", default_value_t = 8)]
     pub max_attempts: u32,
     /// Readiness file touched while running.
-    #[arg(long, env = "SCRAPEFARM_READY_FILE", default_value = "/tmp/scrapefarm-ready")]
+    #[arg(
+        long,
+        env = "SCRAPEFARM_READY_FILE",
+        default_value = "/tmp/scrapefarm-ready"
+    )]
     pub ready_file: PathBuf,
     /// Let images, fonts and media load (slower; for debugging).
     #[arg(long)]
@@ -178,6 +243,10 @@ pub struct JsonArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
-    #[arg(long, env = "SCRAPEFARM_READY_FILE", default_value = "/tmp/scrapefarm-ready")]
+    #[arg(
+        long,
+        env = "SCRAPEFARM_READY_FILE",
+        default_value = "/tmp/scrapefarm-ready"
+    )]
     pub ready_file: PathBuf,
 }

@@ -63,7 +63,14 @@ pub async fn collect<R: Renderer>(
         let (hits, next_page) = match search_page(site, &url, renderer).await {
             Ok(parsed) => parsed,
             Err(e) => {
-                store.finish_search(search_id, "failed", report.listings_found, report.jobs_published).await?;
+                store
+                    .finish_search(
+                        search_id,
+                        "failed",
+                        report.listings_found,
+                        report.jobs_published,
+                    )
+                    .await?;
                 return Err(e);
             }
         };
@@ -75,15 +82,31 @@ pub async fn collect<R: Renderer>(
                 (report.listings_found, hit)
             })
             .collect();
-        store.add_hits(search_id, &site.name, report.pages, &fresh).await?;
+        store
+            .add_hits(search_id, &site.name, report.pages, &fresh)
+            .await?;
         for (_, hit) in &fresh {
-            queue.publish(&new_job(site, &hit.url, Some(search_id))).await?;
+            queue
+                .publish(&new_job(site, &hit.url, Some(search_id)))
+                .await?;
             report.jobs_published += 1;
         }
-        tracing::info!(search_id, page = report.pages, found = report.listings_found, "Search page collected.");
+        tracing::info!(
+            search_id,
+            page = report.pages,
+            found = report.listings_found,
+            "Search page collected."
+        );
         next = next_page;
     }
-    store.finish_search(search_id, "collected", report.listings_found, report.jobs_published).await?;
+    store
+        .finish_search(
+            search_id,
+            "collected",
+            report.listings_found,
+            report.jobs_published,
+        )
+        .await?;
     Ok(report)
 }
 

@@ -78,7 +78,11 @@ pub fn extract_search(html: &str, url: &str, site: &Site) -> SearchPage {
     let search = &site.search;
     let mut hits = Vec::new();
     for row in doc.select(&search.result) {
-        if search.skip.as_ref().is_some_and(|skip| matches_self_or_inside(row, skip)) {
+        if search
+            .skip
+            .as_ref()
+            .is_some_and(|skip| matches_self_or_inside(row, skip))
+        {
             continue;
         }
         let Some(href) = first_value_in(row, &search.link) else {
@@ -146,7 +150,11 @@ fn value_of(el: ElementRef<'_>, field: &Field) -> Option<String> {
     let value = match &field.regex {
         Some(re) => {
             let caps = re.captures(&raw)?;
-            caps.get(1).or_else(|| caps.get(0))?.as_str().trim().to_string()
+            caps.get(1)
+                .or_else(|| caps.get(0))?
+                .as_str()
+                .trim()
+                .to_string()
         }
         None => raw,
     };

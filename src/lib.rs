@@ -11,20 +11,20 @@
 //! 7. `pipeline` runs those stages for one job and says what to do with the delivery; `worker`
 //!    consumes and settles deliveries; `collect` turns a search into jobs.
 
-pub mod domain;
-pub mod site;
-pub mod price;
-pub mod render;
+pub mod app;
 pub mod classify;
+pub mod cli;
+pub mod collect;
+pub mod domain;
 pub mod extract;
 pub mod fixture_site;
+pub mod pipeline;
+pub mod price;
+pub mod queue;
+pub mod render;
+pub mod report;
+pub mod site;
 pub mod snapshot;
 pub mod store;
-pub mod queue;
-pub mod pipeline;
-pub mod worker;
-pub mod collect;
-pub mod report;
 pub mod telemetry;
-pub mod cli;
-pub mod app;
+pub mod worker;

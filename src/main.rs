@@ -18,6 +18,7 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate => app::migrate(common).await,
         Command::FixtureSite(args) => app::fixture_site(args, shutdown).await,
         Command::Enqueue(args) => app::enqueue(common, args).await,
+        Command::Demo(args) => app::demo(common, args, shutdown).await,
         Command::Worker(args) => app::worker(common, args, shutdown).await,
         Command::Listings(args) => app::listings(common, args).await,
         Command::Searches(args) => app::searches(common, args).await,
@@ -36,7 +37,9 @@ async fn main() -> std::process::ExitCode {
 /// SIGTERM or Ctrl-C cancels the shutdown token once; a second signal exits at once.
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
             return;
         };
         for _ in 0..2 {

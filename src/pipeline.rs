@@ -22,11 +22,18 @@ use crate::telemetry::{Stage, Stats};
 pub enum Disposition {
     Ack,
     /// Republish to a delay tier with the next attempt number, then ack.
-    Retry { after: Duration, reason: String },
+    Retry {
+        after: Duration,
+        reason: String,
+    },
     /// Park in the dead-letter queue with the reason, then ack.
-    DeadLetter { reason: String },
+    DeadLetter {
+        reason: String,
+    },
     /// The store is down: stop consuming and leave the delivery to the broker.
-    Halt { reason: String },
+    Halt {
+        reason: String,
+    },
 }
 
 /// Why an attempt did not store the listing.
@@ -118,20 +125,37 @@ impl<R: Renderer> Pipeline<R> {
     pub async fn run_job(&self, body: &[u8], attempt: u32) -> Disposition {
         let job = match Job::parse(body) {
             Ok(job) => job,
-            Err(e) => return Disposition::DeadLetter { reason: e.to_string() },
+            Err(e) => {
+                return Disposition::DeadLetter {
+                    reason: e.to_string(),
+                };
+            }
         };
         let site = match self.sites.get(&job.site) {
             Ok(site) => site,
-            Err(e) => return Disposition::DeadLetter { reason: e.to_string() },
+            Err(e) => {
+                return Disposition::DeadLetter {
+                    reason: e.to_string(),
+                };
+            }
         };
         let Some(external_id) = site.listing_id(&job.url) else {
-            let reason = format!("URL {} is not a listing URL of site `{}`", job.url, site.name);
+            let reason = format!(
+                "URL {} is not a listing URL of site `{}`",
+                job.url, site.name
+            );
             return Disposition::DeadLetter { reason };
         };
         let started = Instant::now();
-        match self.attempt(&job, site, &external_id, attempt, started).await {
+        match self
+            .attempt(&job, site, &external_id, attempt, started)
+            .await
+        {
             Ok(()) => Disposition::Ack,
-            Err(e) => self.settle_failure(&job, &external_id, attempt, started, e).await,
+            Err(e) => {
+                self.settle_failure(&job, &external_id, attempt, started, e)
+                    .await
+            }
         }
     }
 
@@ -202,7 +226,9 @@ impl<R: Renderer> Pipeline<R> {
             stats.record(Stage::Classify, t.elapsed());
             let t = Instant::now();
             let record = match class {
-                PageClass::Content | PageClass::Ended => Some(extract_listing(&page.html, &url, &site)),
+                PageClass::Content | PageClass::Ended => {
+                    Some(extract_listing(&page.html, &url, &site))
+                }
                 _ => None,
             };
             stats.record(Stage::Extract, t.elapsed());
@@ -325,7 +351,10 @@ mod tests {
             Disposition::Retry { after, .. } if after == Duration::from_secs(9)
         ));
         let extract = AttemptError::Extract(ExtractError::NoTitle);
-        assert!(matches!(extract.disposition(1, &policy), Disposition::DeadLetter { .. }));
+        assert!(matches!(
+            extract.disposition(1, &policy),
+            Disposition::DeadLetter { .. }
+        ));
         let blocked = AttemptError::Page(PageClass::Blocked);
         assert!(matches!(
             blocked.disposition(1, &policy),

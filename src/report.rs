@@ -37,8 +37,13 @@ pub struct ListingJson {
 
 impl ListingJson {
     pub fn from_row(row: ListingRow, history: Option<Vec<PriceObservation>>) -> ListingJson {
-        let price = match (row.price_minor, row.currency.as_deref().map(Currency::parse)) {
-            (Some(minor), Some(Ok(currency))) => Some(Money::new(minor, currency).to_decimal_string()),
+        let price = match (
+            row.price_minor,
+            row.currency.as_deref().map(Currency::parse),
+        ) {
+            (Some(minor), Some(Ok(currency))) => {
+                Some(Money::new(minor, currency).to_decimal_string())
+            }
             _ => None,
         };
         ListingJson {

@@ -166,14 +166,11 @@ impl Sites {
     /// Points a site at another base URL (the fixture marketplace listens on a chosen port).
     pub fn set_base_url(&mut self, name: &str, base_url: &str) -> Result<(), SiteError> {
         let dir = self.dir.clone();
-        let site = self
-            .sites
-            .get_mut(name)
-            .ok_or_else(|| SiteError::Unknown {
-                name: name.to_string(),
-                dir: dir.clone(),
-                known: String::new(),
-            })?;
+        let site = self.sites.get_mut(name).ok_or_else(|| SiteError::Unknown {
+            name: name.to_string(),
+            dir: dir.clone(),
+            known: String::new(),
+        })?;
         site.base_url = Url::parse(base_url).map_err(|e| SiteError::Invalid {
             file: dir.join(format!("{name}.toml")),
             problem: format!("base URL override `{base_url}`: {e}"),
@@ -312,9 +309,9 @@ mod raw {
             }
             selector("listing.ready", &self.listing.ready)?;
             let default_currency = match &self.default_currency {
-                Some(c) => Some(
-                    Currency::parse(c).map_err(|e| format!("key `default_currency`: {e}"))?,
-                ),
+                Some(c) => {
+                    Some(Currency::parse(c).map_err(|e| format!("key `default_currency`: {e}"))?)
+                }
                 None => None,
             };
             if self.max_rps == 0 {
@@ -326,7 +323,11 @@ mod raw {
                 listing_url,
                 ready: self.listing.ready,
                 ready_timeout: Duration::from_millis(self.listing.ready_timeout_ms),
-                fields: listing_fields(self.listing.fields, self.listing.specifics, self.listing.ended)?,
+                fields: listing_fields(
+                    self.listing.fields,
+                    self.listing.specifics,
+                    self.listing.ended,
+                )?,
                 search: self.search.validate()?,
                 markers: super::Markers {
                     gone_text: self.markers.gone,
@@ -455,7 +456,9 @@ mod tests {
         let sites = Sites::load(&sites_dir()).unwrap();
         let fixture = sites.get("fixture").unwrap();
         assert_eq!(
-            fixture.listing_id("http://127.0.0.1:4000/item/123456").as_deref(),
+            fixture
+                .listing_id("http://127.0.0.1:4000/item/123456")
+                .as_deref(),
             Some("123456")
         );
         assert_eq!(fixture.listing_id("http://127.0.0.1:4000/promo/1"), None);

@@ -150,7 +150,11 @@ fn sanitize(part: &str) -> String {
             }
         })
         .collect();
-    if cleaned.is_empty() { "_".into() } else { cleaned }
+    if cleaned.is_empty() {
+        "_".into()
+    } else {
+        cleaned
+    }
 }
 
 /// `yyyy-mm-dd` (UTC) of an epoch-millisecond time.

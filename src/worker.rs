@@ -107,8 +107,13 @@ async fn consume<R: Renderer>(
     };
     consumer.cancel().await;
     tracker.close();
-    if tokio::time::timeout(settings.shutdown_deadline, tracker.wait()).await.is_err() {
-        tracing::warn!("In-flight pages did not finish before the deadline; the broker will redeliver them.");
+    if tokio::time::timeout(settings.shutdown_deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "In-flight pages did not finish before the deadline; the broker will redeliver them."
+        );
     }
     consumer.close().await;
     Ok(stop)
@@ -183,7 +188,10 @@ async fn settle(
 async fn wait_for_store<R: Renderer>(pipeline: &Pipeline<R>, shutdown: &CancellationToken) -> bool {
     loop {
         let ping = sqlx::query("SELECT 1").execute(pipeline.store.pool());
-        if tokio::time::timeout(Duration::from_secs(5), ping).await.is_ok_and(|r| r.is_ok()) {
+        if tokio::time::timeout(Duration::from_secs(5), ping)
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
             tracing::info!("Store reachable again; resuming.");
             return true;
         }

@@ -3,6 +3,7 @@
 //! - `<work>.retry.<n>s`: one durable queue per delay tier with a per-queue TTL that dead-letters back
 //!   into `<work>` (per-queue, not per-message, TTLs: mixed TTLs in one queue block each other);
 //! - `<work>.dead`: parked jobs, with the reason in the `x-reason` header.
+//!
 //! Every publish waits for the broker's confirm. The attempt number travels in `x-attempt`.
 
 use std::time::Duration;
@@ -83,45 +84,83 @@ impl RabbitMqQueue {
         let ch = &self.publisher;
         let mut work = FieldTable::default();
         work.insert("x-message-ttl".into(), AMQPValue::LongInt(WORK_TTL_MS));
-        work.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        work.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
         work.insert(
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(self.names.dead().into()),
         );
-        ch.queue_declare(self.names.work.clone().into(), QueueDeclareOptions::durable(), work)
-            .await?;
-        ch.queue_declare(self.names.dead().into(), QueueDeclareOptions::durable(), FieldTable::default())
-            .await?;
+        ch.queue_declare(
+            self.names.work.clone().into(),
+            QueueDeclareOptions::durable(),
+            work,
+        )
+        .await?;
+        ch.queue_declare(
+            self.names.dead().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await?;
         for tier in RETRY_TIERS_SECS {
             let mut args = FieldTable::default();
-            args.insert("x-message-ttl".into(), AMQPValue::LongInt(tier as i32 * 1000));
-            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongInt(tier as i32 * 1000),
+            );
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
             args.insert(
                 "x-dead-letter-routing-key".into(),
                 AMQPValue::LongString(self.names.work.clone().into()),
             );
-            ch.queue_declare(self.names.retry(tier).into(), QueueDeclareOptions::durable(), args)
-                .await?;
+            ch.queue_declare(
+                self.names.retry(tier).into(),
+                QueueDeclareOptions::durable(),
+                args,
+            )
+            .await?;
         }
         Ok(())
     }
 
     /// Publishes a job (attempt 1) to the work queue and waits for the confirm.
     pub async fn publish(&self, job: &Job) -> Result<(), QueueError> {
-        self.publish_to(&self.names.work, &job.to_body(), 1, None).await
+        self.publish_to(&self.names.work, &job.to_body(), 1, None)
+            .await
+    }
+
+    /// Publishes an arbitrary body to the work queue (other producers, tests of malformed input).
+    pub async fn publish_raw(&self, body: &[u8]) -> Result<(), QueueError> {
+        self.publish_to(&self.names.work, body, 1, None).await
     }
 
     /// Publishes a retry of `delivery` with the next attempt number to the delay tier for `after`.
     /// The caller acks the original only after this returns.
-    pub async fn publish_retry(&self, delivery: &Delivery, after: Duration) -> Result<(), QueueError> {
+    pub async fn publish_retry(
+        &self,
+        delivery: &Delivery,
+        after: Duration,
+    ) -> Result<(), QueueError> {
         let tier = retry_tier(after);
         let queue = self.names.retry(tier);
-        self.publish_to(&queue, &delivery.body, delivery.attempt + 1, None).await
+        self.publish_to(&queue, &delivery.body, delivery.attempt + 1, None)
+            .await
     }
 
     /// Parks a body in the dead-letter queue with its reason.
-    pub async fn publish_dead(&self, body: &[u8], attempt: u32, reason: &str) -> Result<(), QueueError> {
-        self.publish_to(&self.names.dead(), body, attempt, Some(reason)).await
+    pub async fn publish_dead(
+        &self,
+        body: &[u8],
+        attempt: u32,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        self.publish_to(&self.names.dead(), body, attempt, Some(reason))
+            .await
     }
 
     async fn publish_to(
@@ -159,7 +198,9 @@ impl RabbitMqQueue {
     /// Starts consuming the work queue with `prefetch` unacknowledged deliveries at most.
     pub async fn consume(&self, prefetch: u16, tag: &str) -> Result<Consumer, QueueError> {
         let channel = self.conn.create_channel().await?;
-        channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
         let inner = channel
             .basic_consume(
                 self.names.work.clone().into(),
@@ -183,12 +224,20 @@ impl RabbitMqQueue {
             ..Default::default()
         };
         let work = ch
-            .queue_declare(self.names.work.clone().into(), passive, FieldTable::default())
+            .queue_declare(
+                self.names.work.clone().into(),
+                passive,
+                FieldTable::default(),
+            )
             .await?;
         let mut retrying = 0;
         for tier in RETRY_TIERS_SECS {
             let q = ch
-                .queue_declare(self.names.retry(tier).into(), passive, FieldTable::default())
+                .queue_declare(
+                    self.names.retry(tier).into(),
+                    passive,
+                    FieldTable::default(),
+                )
                 .await?;
             retrying += u64::from(q.message_count());
         }
@@ -209,7 +258,10 @@ impl RabbitMqQueue {
         let ch = self.conn.create_channel().await?;
         let mut out = Vec::new();
         while let Some(msg) = ch
-            .basic_get(self.names.dead().into(), lapin::options::BasicGetOptions::default())
+            .basic_get(
+                self.names.dead().into(),
+                lapin::options::BasicGetOptions::default(),
+            )
             .await?
         {
             let delivery = msg.delivery;
@@ -280,9 +332,10 @@ impl Consumer {
 
     /// Asks the broker to stop sending deliveries; those already received can still be acked.
     pub async fn cancel(&self) {
-        let cancel = self
-            .channel
-            .basic_cancel(self.tag.clone().into(), lapin::options::BasicCancelOptions::default());
+        let cancel = self.channel.basic_cancel(
+            self.tag.clone().into(),
+            lapin::options::BasicCancelOptions::default(),
+        );
         if let Err(e) = cancel.await {
             tracing::debug!(error = %e, "basic.cancel failed.");
         }
@@ -337,7 +390,12 @@ fn attempt_of(props: &BasicProperties) -> u32 {
 }
 
 fn header_string(props: &BasicProperties, name: &str) -> Option<String> {
-    match props.headers().as_ref()?.inner().get(&ShortString::from(name))? {
+    match props
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(&ShortString::from(name))?
+    {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
         _ => None,

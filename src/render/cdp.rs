@@ -207,7 +207,14 @@ impl Renderer for CdpRenderer {
             Err(e) => {
                 // A tab that failed may hang or belong to a dead browser: never reuse it.
                 let broken = Object::take(tab);
-                if !self.slot.live.lock().await.as_mut().is_some_and(|l| is_alive(&mut l.browser)) {
+                if !self
+                    .slot
+                    .live
+                    .lock()
+                    .await
+                    .as_mut()
+                    .is_some_and(|l| is_alive(&mut l.browser))
+                {
                     self.slot.retire(broken.generation).await;
                 } else {
                     close_in_background(broken.tab);
@@ -258,7 +265,8 @@ async fn render_in(
         ..Page::default()
     };
     while let Some(Some(ev)) = responses.next().now_or_never() {
-        if ev.r#type == ResourceType::Document && ev.frame_id.is_some() && ev.frame_id == main_frame {
+        if ev.r#type == ResourceType::Document && ev.frame_id.is_some() && ev.frame_id == main_frame
+        {
             page.status = u16::try_from(ev.response.status).ok();
             page.url = ev.response.url.clone();
             page.retry_after = header(ev.response.headers.inner(), "retry-after");

@@ -74,7 +74,8 @@ async fn block_resources(tab: &Tab, types: &[ResourceType]) -> chromiumoxide::Re
     tokio::spawn(async move {
         while let Some(ev) = paused.next().await {
             let result = if blocked.contains(&ev.resource_type) {
-                let fail = FailRequestParams::new(ev.request_id.clone(), ErrorReason::BlockedByClient);
+                let fail =
+                    FailRequestParams::new(ev.request_id.clone(), ErrorReason::BlockedByClient);
                 handle.execute(fail).await.map(|_| ())
             } else {
                 let cont = ContinueRequestParams::new(ev.request_id.clone());

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection};
 
-pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow};
+pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table};
 pub use write::{ListingSave, SnapshotMeta};
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -59,9 +59,15 @@ impl Store {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA foreign_keys=ON").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode=WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout=10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys=ON")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -121,7 +127,10 @@ async fn create_pg_database(url: &str) -> Result<(), StoreError> {
     if exists.is_none() {
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', ""));
         // A concurrent creator may win the race; its database is as good as ours.
-        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {
+        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+        {
             tracing::debug!(error = %e, "CREATE DATABASE raced.");
         }
     }

@@ -79,31 +79,52 @@ const LISTING_COLUMNS: &str = "l.id, l.site, l.external_id, l.url, l.status, l.t
 impl Store {
     /// Listings matching `filter`, ordered by search rank when a search is given, else by id.
     pub async fn listings(&self, filter: &ListingFilter) -> Result<Vec<ListingRow>, StoreError> {
-        let mut sql = sqlx::QueryBuilder::<sqlx::Any>::new(format!("SELECT {LISTING_COLUMNS} FROM listings l"));
-        if let Some(search_id) = filter.search_id {
-            sql.push(" JOIN search_hits h ON h.listing_id = l.id AND h.search_id = ")
-                .push_bind(search_id);
+        // Placeholders are numbered by hand: the Any driver's QueryBuilder emits `?`, which
+        // PostgreSQL rejects.
+        let mut sql = format!("SELECT {LISTING_COLUMNS} FROM listings l");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if filter.search_id.is_some() {
+            sql += &format!(
+                " JOIN search_hits h ON h.listing_id = l.id AND h.search_id = {}",
+                next()
+            );
         }
-        sql.push(" WHERE 1 = 1");
+        sql += " WHERE 1 = 1";
+        if filter.status.is_some() {
+            sql += &format!(" AND l.status = {}", next());
+        }
+        if filter.site.is_some() {
+            sql += &format!(" AND l.site = {}", next());
+        }
+        sql += if filter.search_id.is_some() {
+            " ORDER BY h.rank"
+        } else {
+            " ORDER BY l.id"
+        };
+        // Assembled from constants and numbered placeholders only; every value is bound below.
+        let mut query = sqlx::query_as::<_, ListingRow>(sqlx::AssertSqlSafe(sql));
+        if let Some(search_id) = filter.search_id {
+            query = query.bind(search_id);
+        }
         if let Some(status) = &filter.status {
-            sql.push(" AND l.status = ").push_bind(status.clone());
+            query = query.bind(status.clone());
         }
         if let Some(site) = &filter.site {
-            sql.push(" AND l.site = ").push_bind(site.clone());
+            query = query.bind(site.clone());
         }
-        sql.push(match filter.search_id {
-            Some(_) => " ORDER BY h.rank",
-            None => " ORDER BY l.id",
-        });
-        let rows = sql
-            .build_query_as::<ListingRow>()
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = query.fetch_all(&self.pool).await?;
         Ok(rows)
     }
 
     /// The price history of the given listings, oldest first.
-    pub async fn price_history(&self, listing_id: i64) -> Result<Vec<PriceObservation>, StoreError> {
+    pub async fn price_history(
+        &self,
+        listing_id: i64,
+    ) -> Result<Vec<PriceObservation>, StoreError> {
         let rows = sqlx::query_as::<_, PriceObservation>(
             "SELECT listing_id, observed_at, price_minor, currency FROM price_observations \
              WHERE listing_id = $1 ORDER BY observed_at, id",

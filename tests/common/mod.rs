@@ -1,0 +1,164 @@
+//! Test harness: a fresh PostgreSQL database, unique RabbitMQ queue names, temporary profile and
+//! snapshot roots and the fixture marketplace on a free port — real components, no mocks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use scrapefarm::collect::{CollectReport, collect};
+use scrapefarm::fixture_site::{FixtureConfig, FixtureSite};
+use scrapefarm::pipeline::{BackoffPolicy, Pipeline};
+use scrapefarm::queue::{QueueNames, RabbitMqQueue};
+use scrapefarm::render::{BrowserSettings, CdpRenderer, Renderer, profile};
+use scrapefarm::site::Sites;
+use scrapefarm::store::Store;
+use scrapefarm::telemetry::Stats;
+use scrapefarm::worker::{WorkerExit, WorkerSettings, run_worker};
+use tokio_util::sync::CancellationToken;
+
+pub const PG_BASE: &str = "postgres://postgres@127.0.0.1:5432";
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub fn chrome() -> PathBuf {
+    PathBuf::from(std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+}
+
+/// A unique name for this test's database and queues.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// One isolated farm: database, queues, directories and the fixture site.
+pub struct Farm {
+    pub fixture: FixtureSite,
+    pub sites: Arc<Sites>,
+    pub store: Store,
+    pub queue: RabbitMqQueue,
+    pub dir: tempfile::TempDir,
+    pub db_url: String,
+    pub queue_name: String,
+}
+
+impl Farm {
+    pub async fn start(config: FixtureConfig) -> Farm {
+        assert!(
+            chrome().exists(),
+            "Chromium not found at {}: run scripts/setup.sh (apt-get install chromium)",
+            chrome().display()
+        );
+        let fixture = FixtureSite::start(config, 0)
+            .await
+            .expect("fixture site starts");
+        let mut sites = Sites::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sites")).unwrap();
+        sites.set_base_url("fixture", &fixture.base_url()).unwrap();
+        let name = unique("sf_test");
+        let db_url = format!("{PG_BASE}/{name}");
+        let store = Store::connect(&db_url, 8)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/setup.sh)");
+        store.migrate().await.unwrap();
+        let queue_name = format!("{name}.listings");
+        let queue = RabbitMqQueue::connect(AMQP, QueueNames::new(&queue_name))
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672 (run scripts/setup.sh)");
+        Farm {
+            fixture,
+            sites: Arc::new(sites),
+            store,
+            queue,
+            dir: tempfile::tempdir().unwrap(),
+            db_url,
+            queue_name,
+        }
+    }
+
+    pub fn profiles(&self) -> PathBuf {
+        self.dir.path().join("profiles")
+    }
+
+    pub fn snapshots(&self) -> PathBuf {
+        self.dir.path().join("snapshots")
+    }
+
+    pub async fn renderer(&self, worker_id: &str, tabs: usize) -> CdpRenderer {
+        let profile_dir = profile::claim(&self.profiles(), worker_id).unwrap();
+        CdpRenderer::launch(BrowserSettings {
+            chrome: chrome(),
+            profile_dir,
+            tabs,
+            nav_timeout: Duration::from_secs(30),
+            block_resources: true,
+        })
+        .await
+        .expect("Chromium launches")
+    }
+
+    /// Collects a search through a real browser and publishes its jobs.
+    pub async fn enqueue(&self, query: &str, max_pages: u32) -> CollectReport {
+        let renderer = self.renderer("enqueue", 1).await;
+        let site = self.sites.get("fixture").unwrap();
+        let report = collect(site, query, max_pages, &renderer, &self.store, &self.queue)
+            .await
+            .expect("collect succeeds");
+        renderer.close().await;
+        report
+    }
+
+    pub fn pipeline(
+        &self,
+        worker_id: &str,
+        renderer: Arc<CdpRenderer>,
+    ) -> Arc<Pipeline<CdpRenderer>> {
+        Arc::new(Pipeline {
+            sites: self.sites.clone(),
+            renderer,
+            store: self.store.clone(),
+            snapshot_root: self.snapshots(),
+            worker_id: worker_id.to_string(),
+            max_attempts: 8,
+            backoff: BackoffPolicy {
+                min: Duration::from_millis(500),
+                max: Duration::from_secs(5),
+            },
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// Runs one worker until the queues stay empty for `idle`.
+    pub async fn work(&self, worker_id: &str, concurrency: usize, idle: Duration) -> Arc<Stats> {
+        let renderer = Arc::new(self.renderer(worker_id, concurrency).await);
+        let pipeline = self.pipeline(worker_id, renderer.clone());
+        let settings = WorkerSettings {
+            concurrency,
+            exit_when_idle: Some(idle),
+            shutdown_deadline: Duration::from_secs(30),
+            ready_file: None,
+        };
+        let run = run_worker(
+            pipeline.clone(),
+            self.queue.clone(),
+            settings,
+            CancellationToken::new(),
+        );
+        let exit = tokio::time::timeout(Duration::from_secs(600), run)
+            .await
+            .expect("worker finishes within 10 minutes")
+            .expect("worker runs");
+        assert_eq!(exit, WorkerExit::Idle);
+        renderer.close().await;
+        pipeline.stats.clone()
+    }
+
+    /// Deletes the queues' messages and the database (best effort).
+    pub async fn cleanup(self) {
+        let _ = self.queue.purge_all().await;
+        self.queue.close().await;
+        self.store.close().await;
+        self.fixture.stop().await;
+    }
+}
