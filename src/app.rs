@@ -14,7 +14,7 @@ use crate::cli::{
 use crate::collect::{collect, jobs_from_urls};
 use crate::fixture_site::{Defences, FixtureConfig, FixtureSite};
 use crate::pipeline::{BackoffPolicy, Pipeline};
-use crate::queue::{QueueNames, RabbitMqQueue};
+use crate::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
 use crate::render::{BrowserSettings, CdpRenderer, Renderer, profile};
 use crate::report::ListingJson;
 use crate::site::Sites;
@@ -31,12 +31,29 @@ pub fn load_sites(common: &Common, site: Option<&str>) -> anyhow::Result<Sites> 
     Ok(sites)
 }
 
+/// Connects to the database (creating the embedded one if needed) and applies migrations.
 pub async fn connect_store(common: &Common) -> anyhow::Result<Store> {
-    Ok(Store::connect(&common.database_url, 16).await?)
+    if common.database_url.is_none() {
+        std::fs::create_dir_all(&common.data_dir).with_context(|| {
+            format!(
+                "Data directory {} is not writable",
+                common.data_dir.display()
+            )
+        })?;
+    }
+    let store = Store::connect(&common.database_url(), 16).await?;
+    store.migrate().await?;
+    Ok(store)
 }
 
-pub async fn connect_queue(common: &Common) -> anyhow::Result<RabbitMqQueue> {
-    Ok(RabbitMqQueue::connect(&common.amqp_url, QueueNames::new(&common.queue)).await?)
+/// RabbitMQ when `AMQP_URL` is set, else the embedded queue in the store's database.
+pub async fn connect_queue(common: &Common, store: &Store) -> anyhow::Result<AnyQueue> {
+    Ok(match &common.amqp_url {
+        Some(url) => {
+            AnyQueue::RabbitMq(RabbitMqQueue::connect(url, QueueNames::new(&common.queue)).await?)
+        }
+        None => AnyQueue::Embedded(EmbeddedQueue::new(store, &common.queue)),
+    })
 }
 
 /// Claims the profile and launches the browser.
@@ -71,12 +88,9 @@ pub async fn launch_renderer(
 }
 
 pub async fn migrate(common: &Common) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
-    store.migrate().await?;
-    println!(
-        "Schema is up to date ({}).",
-        crate::store::redact(&common.database_url)
-    );
+    connect_store(common).await?;
+    let url = crate::store::redact(&common.database_url());
+    println!("Schema is up to date ({url}).");
     Ok(())
 }
 
@@ -106,14 +120,14 @@ pub async fn enqueue(common: &Common, args: &EnqueueArgs) -> anyhow::Result<()> 
     let sites = load_sites(common, Some(&args.site))?;
     let site = sites.get(&args.site)?;
     let store = connect_store(common).await?;
-    store.migrate().await?;
-    let queue = connect_queue(common).await?;
+    let queue = connect_queue(common, &store).await?;
     if let Some(path) = &args.urls {
         let text = read_url_list(path)?;
         let (jobs, rejected) = jobs_from_urls(site, &text);
         for job in &jobs {
             queue.publish(job).await?;
         }
+        queue.close().await;
         println!("Published {} jobs for site {}.", jobs.len(), site.name);
         for r in &rejected {
             eprintln!(
@@ -190,8 +204,7 @@ pub async fn worker(
     let worker_id = args.worker_id();
     let sites = load_sites(common, None)?;
     let store = connect_store(common).await?;
-    store.migrate().await?;
-    let queue = connect_queue(common).await?;
+    let queue = connect_queue(common, &store).await?;
     let pipeline = build_pipeline(
         common,
         sites,
@@ -238,8 +251,7 @@ pub async fn demo(
     common.base_url = Some(fixture.base_url());
     let sites = load_sites(&common, Some("fixture"))?;
     let store = connect_store(&common).await?;
-    store.migrate().await?;
-    let queue = connect_queue(&common).await?;
+    let queue = connect_queue(&common, &store).await?;
     println!(
         "Fixture marketplace at {}; collecting \"{}\"…",
         fixture.base_url(),
@@ -302,7 +314,7 @@ async fn print_demo_summary(
         "\n{} listings in {:.1} s. Data: {}  Snapshots: {}",
         rows.len(),
         took.as_secs_f64(),
-        crate::store::redact(&common.database_url),
+        crate::store::redact(&common.database_url()),
         common.snapshot_dir.display()
     );
     println!("Next: scrapefarm listings --search {search_id} --json");
@@ -355,7 +367,8 @@ pub async fn searches(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
 }
 
 pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
-    let queue = connect_queue(common).await?;
+    let store = connect_store(common).await?;
+    let queue = connect_queue(common, &store).await?;
     let depths = queue.depths().await?;
     queue.close().await;
     if args.json {

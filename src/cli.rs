@@ -22,22 +22,16 @@ pub struct Cli {
 /// Settings shared by every command.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://file.db?mode=rwc`) URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        global = true,
-        default_value = "postgres://postgres@127.0.0.1:5432/scrapefarm"
-    )]
-    pub database_url: String,
-    /// RabbitMQ URL.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        global = true,
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
+    /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://file.db?mode=rwc`) URL; without one, the
+    /// embedded default `<data dir>/scrapefarm.db` (SQLite).
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// RabbitMQ URL; without one, jobs queue in the database (the embedded queue).
+    #[arg(long, env = "AMQP_URL", global = true)]
+    pub amqp_url: Option<String>,
+    /// Folder of the embedded database.
+    #[arg(long, env = "SCRAPEFARM_DATA_DIR", global = true, default_value = ".")]
+    pub data_dir: PathBuf,
     /// Work queue name; retry tiers and the dead-letter queue are named after it.
     #[arg(
         long,
@@ -89,6 +83,19 @@ pub struct Common {
         default_value = "text"
     )]
     pub log_format: String,
+}
+
+impl Common {
+    /// The database URL: the given one, or the embedded SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("scrapefarm.db").display()
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

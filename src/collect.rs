@@ -10,7 +10,7 @@ use backon::{ExponentialBuilder, Retryable};
 
 use crate::domain::Job;
 use crate::extract::extract_search;
-use crate::queue::{QueueError, RabbitMqQueue};
+use crate::queue::{Queue, QueueError};
 use crate::render::{RenderError, RenderRequest, Renderer};
 use crate::site::Site;
 use crate::store::{Store, StoreError, now_ms};
@@ -40,13 +40,13 @@ pub struct CollectReport {
 }
 
 /// Renders up to `max_pages` search pages, records hits and publishes jobs.
-pub async fn collect<R: Renderer>(
+pub async fn collect<R: Renderer, Q: Queue>(
     site: &Site,
     query: &str,
     max_pages: u32,
     renderer: &R,
     store: &Store,
-    queue: &RabbitMqQueue,
+    queue: &Q,
 ) -> Result<CollectReport, CollectError> {
     let search_id = store.create_search(&site.name, query, max_pages).await?;
     let mut report = CollectReport {

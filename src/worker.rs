@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::pipeline::{Disposition, Pipeline};
-use crate::queue::{Delivery, QueueError, RabbitMqQueue};
+use crate::queue::{Consumer, Delivery, Queue, QueueError, Settle};
 use crate::render::Renderer;
 use crate::telemetry::{Stage, Stats};
 
@@ -43,9 +43,9 @@ enum Stop {
 }
 
 /// Runs until shutdown or idle.
-pub async fn run_worker<R: Renderer>(
+pub async fn run_worker<R: Renderer, Q: Queue>(
     pipeline: Arc<Pipeline<R>>,
-    queue: RabbitMqQueue,
+    queue: Q,
     settings: WorkerSettings,
     shutdown: CancellationToken,
 ) -> Result<WorkerExit, QueueError> {
@@ -63,9 +63,9 @@ pub async fn run_worker<R: Renderer>(
 }
 
 /// One consuming session: until shutdown, idle, or a halt.
-async fn consume<R: Renderer>(
+async fn consume<R: Renderer, Q: Queue>(
     pipeline: &Arc<Pipeline<R>>,
-    queue: &RabbitMqQueue,
+    queue: &Q,
     settings: &WorkerSettings,
     shutdown: &CancellationToken,
 ) -> Result<Stop, QueueError> {
@@ -119,7 +119,7 @@ async fn consume<R: Renderer>(
     Ok(stop)
 }
 
-async fn is_idle(queue: &RabbitMqQueue, settings: &WorkerSettings, last: Instant) -> bool {
+async fn is_idle<Q: Queue>(queue: &Q, settings: &WorkerSettings, last: Instant) -> bool {
     let Some(idle) = settings.exit_when_idle else {
         return false;
     };
@@ -136,9 +136,9 @@ async fn is_idle(queue: &RabbitMqQueue, settings: &WorkerSettings, last: Instant
 }
 
 /// Runs one delivery and settles it.
-async fn handle<R: Renderer>(
+async fn handle<R: Renderer, Q: Queue>(
     pipeline: &Pipeline<R>,
-    queue: &RabbitMqQueue,
+    queue: &Q,
     delivery: Delivery,
     halt: &CancellationToken,
 ) {
@@ -153,35 +153,32 @@ async fn handle<R: Renderer>(
     stats.record(Stage::Ack, t.elapsed());
 }
 
-async fn settle(
-    queue: &RabbitMqQueue,
+async fn settle<Q: Queue>(
+    queue: &Q,
     delivery: &Delivery,
     disposition: &Disposition,
     stats: &Stats,
     halt: &CancellationToken,
 ) -> Result<(), QueueError> {
-    match disposition {
-        Disposition::Ack => delivery.acker.ack().await,
+    let how = match disposition {
+        Disposition::Ack => Settle::Ack,
         Disposition::Retry { after, reason } => {
             tracing::debug!(attempt = delivery.attempt, ?after, %reason, "Retrying later.");
-            queue.publish_retry(delivery, *after).await?;
             Stats::bump(&stats.retried);
-            delivery.acker.ack().await
+            Settle::Retry(*after)
         }
         Disposition::DeadLetter { reason } => {
             tracing::warn!(attempt = delivery.attempt, %reason, "Job dead-lettered.");
-            queue
-                .publish_dead(&delivery.body, delivery.attempt, reason)
-                .await?;
             Stats::bump(&stats.dead_lettered);
-            delivery.acker.ack().await
+            Settle::Dead(reason)
         }
         Disposition::Halt { reason } => {
             tracing::error!(%reason, "Store unavailable; pausing consumption.");
             halt.cancel();
-            delivery.acker.requeue().await
+            Settle::Requeue
         }
-    }
+    };
+    queue.settle(delivery, how).await
 }
 
 /// Waits until the store answers again; false if shutdown came first.

@@ -7,8 +7,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::Farm;
+use common::{Backend, Farm};
 use scrapefarm::fixture_site::{FixtureConfig, TruthListing};
+use scrapefarm::queue::Queue;
 use scrapefarm::report::ListingJson;
 use scrapefarm::snapshot;
 use scrapefarm::store::{ListingFilter, Table};
@@ -54,8 +55,19 @@ fn assert_matches_truth(row: &ListingJson, truth: &TruthListing) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn search_is_stored_equal_to_ground_truth_and_a_rerun_adds_price_history() {
-    let farm = Farm::start(FixtureConfig::default()).await;
+async fn search_is_stored_equal_to_ground_truth_and_a_rerun_adds_price_history_on_postgres_and_rabbitmq()
+ {
+    search_is_stored_equal_to_ground_truth_and_a_rerun_adds_price_history(Backend::Served).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn search_is_stored_equal_to_ground_truth_and_a_rerun_adds_price_history_on_the_embedded_default()
+ {
+    search_is_stored_equal_to_ground_truth_and_a_rerun_adds_price_history(Backend::Embedded).await;
+}
+
+async fn search_is_stored_equal_to_ground_truth_and_a_rerun_adds_price_history(backend: Backend) {
+    let farm = Farm::start_on(backend, FixtureConfig::default()).await;
     let truth = farm.fixture.ground_truth("lamp");
     assert!(truth.len() >= 150, "fixture gives {} listings", truth.len());
     assert!(truth.iter().any(|t| t.status == "gone") && truth.iter().any(|t| t.status == "ended"));
@@ -125,11 +137,29 @@ async fn search_is_stored_equal_to_ground_truth_and_a_rerun_adds_price_history()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_going() {
-    let farm = Farm::start(FixtureConfig {
-        listings_per_query: 5,
-        ..FixtureConfig::default()
-    })
+async fn malformed_messages_are_dead_lettered_with_a_reason_on_rabbitmq() {
+    malformed_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_going(Backend::Served)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_messages_are_dead_lettered_with_a_reason_on_the_embedded_queue() {
+    malformed_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_going(
+        Backend::Embedded,
+    )
+    .await;
+}
+
+async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps_going(
+    backend: Backend,
+) {
+    let farm = Farm::start_on(
+        backend,
+        FixtureConfig {
+            listings_per_query: 5,
+            ..FixtureConfig::default()
+        },
+    )
     .await;
     let base = farm.fixture.base_url();
     let huge = vec![b'x'; 10 * 1024 * 1024];
@@ -147,12 +177,12 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_worker_keeps
         ("over the", huge),
     ];
     for (_, body) in &bad {
-        farm.queue.publish_raw(body).await.unwrap();
+        farm.queue.publish_raw(body.clone()).await.unwrap();
     }
     let report = farm.enqueue("desk", 1).await;
     farm.work("worker-dlq", 2, Duration::from_secs(2)).await;
 
-    let dead = farm.queue.drain_dead().await.unwrap();
+    let dead = farm.queue.dead_jobs().await.unwrap();
     assert_eq!(
         dead.len(),
         bad.len(),

@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
-use super::{Delivery, QueueDepths, QueueError};
-use crate::domain::Job;
+use super::{Acker, Consumer, DeadJob, Delivery, Queue, QueueDepths, QueueError, Settle};
+
 use crate::store::redact;
 
 /// Delay tiers for retries; a retry goes to the smallest tier at least as long as its delay.
@@ -128,41 +129,6 @@ impl RabbitMqQueue {
         Ok(())
     }
 
-    /// Publishes a job (attempt 1) to the work queue and waits for the confirm.
-    pub async fn publish(&self, job: &Job) -> Result<(), QueueError> {
-        self.publish_to(&self.names.work, &job.to_body(), 1, None)
-            .await
-    }
-
-    /// Publishes an arbitrary body to the work queue (other producers, tests of malformed input).
-    pub async fn publish_raw(&self, body: &[u8]) -> Result<(), QueueError> {
-        self.publish_to(&self.names.work, body, 1, None).await
-    }
-
-    /// Publishes a retry of `delivery` with the next attempt number to the delay tier for `after`.
-    /// The caller acks the original only after this returns.
-    pub async fn publish_retry(
-        &self,
-        delivery: &Delivery,
-        after: Duration,
-    ) -> Result<(), QueueError> {
-        let tier = retry_tier(after);
-        let queue = self.names.retry(tier);
-        self.publish_to(&queue, &delivery.body, delivery.attempt + 1, None)
-            .await
-    }
-
-    /// Parks a body in the dead-letter queue with its reason.
-    pub async fn publish_dead(
-        &self,
-        body: &[u8],
-        attempt: u32,
-        reason: &str,
-    ) -> Result<(), QueueError> {
-        self.publish_to(&self.names.dead(), body, attempt, Some(reason))
-            .await
-    }
-
     async fn publish_to(
         &self,
         queue: &str,
@@ -195,8 +161,51 @@ impl RabbitMqQueue {
         Ok(())
     }
 
-    /// Starts consuming the work queue with `prefetch` unacknowledged deliveries at most.
-    pub async fn consume(&self, prefetch: u16, tag: &str) -> Result<Consumer, QueueError> {
+    /// Takes every dead message, hands each to `keep`, and returns (kept, left) bodies: kept ones
+    /// are acked (removed), left ones are returned to the dead queue in their order.
+    async fn sweep_dead(
+        &self,
+        keep: &(dyn Fn(&DeadJob) -> bool + Sync),
+    ) -> Result<Vec<DeadJob>, QueueError> {
+        let ch = self.conn.create_channel().await?;
+        let mut taken = Vec::new();
+        let mut left = Vec::new();
+        while let Some(msg) = ch
+            .basic_get(self.names.dead().into(), BasicGetOptions::default())
+            .await?
+        {
+            let delivery = msg.delivery;
+            let dead = DeadJob {
+                reason: header_string(&delivery.properties, "x-reason").unwrap_or_default(),
+                attempt: attempt_of(&delivery.properties),
+                body: delivery.data.clone(),
+            };
+            if keep(&dead) {
+                taken.push((dead, delivery.acker));
+            } else {
+                left.push(delivery.acker);
+            }
+        }
+        let mut out = Vec::new();
+        for (dead, acker) in taken {
+            acker.ack(BasicAckOptions::default()).await?;
+            out.push(dead);
+        }
+        // Closing the channel returns the un-acked (left) messages to the dead queue.
+        drop(left);
+        let _ = ch.close(200, "done".into()).await;
+        Ok(out)
+    }
+}
+
+impl Queue for RabbitMqQueue {
+    type Consumer = RabbitMqConsumer;
+
+    async fn publish_raw(&self, body: Vec<u8>) -> Result<(), QueueError> {
+        self.publish_to(&self.names.work, &body, 1, None).await
+    }
+
+    async fn consume(&self, prefetch: u16, tag: &str) -> Result<RabbitMqConsumer, QueueError> {
         let channel = self.conn.create_channel().await?;
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
@@ -209,20 +218,50 @@ impl RabbitMqQueue {
                 FieldTable::default(),
             )
             .await?;
-        Ok(Consumer {
+        Ok(RabbitMqConsumer {
             channel,
             inner,
             tag: tag.to_string(),
         })
     }
 
-    /// Message counts of the work, retry and dead queues.
-    pub async fn depths(&self) -> Result<QueueDepths, QueueError> {
+    async fn settle(&self, delivery: &Delivery, how: Settle<'_>) -> Result<(), QueueError> {
+        let Acker::RabbitMq(acker) = &delivery.acker else {
+            unreachable!("a RabbitMQ delivery carries a RabbitMQ acker");
+        };
+        match how {
+            Settle::Ack => {}
+            Settle::Retry(after) => {
+                let queue = self.names.retry(retry_tier(after));
+                self.publish_to(&queue, &delivery.body, delivery.attempt + 1, None)
+                    .await?;
+            }
+            Settle::Dead(reason) => {
+                let dead = self.names.dead();
+                self.publish_to(&dead, &delivery.body, delivery.attempt, Some(reason))
+                    .await?;
+            }
+            Settle::Requeue => {
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                };
+                acker.nack(requeue).await?;
+                return Ok(());
+            }
+        }
+        // Only after the retry or dead letter was confirmed.
+        acker.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    async fn depths(&self) -> Result<QueueDepths, QueueError> {
         let ch = self.conn.create_channel().await?;
         let passive = QueueDeclareOptions {
             passive: true,
             ..Default::default()
         };
+        let count = |q: lapin::Queue| u64::from(q.message_count());
         let work = ch
             .queue_declare(
                 self.names.work.clone().into(),
@@ -239,45 +278,47 @@ impl RabbitMqQueue {
                     FieldTable::default(),
                 )
                 .await?;
-            retrying += u64::from(q.message_count());
+            retrying += count(q);
         }
         let dead = ch
             .queue_declare(self.names.dead().into(), passive, FieldTable::default())
             .await?;
         let _ = ch.close(200, "done".into()).await;
         Ok(QueueDepths {
-            ready: u64::from(work.message_count()),
             consumers: u64::from(work.consumer_count()),
+            ready: count(work),
+            // The broker's queue.declare-ok does not report unacked messages.
+            unacked: 0,
             retrying,
-            dead: u64::from(dead.message_count()),
+            dead: count(dead),
         })
     }
 
-    /// Takes every message out of the dead-letter queue (for `dlq` commands and tests).
-    pub async fn drain_dead(&self) -> Result<Vec<DeadJob>, QueueError> {
-        let ch = self.conn.create_channel().await?;
-        let mut out = Vec::new();
-        while let Some(msg) = ch
-            .basic_get(
-                self.names.dead().into(),
-                lapin::options::BasicGetOptions::default(),
-            )
-            .await?
-        {
-            let delivery = msg.delivery;
-            out.push(DeadJob {
-                reason: header_string(&delivery.properties, "x-reason").unwrap_or_default(),
-                attempt: attempt_of(&delivery.properties),
-                body: delivery.data.clone(),
-            });
-            delivery.acker.ack(BasicAckOptions::default()).await?;
-        }
-        let _ = ch.close(200, "done".into()).await;
-        Ok(out)
+    async fn dead_jobs(&self) -> Result<Vec<DeadJob>, QueueError> {
+        let seen = std::sync::Mutex::new(Vec::new());
+        self.sweep_dead(&|d| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(d.clone());
+            }
+            false
+        })
+        .await?;
+        Ok(seen.into_inner().unwrap_or_default())
     }
 
-    /// Empties every queue of this farm (tests and `purge`).
-    pub async fn purge_all(&self) -> Result<(), QueueError> {
+    async fn requeue_dead(
+        &self,
+        pick: &(dyn Fn(&DeadJob) -> bool + Sync),
+    ) -> Result<usize, QueueError> {
+        let taken = self.sweep_dead(pick).await?;
+        for dead in &taken {
+            self.publish_to(&self.names.work, &dead.body, 1, None)
+                .await?;
+        }
+        Ok(taken.len())
+    }
+
+    async fn purge_all(&self) -> Result<(), QueueError> {
         let mut names = vec![self.names.work.clone(), self.names.dead()];
         names.extend(RETRY_TIERS_SECS.iter().map(|t| self.names.retry(*t)));
         for name in names {
@@ -288,36 +329,27 @@ impl RabbitMqQueue {
         Ok(())
     }
 
-    pub async fn close(&self) {
+    async fn close(&self) {
         let _ = self.conn.close(200, "bye".into()).await;
     }
 }
 
-/// A dead-lettered job as read back from the dead queue.
-#[derive(Debug, Clone)]
-pub struct DeadJob {
-    pub body: Vec<u8>,
-    pub reason: String,
-    pub attempt: u32,
-}
-
 /// A consumer on its own channel.
-pub struct Consumer {
+pub struct RabbitMqConsumer {
     channel: Channel,
     inner: lapin::Consumer,
     tag: String,
 }
 
-impl Consumer {
-    /// The next delivery; `None` when the consumer was cancelled or the connection is gone.
-    pub async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
+impl Consumer for RabbitMqConsumer {
+    async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
         loop {
             match self.inner.next().await? {
                 Ok(d) => {
                     return Some(Ok(Delivery {
                         attempt: attempt_of(&d.properties),
                         body: d.data,
-                        acker: Acker(d.acker),
+                        acker: Acker::RabbitMq(d.acker),
                     }));
                 }
                 Err(e) => {
@@ -330,40 +362,17 @@ impl Consumer {
         }
     }
 
-    /// Asks the broker to stop sending deliveries; those already received can still be acked.
-    pub async fn cancel(&self) {
-        let cancel = self.channel.basic_cancel(
-            self.tag.clone().into(),
-            lapin::options::BasicCancelOptions::default(),
-        );
+    async fn cancel(&mut self) {
+        let cancel = self
+            .channel
+            .basic_cancel(self.tag.clone().into(), BasicCancelOptions::default());
         if let Err(e) = cancel.await {
             tracing::debug!(error = %e, "basic.cancel failed.");
         }
     }
 
-    /// Closes the channel; unacked deliveries return to the queue.
-    pub async fn close(self) {
+    async fn close(self) {
         let _ = self.channel.close(200, "stopping".into()).await;
-    }
-}
-
-/// Acknowledges one delivery.
-pub struct Acker(lapin::Acker);
-
-impl Acker {
-    pub async fn ack(&self) -> Result<(), QueueError> {
-        self.0.ack(BasicAckOptions::default()).await?;
-        Ok(())
-    }
-    /// Returns the delivery to the queue (store down: let the broker keep it).
-    pub async fn requeue(&self) -> Result<(), QueueError> {
-        self.0
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await?;
-        Ok(())
     }
 }
 

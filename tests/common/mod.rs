@@ -9,7 +9,7 @@ use std::time::Duration;
 use scrapefarm::collect::{CollectReport, collect};
 use scrapefarm::fixture_site::{FixtureConfig, FixtureSite};
 use scrapefarm::pipeline::{BackoffPolicy, Pipeline};
-use scrapefarm::queue::{QueueNames, RabbitMqQueue};
+use scrapefarm::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
 use scrapefarm::render::{BrowserSettings, CdpRenderer, Renderer, profile};
 use scrapefarm::site::Sites;
 use scrapefarm::store::Store;
@@ -33,19 +33,34 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{nanos}", std::process::id())
 }
 
+/// Which store and queue a farm runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL + RabbitMQ: the farm.
+    Served,
+    /// SQLite + the embedded queue: the single-machine default.
+    Embedded,
+}
+
 /// One isolated farm: database, queues, directories and the fixture site.
 pub struct Farm {
+    pub backend: Backend,
     pub fixture: FixtureSite,
     pub sites: Arc<Sites>,
     pub store: Store,
-    pub queue: RabbitMqQueue,
+    pub queue: AnyQueue,
     pub dir: tempfile::TempDir,
     pub db_url: String,
     pub queue_name: String,
 }
 
 impl Farm {
+    /// A farm on PostgreSQL + RabbitMQ.
     pub async fn start(config: FixtureConfig) -> Farm {
+        Farm::start_on(Backend::Served, config).await
+    }
+
+    pub async fn start_on(backend: Backend, config: FixtureConfig) -> Farm {
         assert!(
             chrome().exists(),
             "Chromium not found at {}: run scripts/setup.sh (apt-get install chromium)",
@@ -57,21 +72,33 @@ impl Farm {
         let mut sites = Sites::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sites")).unwrap();
         sites.set_base_url("fixture", &fixture.base_url()).unwrap();
         let name = unique("sf_test");
-        let db_url = format!("{PG_BASE}/{name}");
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = match backend {
+            Backend::Served => format!("{PG_BASE}/{name}"),
+            Backend::Embedded => {
+                format!("sqlite://{}?mode=rwc", dir.path().join("farm.db").display())
+            }
+        };
         let store = Store::connect(&db_url, 8)
             .await
             .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/setup.sh)");
         store.migrate().await.unwrap();
         let queue_name = format!("{name}.listings");
-        let queue = RabbitMqQueue::connect(AMQP, QueueNames::new(&queue_name))
-            .await
-            .expect("RabbitMQ on 127.0.0.1:5672 (run scripts/setup.sh)");
+        let queue = match backend {
+            Backend::Served => AnyQueue::RabbitMq(
+                RabbitMqQueue::connect(AMQP, QueueNames::new(&queue_name))
+                    .await
+                    .expect("RabbitMQ on 127.0.0.1:5672 (run scripts/setup.sh)"),
+            ),
+            Backend::Embedded => AnyQueue::Embedded(EmbeddedQueue::new(&store, &queue_name)),
+        };
         Farm {
+            backend,
             fixture,
             sites: Arc::new(sites),
             store,
             queue,
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             db_url,
             queue_name,
         }
