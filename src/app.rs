@@ -70,13 +70,6 @@ pub async fn launch_renderer(
         );
     }
     let profile_dir = profile::claim(&common.profile_dir, worker_id)?;
-    let orphans = profile::kill_orphans(&profile_dir);
-    if orphans > 0 {
-        tracing::warn!(
-            orphans,
-            "Killed Chromium processes left on this profile by a dead worker."
-        );
-    }
     let settings = BrowserSettings {
         chrome: common.chrome.clone(),
         profile_dir,
@@ -167,7 +160,7 @@ fn read_url_list(path: &std::path::Path) -> anyhow::Result<String> {
 }
 
 /// Builds a pipeline on a freshly launched browser.
-async fn build_pipeline(
+pub async fn build_pipeline(
     common: &Common,
     sites: Sites,
     store: Store,

@@ -115,6 +115,9 @@ pub enum Command {
         after_help = "Examples:\n  scrapefarm enqueue --site fixture --query lamp --max-pages 4\n  scrapefarm enqueue --site fixture --urls urls.txt\n  cat urls.txt | scrapefarm enqueue --site fixture --urls -"
     )]
     Enqueue(EnqueueArgs),
+    /// Collect and work a search (or URL list) in one process; resumes when run again.
+    #[command(after_help = "Examples:\n  scrapefarm crawl --site fixture --query lamp --max-pages 4 --concurrency 4\n  scrapefarm crawl --site fixture --urls urls.txt")]
+    Crawl(CrawlArgs),
     /// Crawl the built-in fixture marketplace end to end and print a summary.
     #[command(after_help = "Example:\n  scrapefarm demo --query lamp --concurrency 4")]
     Demo(DemoArgs),
@@ -175,6 +178,23 @@ pub struct EnqueueArgs {
     /// File of listing URLs, one per line (`-` for stdin).
     #[arg(long)]
     pub urls: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CrawlArgs {
+    #[arg(long, env = "SCRAPEFARM_SITE")]
+    pub site: String,
+    #[arg(long, conflicts_with = "urls", required_unless_present = "urls")]
+    pub query: Option<String>,
+    #[arg(long, default_value_t = 5)]
+    pub max_pages: u32,
+    /// File of listing URLs, one per line.
+    #[arg(long)]
+    pub urls: Option<PathBuf>,
+    #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    #[arg(long, env = "SCRAPEFARM_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -49,6 +49,21 @@ pub async fn collect<R: Renderer, Q: Queue>(
     queue: &Q,
 ) -> Result<CollectReport, CollectError> {
     let search_id = store.create_search(&site.name, query, max_pages).await?;
+    collect_into(site, query, max_pages, search_id, renderer, store, queue).await
+}
+
+/// Collects into an existing search. Hits the search already recorded (a resumed, interrupted
+/// collection) are not published again: a hit is recorded only after its job was confirmed.
+pub async fn collect_into<R: Renderer, Q: Queue>(
+    site: &Site,
+    query: &str,
+    max_pages: u32,
+    search_id: i64,
+    renderer: &R,
+    store: &Store,
+    queue: &Q,
+) -> Result<CollectReport, CollectError> {
+    let recorded: HashSet<String> = store.search_hit_ids(search_id).await?.into_iter().collect();
     let mut report = CollectReport {
         search_id,
         ..CollectReport::default()
@@ -82,15 +97,15 @@ pub async fn collect<R: Renderer, Q: Queue>(
                 (report.listings_found, hit)
             })
             .collect();
-        store
-            .add_hits(search_id, &site.name, report.pages, &fresh)
-            .await?;
-        for (_, hit) in &fresh {
+        for (_, hit) in fresh.iter().filter(|(_, h)| !recorded.contains(&h.external_id)) {
             queue
                 .publish(&new_job(site, &hit.url, Some(search_id)))
                 .await?;
             report.jobs_published += 1;
         }
+        store
+            .add_hits(search_id, &site.name, report.pages, &fresh)
+            .await?;
         tracing::info!(
             search_id,
             page = report.pages,
@@ -154,8 +169,10 @@ async fn search_page<R: Renderer>(
 /// A job with a fresh id.
 pub fn new_job(site: &Site, url: &str, search_id: Option<i64>) -> Job {
     static SEQ: AtomicU64 = AtomicU64::new(0);
+    let now = now_ms();
     Job {
-        id: Job::new_id(now_ms(), SEQ.fetch_add(1, Ordering::Relaxed)),
+        id: Job::new_id(now, SEQ.fetch_add(1, Ordering::Relaxed)),
+        published_at: now,
         site: site.name.clone(),
         url: url.to_string(),
         search_id,

@@ -24,6 +24,10 @@ pub struct Job {
     /// The search that found it, when it came from a search.
     #[serde(default)]
     pub search_id: Option<i64>,
+    /// When it was published (epoch ms; 0 when unknown). A listing enriched after this moment
+    /// already satisfies the job, so a redelivered or duplicated job is not rendered again.
+    #[serde(default)]
+    pub published_at: i64,
 }
 
 /// Why a job body could not be turned into a [`Job`].
@@ -141,6 +145,7 @@ mod tests {
             site: "fixture".into(),
             url: "http://127.0.0.1:1/item/1".into(),
             search_id: Some(7),
+            published_at: 1,
         };
         assert_eq!(Job::parse(&job.to_body()).unwrap(), job);
     }

@@ -15,6 +15,7 @@ pub mod app;
 pub mod classify;
 pub mod cli;
 pub mod collect;
+pub mod crawl;
 pub mod domain;
 pub mod extract;
 pub mod fixture_site;

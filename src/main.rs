@@ -18,6 +18,7 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate => app::migrate(common).await,
         Command::FixtureSite(args) => app::fixture_site(args, shutdown).await,
         Command::Enqueue(args) => app::enqueue(common, args).await,
+        Command::Crawl(args) => scrapefarm::crawl::crawl(common, args, shutdown).await,
         Command::Demo(args) => app::demo(common, args, shutdown).await,
         Command::Worker(args) => app::worker(common, args, shutdown).await,
         Command::Listings(args) => app::listings(common, args).await,

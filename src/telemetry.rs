@@ -50,6 +50,8 @@ pub struct Stats {
     pub gone: AtomicU64,
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Jobs already satisfied by a later enrichment (duplicates, redeliveries).
+    pub skipped: AtomicU64,
 }
 
 impl Stats {
@@ -71,10 +73,11 @@ impl fmt::Display for Stats {
         let n = self.deliveries.load(Ordering::Relaxed).max(1) as f64;
         writeln!(
             f,
-            "deliveries {}  stored {}  gone {}  retried {}  dead-lettered {}",
+            "deliveries {}  stored {}  gone {}  skipped {}  retried {}  dead-lettered {}",
             self.deliveries.load(Ordering::Relaxed),
             self.stored.load(Ordering::Relaxed),
             self.gone.load(Ordering::Relaxed),
+            self.skipped.load(Ordering::Relaxed),
             self.retried.load(Ordering::Relaxed),
             self.dead_lettered.load(Ordering::Relaxed),
         )?;

@@ -7,8 +7,8 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Backend, Farm};
-use scrapefarm::fixture_site::{FixtureConfig, TruthListing};
+use common::{Backend, Farm, assert_matches_truth};
+use scrapefarm::fixture_site::FixtureConfig;
 use scrapefarm::queue::Queue;
 use scrapefarm::report::ListingJson;
 use scrapefarm::snapshot;
@@ -23,35 +23,6 @@ async fn stored_listings(farm: &Farm) -> HashMap<String, ListingJson> {
     rows.into_iter()
         .map(|row| (row.external_id.clone(), ListingJson::from_row(row, None)))
         .collect()
-}
-
-fn assert_matches_truth(row: &ListingJson, truth: &TruthListing) {
-    let id = &truth.external_id;
-    assert_eq!(row.status, truth.status, "{id}: status");
-    assert_eq!(row.url, truth.url, "{id}: url");
-    if truth.status == "gone" {
-        return;
-    }
-    assert_eq!(row.title, truth.title, "{id}: title");
-    assert_eq!(
-        row.price_minor, truth.price_minor,
-        "{id}: price_minor ({:?})",
-        truth.price_text
-    );
-    assert_eq!(row.currency, truth.currency, "{id}: currency");
-    assert_eq!(row.condition, truth.condition, "{id}: condition");
-    assert_eq!(row.seller, truth.seller, "{id}: seller");
-    assert_eq!(row.seller_score, truth.seller_score, "{id}: seller_score");
-    assert_eq!(row.shipping, truth.shipping, "{id}: shipping");
-    assert_eq!(row.location, truth.location, "{id}: location");
-    assert_eq!(row.specifics, truth.specifics, "{id}: specifics");
-    assert_eq!(row.description, truth.description, "{id}: description");
-    assert_eq!(row.images, truth.images, "{id}: images");
-    assert!(
-        row.last_error.is_none(),
-        "{id}: last_error {:?}",
-        row.last_error
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

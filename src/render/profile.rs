@@ -22,19 +22,34 @@ pub enum ProfileError {
 /// Chromium's lock files in a user-data-dir.
 const LOCK_FILES: [&str; 3] = ["SingletonLock", "SingletonSocket", "SingletonCookie"];
 
-/// Creates `root/<worker_id>` if needed and clears a stale lock. Returns the profile directory.
+/// The file naming the process that owns a profile (`hostname pid`).
+const OWNER_FILE: &str = "scrapefarm.owner";
+
+/// Creates `root/<worker_id>` if needed, refuses it when a live process owns it, and otherwise
+/// takes it over: Chromium left running by a dead owner is killed and stale locks are removed.
+/// Returns the profile directory.
 pub fn claim(root: &Path, worker_id: &str) -> Result<PathBuf, ProfileError> {
     let dir = root.join(worker_id);
-    std::fs::create_dir_all(&dir).map_err(|source| ProfileError::Io {
-        dir: dir.clone(),
-        source,
-    })?;
-    let dir = dir.canonicalize().map_err(|source| ProfileError::Io {
-        dir: dir.clone(),
-        source,
-    })?;
+    let io = |dir: &Path| {
+        let dir = dir.to_path_buf();
+        move |source| ProfileError::Io { dir, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let dir = dir.canonicalize().map_err(io(&dir))?;
+    let me = std::process::id();
+    if let Some((host, pid)) = read_owner(&dir)
+        && host == this_host()
+        && pid != me
+        && pid_alive(pid)
+    {
+        return Err(ProfileError::InUse { dir, pid });
+    }
+    let orphans = kill_orphans(&dir);
+    if orphans > 0 {
+        tracing::warn!(profile = %dir.display(), orphans, "Killed Chromium left running by a dead worker.");
+    }
     if let Some((host, pid)) = read_lock(&dir) {
-        if host == this_host() && pid_alive(pid) {
+        if host == this_host() && wait_for_exit(pid) {
             return Err(ProfileError::InUse { dir, pid });
         }
         tracing::info!(profile = %dir.display(), %host, pid, "Removing a stale profile lock.");
@@ -42,7 +57,25 @@ pub fn claim(root: &Path, worker_id: &str) -> Result<PathBuf, ProfileError> {
             let _ = std::fs::remove_file(dir.join(name));
         }
     }
+    std::fs::write(dir.join(OWNER_FILE), format!("{} {me}\n", this_host())).map_err(io(&dir))?;
     Ok(dir)
+}
+
+/// Whether `pid` is still alive after up to two seconds (a killed orphan takes a moment to go).
+fn wait_for_exit(pid: u32) -> bool {
+    for _ in 0..20 {
+        if !pid_alive(pid) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    pid_alive(pid)
+}
+
+fn read_owner(dir: &Path) -> Option<(String, u32)> {
+    let text = std::fs::read_to_string(dir.join(OWNER_FILE)).ok()?;
+    let (host, pid) = text.trim().rsplit_once(' ')?;
+    Some((host.to_string(), pid.parse().ok()?))
 }
 
 /// The `hostname-pid` target of the `SingletonLock` symlink, if there is one.
@@ -126,6 +159,19 @@ mod tests {
         std::os::unix::fs::symlink(target, dir.join("SingletonLock")).unwrap();
         assert!(claim(root.path(), "w2").is_ok());
         assert!(std::fs::symlink_metadata(dir.join("SingletonLock")).is_err());
+    }
+
+    #[test]
+    fn a_profile_owned_by_a_live_process_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("w4");
+        std::fs::create_dir_all(&dir).unwrap();
+        // PID 1 is always alive and is not this test.
+        std::fs::write(dir.join(OWNER_FILE), format!("{} 1\n", this_host())).unwrap();
+        let err = claim(root.path(), "w4").unwrap_err();
+        assert!(matches!(err, ProfileError::InUse { pid: 1, .. }), "{err}");
+        std::fs::write(dir.join(OWNER_FILE), format!("{} 999999999\n", this_host())).unwrap();
+        assert!(claim(root.path(), "w4").is_ok(), "a dead owner's profile is taken over");
     }
 
     #[test]

@@ -140,6 +140,9 @@ async fn create_pg_database(url: &str) -> Result<(), StoreError> {
 
 /// `scheme://host:port/db` without user or password, for error messages.
 pub fn redact(url: &str) -> String {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return format!("sqlite://{}", path.split('?').next().unwrap_or(path));
+    }
     match url::Url::parse(url) {
         Ok(u) if u.has_host() => format!(
             "{}://{}:{}{}",

@@ -135,6 +135,66 @@ impl Store {
         Ok(rows)
     }
 
+    /// External ids of the listings a search has recorded.
+    pub async fn search_hit_ids(&self, search_id: i64) -> Result<Vec<String>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT l.external_id FROM search_hits h JOIN listings l ON l.id = h.listing_id \
+             WHERE h.search_id = $1",
+        )
+        .bind(search_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    /// Whether the listing was enriched (stored or found gone) at or after `since` (epoch ms).
+    pub async fn enriched_since(
+        &self,
+        site: &str,
+        external_id: &str,
+        since: i64,
+    ) -> Result<bool, StoreError> {
+        let hit: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM listings WHERE site = $1 AND external_id = $2 \
+             AND last_enriched IS NOT NULL AND last_enriched >= $3",
+        )
+        .bind(site)
+        .bind(external_id)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(hit.is_some())
+    }
+
+    /// The unfinished search of `site` for `query` (killed before it was done), if any.
+    pub async fn unfinished_search(&self, site: &str, query: &str) -> Result<Option<SearchRow>, StoreError> {
+        let row = sqlx::query_as::<_, SearchRow>(
+            "SELECT id, site, query, max_pages, requested_at, status, listings_found, jobs_published \
+             FROM searches WHERE site = $1 AND query = $2 AND status IN ('collecting', 'collected') \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(site)
+        .bind(query)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    /// How many of a search's listings are in each status.
+    pub async fn status_counts(
+        &self,
+        search_id: i64,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT l.status, COUNT(*) FROM search_hits h JOIN listings l ON l.id = h.listing_id \
+             WHERE h.search_id = $1 GROUP BY l.status",
+        )
+        .bind(search_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn searches(&self) -> Result<Vec<SearchRow>, StoreError> {
         let rows = sqlx::query_as::<_, SearchRow>(
             "SELECT id, site, query, max_pages, requested_at, status, listings_found, jobs_published \

@@ -104,6 +104,16 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a search's status (e.g. `done` once its crawl drained).
+    pub async fn set_search_status(&self, search_id: i64, status: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE searches SET status = $2 WHERE id = $1")
+            .bind(search_id)
+            .bind(status)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Writes one attempt in one transaction; returns the listing's row id.
     pub async fn save(&self, save: &ListingSave<'_>) -> Result<i64, StoreError> {
         let now = now_ms();

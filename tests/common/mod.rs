@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scrapefarm::collect::{CollectReport, collect};
-use scrapefarm::fixture_site::{FixtureConfig, FixtureSite};
+use scrapefarm::fixture_site::{FixtureConfig, FixtureSite, TruthListing};
+use scrapefarm::report::ListingJson;
 use scrapefarm::pipeline::{BackoffPolicy, Pipeline};
 use scrapefarm::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
 use scrapefarm::render::{BrowserSettings, CdpRenderer, Renderer, profile};
@@ -188,4 +189,93 @@ impl Farm {
         self.store.close().await;
         self.fixture.stop().await;
     }
+}
+
+/// Helpers generic over the renderer, for tests that drive a renderer other than CDP.
+impl Farm {
+    /// The pipeline of [`Farm::pipeline`] with any renderer.
+    pub fn pipeline_with<R: Renderer>(
+        &self,
+        worker_id: &str,
+        renderer: Arc<R>,
+    ) -> Arc<Pipeline<R>> {
+        Arc::new(Pipeline {
+            sites: self.sites.clone(),
+            renderer,
+            store: self.store.clone(),
+            snapshot_root: self.snapshots(),
+            worker_id: worker_id.to_string(),
+            max_attempts: 8,
+            backoff: BackoffPolicy {
+                min: Duration::from_millis(500),
+                max: Duration::from_secs(5),
+            },
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// [`Farm::work`] with a renderer the caller launched; the renderer is closed at the end.
+    pub async fn work_with<R: Renderer>(
+        &self,
+        renderer: Arc<R>,
+        worker_id: &str,
+        concurrency: usize,
+        idle: Duration,
+    ) -> Arc<Stats> {
+        let pipeline = self.pipeline_with(worker_id, renderer.clone());
+        let settings = WorkerSettings {
+            concurrency,
+            exit_when_idle: Some(idle),
+            shutdown_deadline: Duration::from_secs(30),
+            ready_file: None,
+        };
+        let run = run_worker(
+            pipeline.clone(),
+            self.queue.clone(),
+            settings,
+            CancellationToken::new(),
+        );
+        let exit = tokio::time::timeout(Duration::from_secs(600), run)
+            .await
+            .expect("worker finishes within 10 minutes")
+            .expect("worker runs");
+        assert_eq!(exit, WorkerExit::Idle);
+        renderer.close().await;
+        pipeline.stats.clone()
+    }
+
+    /// Every stored listing as the JSON report shows it, by external id.
+    pub async fn stored_listings(&self) -> std::collections::HashMap<String, ListingJson> {
+        let filter = scrapefarm::store::ListingFilter::default();
+        let rows = self.store.listings(&filter).await.unwrap();
+        rows.into_iter()
+            .map(|row| {
+                let id = row.external_id.clone();
+                (id, ListingJson::from_row(row, None))
+            })
+            .collect()
+    }
+}
+
+/// Asserts a stored listing equals the fixture's ground truth, field by field (shared by every
+/// end-to-end test).
+pub fn assert_matches_truth(row: &ListingJson, truth: &TruthListing) {
+    let id = &truth.external_id;
+    assert_eq!(row.status, truth.status, "{id}: status");
+    assert_eq!(row.url, truth.url, "{id}: url");
+    if truth.status == "gone" {
+        return;
+    }
+    assert_eq!(row.title, truth.title, "{id}: title");
+    assert_eq!(row.price_minor, truth.price_minor, "{id}: price_minor ({:?})", truth.price_text);
+    assert_eq!(row.currency, truth.currency, "{id}: currency");
+    assert_eq!(row.condition, truth.condition, "{id}: condition");
+    assert_eq!(row.seller, truth.seller, "{id}: seller");
+    assert_eq!(row.seller_score, truth.seller_score, "{id}: seller_score");
+    assert_eq!(row.shipping, truth.shipping, "{id}: shipping");
+    assert_eq!(row.location, truth.location, "{id}: location");
+    assert_eq!(row.specifics, truth.specifics, "{id}: specifics");
+    assert_eq!(row.description, truth.description, "{id}: description");
+    assert_eq!(row.images, truth.images, "{id}: images");
+    assert!(row.last_error.is_none(), "{id}: last_error {:?}", row.last_error);
 }
