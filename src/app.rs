@@ -1,25 +1,21 @@
 //! The commands: each builds the components it needs from the parsed settings and runs. Errors
 //! here carry context for the operator (`anyhow` at the edge).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{
-    Common, DemoArgs, EnqueueArgs, FixtureArgs, HealthArgs, JsonArg, ListingsArgs, WorkerArgs,
-};
+use crate::cli::{Common, DemoArgs, EnqueueArgs, FixtureArgs, WorkerArgs};
 use crate::collect::{collect, jobs_from_urls};
 use crate::fixture_site::{Defences, FixtureConfig, FixtureSite};
-use crate::pipeline::{BackoffPolicy, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
 use crate::render::{BrowserSettings, CdpRenderer, Renderer, profile};
-use crate::report::ListingJson;
 use crate::site::Sites;
 use crate::store::{ListingFilter, Store};
-use crate::telemetry::Stats;
 use crate::worker::{WorkerSettings, run_worker};
 
 /// Loads site definitions, applying `--base-url` to `site` when given.
@@ -177,16 +173,15 @@ pub async fn build_pipeline(
     })?;
     let renderer =
         Arc::new(launch_renderer(common, worker_id, concurrency, block_resources).await?);
-    Ok(Arc::new(Pipeline {
-        sites: Arc::new(sites),
+    let mut pipeline = Pipeline::new(
+        Arc::new(sites),
         renderer,
         store,
-        snapshot_root: common.snapshot_dir.clone(),
-        worker_id: worker_id.to_string(),
-        max_attempts,
-        backoff: BackoffPolicy::default(),
-        stats: Arc::new(Stats::default()),
-    }))
+        common.snapshot_dir.clone(),
+        worker_id,
+    );
+    pipeline.max_attempts = max_attempts;
+    Ok(Arc::new(pipeline))
 }
 
 pub async fn worker(
@@ -311,81 +306,5 @@ async fn print_demo_summary(
         common.snapshot_dir.display()
     );
     println!("Next: scrapefarm listings --search {search_id} --json");
-    Ok(())
-}
-
-pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
-    let filter = ListingFilter {
-        search_id: args.search,
-        status: args.status.clone(),
-        site: None,
-    };
-    let mut out = std::io::stdout().lock();
-    for row in store.listings(&filter).await? {
-        let history = match args.history {
-            true => Some(store.price_history(row.id).await?),
-            false => None,
-        };
-        let listing = ListingJson::from_row(row, history);
-        if args.json {
-            writeln!(out, "{}", serde_json::to_string(&listing)?)?;
-        } else {
-            writeln!(out, "{}", listing.text_line())?;
-            for obs in listing.history.iter().flatten() {
-                writeln!(
-                    out,
-                    "    {} {} {}",
-                    obs.observed_at, obs.currency, obs.price_minor
-                )?;
-            }
-        }
-    }
-    Ok(())
-}
-
-pub async fn searches(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
-    for s in store.searches().await? {
-        if args.json {
-            println!("{}", serde_json::to_string(&s)?);
-        } else {
-            println!(
-                "{:>5} {:<8} {:<24} {:<10} found {:>5}  published {:>5}",
-                s.id, s.site, s.query, s.status, s.listings_found, s.jobs_published
-            );
-        }
-    }
-    Ok(())
-}
-
-pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
-    let queue = connect_queue(common, &store).await?;
-    let depths = queue.depths().await?;
-    queue.close().await;
-    if args.json {
-        println!("{}", serde_json::to_string(&depths)?);
-    } else {
-        println!(
-            "queue {}: ready {}  retrying {}  dead {}  consumers {}",
-            common.queue, depths.ready, depths.retrying, depths.dead, depths.consumers
-        );
-    }
-    Ok(())
-}
-
-pub fn health(args: &HealthArgs) -> anyhow::Result<()> {
-    let modified = std::fs::metadata(&args.ready_file)
-        .and_then(|m| m.modified())
-        .with_context(|| format!("No ready file at {}", args.ready_file.display()))?;
-    let age = modified.elapsed().unwrap_or_default();
-    if age > Duration::from_secs(60) {
-        bail!(
-            "ready file {} is {} s old",
-            args.ready_file.display(),
-            age.as_secs()
-        );
-    }
     Ok(())
 }

@@ -74,6 +74,15 @@ const BLOCK_MARKERS: &[&str] = &[
     "you don't have permission to access",
 ];
 
+/// Every challenge marker for `site` (built-in vendors and the site's own), lowercase.
+pub fn challenge_markers(site: &Site) -> Vec<String> {
+    CHALLENGE_MARKERS
+        .iter()
+        .map(|m| m.to_string())
+        .chain(site.markers.challenge_text.iter().map(|m| m.to_lowercase()))
+        .collect()
+}
+
 /// Classifies a rendered page.
 pub fn classify(page: &Page, site: &Site) -> PageClass {
     let status = page.status.unwrap_or(200);

@@ -116,7 +116,9 @@ pub enum Command {
     )]
     Enqueue(EnqueueArgs),
     /// Collect and work a search (or URL list) in one process; resumes when run again.
-    #[command(after_help = "Examples:\n  scrapefarm crawl --site fixture --query lamp --max-pages 4 --concurrency 4\n  scrapefarm crawl --site fixture --urls urls.txt")]
+    #[command(
+        after_help = "Examples:\n  scrapefarm crawl --site fixture --query lamp --max-pages 4 --concurrency 4\n  scrapefarm crawl --site fixture --urls urls.txt"
+    )]
     Crawl(CrawlArgs),
     /// Crawl the built-in fixture marketplace end to end and print a summary.
     #[command(after_help = "Example:\n  scrapefarm demo --query lamp --concurrency 4")]
@@ -137,6 +139,12 @@ pub enum Command {
     /// Queue depths and stored counts.
     #[command(after_help = "Example:\n  scrapefarm status --json")]
     Status(JsonArg),
+    /// Failed listings and dead-lettered jobs, with their reasons.
+    #[command(after_help = "Example:\n  scrapefarm failures --json")]
+    Failures(FailuresArgs),
+    /// The dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Exit 0 when the worker's ready file was touched within 60 s (container health check).
     #[command(after_help = "Example:\n  scrapefarm health")]
     Health(HealthArgs),
@@ -266,6 +274,31 @@ pub struct ListingsArgs {
 pub struct JsonArg {
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FailuresArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Send dead-lettered jobs back to the work queue.
+    #[command(
+        after_help = "Examples:\n  scrapefarm dlq requeue --all\n  scrapefarm dlq requeue --listing 123456"
+    )]
+    Requeue(DlqArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DlqArgs {
+    /// Every dead-lettered job.
+    #[arg(long, conflicts_with = "listing")]
+    pub all: bool,
+    /// Only the jobs of this listing (external id).
+    #[arg(long)]
+    pub listing: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

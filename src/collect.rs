@@ -11,7 +11,8 @@ use backon::{ExponentialBuilder, Retryable};
 use crate::domain::Job;
 use crate::extract::extract_search;
 use crate::queue::{Queue, QueueError};
-use crate::render::{RenderError, RenderRequest, Renderer};
+use crate::classify::challenge_markers;
+use crate::render::{ChallengeWait, RenderError, RenderRequest, Renderer};
 use crate::site::Site;
 use crate::store::{Store, StoreError, now_ms};
 
@@ -97,7 +98,10 @@ pub async fn collect_into<R: Renderer, Q: Queue>(
                 (report.listings_found, hit)
             })
             .collect();
-        for (_, hit) in fresh.iter().filter(|(_, h)| !recorded.contains(&h.external_id)) {
+        for (_, hit) in fresh
+            .iter()
+            .filter(|(_, h)| !recorded.contains(&h.external_id))
+        {
             queue
                 .publish(&new_job(site, &hit.url, Some(search_id)))
                 .await?;
@@ -136,6 +140,10 @@ async fn search_page<R: Renderer>(
         ready: site.search.ready.clone(),
         ready_timeout: SEARCH_READY_TIMEOUT,
         screenshot: false,
+        challenge: Some(ChallengeWait {
+            markers: challenge_markers(site),
+            timeout: SEARCH_READY_TIMEOUT,
+        }),
     };
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))

@@ -20,7 +20,11 @@ use crate::store::Store;
 use crate::worker::{WorkerExit, WorkerSettings, run_worker};
 
 /// Runs a crawl to completion (or until shutdown).
-pub async fn crawl(common: &Common, args: &CrawlArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn crawl(
+    common: &Common,
+    args: &CrawlArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let sites = load_sites(common, Some(&args.site))?;
     let site = sites.get(&args.site)?.clone();
     let store = connect_store(common).await?;
@@ -30,17 +34,31 @@ pub async fn crawl(common: &Common, args: &CrawlArgs, shutdown: CancellationToke
         (None, Some(path)) => format!("urls:{}", path.display()),
         (None, None) => anyhow::bail!("give --query or --urls"),
     };
-    let pipeline = build_pipeline(common, sites, store.clone(), "crawl", args.concurrency, args.max_attempts, true).await?;
+    let pipeline = build_pipeline(
+        common,
+        sites,
+        store.clone(),
+        "crawl",
+        args.concurrency,
+        args.max_attempts,
+        true,
+    )
+    .await?;
     let search_id = match store.unfinished_search(&site.name, &key).await? {
         Some(search) => {
-            println!("Resuming search {} ({}, {}).", search.id, search.query, search.status);
+            println!(
+                "Resuming search {} ({}, {}).",
+                search.id, search.query, search.status
+            );
             if search.status == "collecting" {
                 gather(args, &site, search.id, &pipeline.renderer, &store, &queue).await?;
             }
             search.id
         }
         None => {
-            let id = store.create_search(&site.name, &key, args.max_pages).await?;
+            let id = store
+                .create_search(&site.name, &key, args.max_pages)
+                .await?;
             gather(args, &site, id, &pipeline.renderer, &store, &queue).await?;
             id
         }
@@ -80,7 +98,16 @@ async fn gather(
 ) -> anyhow::Result<()> {
     let (found, published) = match (&args.query, &args.urls) {
         (Some(query), _) => {
-            let report = collect_into(site, query, args.max_pages, search_id, renderer, store, queue).await?;
+            let report = collect_into(
+                site,
+                query,
+                args.max_pages,
+                search_id,
+                renderer,
+                store,
+                queue,
+            )
+            .await?;
             (report.listings_found, report.jobs_published)
         }
         (None, Some(path)) => {
@@ -90,7 +117,9 @@ async fn gather(
         }
         (None, None) => (0, 0),
     };
-    store.finish_search(search_id, "collected", found, published).await?;
+    store
+        .finish_search(search_id, "collected", found, published)
+        .await?;
     println!("Search {search_id}: {found} listings found, {published} jobs queued.");
     Ok(())
 }
@@ -104,21 +133,31 @@ async fn queue_url_list(
 ) -> anyhow::Result<(usize, usize)> {
     let (jobs, rejected) = jobs_from_urls(site, text);
     for r in &rejected {
-        eprintln!("line {}: `{}` is not a listing URL of site {}; skipped", r.line, r.text, site.name);
+        eprintln!(
+            "line {}: `{}` is not a listing URL of site {}; skipped",
+            r.line, r.text, site.name
+        );
     }
     let recorded: std::collections::HashSet<String> =
         store.search_hit_ids(search_id).await?.into_iter().collect();
     let mut published = 0;
     let mut hits = Vec::new();
     for (rank, job) in jobs.iter().enumerate() {
-        let Some(id) = site.listing_id(&job.url) else { continue };
+        let Some(id) = site.listing_id(&job.url) else {
+            continue;
+        };
         if !recorded.contains(&id) {
             let mut job = job.clone();
             job.search_id = Some(search_id);
             queue.publish(&job).await?;
             published += 1;
         }
-        let hit = crate::domain::SearchHit { external_id: id, url: job.url.clone(), title: None, price_text: None };
+        let hit = crate::domain::SearchHit {
+            external_id: id,
+            url: job.url.clone(),
+            title: None,
+            price_text: None,
+        };
         hits.push((rank + 1, hit));
     }
     store.add_hits(search_id, &site.name, 1, &hits).await?;
@@ -133,7 +172,9 @@ async fn report_progress(store: Store, queue: AnyQueue, search_id: i64) {
     let mut first_done = None;
     loop {
         tick.tick().await;
-        let Ok(counts) = store.status_counts(search_id).await else { continue };
+        let Ok(counts) = store.status_counts(search_id).await else {
+            continue;
+        };
         let retrying = queue.depths().await.map(|d| d.retrying).unwrap_or(0);
         let total: i64 = counts.values().sum();
         let pending = counts.get("pending").copied().unwrap_or(0);
@@ -141,16 +182,29 @@ async fn report_progress(store: Store, queue: AnyQueue, search_id: i64) {
         let done = total - pending - failed;
         let base = *first_done.get_or_insert(done);
         let rate = (done - base) as f64 / started.elapsed().as_secs_f64().max(0.001);
-        let eta = if rate > 0.0 { format!("{:.0} s", pending as f64 / rate) } else { "-".into() };
+        let eta = if rate > 0.0 {
+            format!("{:.0} s", pending as f64 / rate)
+        } else {
+            "-".into()
+        };
         let line = format!(
             "done {done}/{total}  failed {failed}  retrying {retrying}  rate {rate:.1}/s  ETA {eta}"
         );
         let mut err = std::io::stderr().lock();
-        let _ = if tty { write!(err, "\r{line}   ") } else { writeln!(err, "{line}") };
+        let _ = if tty {
+            write!(err, "\r{line}   ")
+        } else {
+            writeln!(err, "{line}")
+        };
     }
 }
 
-async fn print_summary(store: &Store, search_id: i64, took: Duration, common: &Common) -> anyhow::Result<()> {
+async fn print_summary(
+    store: &Store,
+    search_id: i64,
+    took: Duration,
+    common: &Common,
+) -> anyhow::Result<()> {
     let counts = store.status_counts(search_id).await?;
     let total: i64 = counts.values().sum();
     eprintln!();

@@ -19,6 +19,8 @@ pub mod crawl;
 pub mod domain;
 pub mod extract;
 pub mod fixture_site;
+pub mod operator;
+pub mod pace;
 pub mod pipeline;
 pub mod price;
 pub mod queue;

@@ -5,7 +5,8 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use scrapefarm::app;
-use scrapefarm::cli::{Cli, Command};
+use scrapefarm::cli::{Cli, Command, DlqCommand};
+use scrapefarm::operator;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -21,10 +22,12 @@ async fn main() -> std::process::ExitCode {
         Command::Crawl(args) => scrapefarm::crawl::crawl(common, args, shutdown).await,
         Command::Demo(args) => app::demo(common, args, shutdown).await,
         Command::Worker(args) => app::worker(common, args, shutdown).await,
-        Command::Listings(args) => app::listings(common, args).await,
-        Command::Searches(args) => app::searches(common, args).await,
-        Command::Status(args) => app::status(common, args).await,
-        Command::Health(args) => app::health(args),
+        Command::Listings(args) => operator::listings(common, args).await,
+        Command::Searches(args) => operator::searches(common, args).await,
+        Command::Status(args) => operator::status(common, args).await,
+        Command::Failures(args) => operator::failures(common, args).await,
+        Command::Dlq(DlqCommand::Requeue(args)) => operator::dlq_requeue(common, args).await,
+        Command::Health(args) => operator::health(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,14 +4,16 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use crate::classify::{PageClass, classify};
+use crate::classify::{PageClass, challenge_markers, classify};
 use crate::domain::{Job, ListingStatus, Record};
 use crate::extract::{ExtractError, extract_listing};
-use crate::render::{Page, RenderError, RenderRequest, Renderer};
+use crate::pace::Pacer;
+use crate::render::{ChallengeWait, Page, RenderError, RenderRequest, Renderer};
 use crate::site::{Site, Sites};
 use crate::snapshot::{self, SnapshotError, SnapshotInput};
 use crate::store::{ListingSave, SnapshotMeta, Store, StoreError};
@@ -118,9 +120,41 @@ pub struct Pipeline<R> {
     pub max_attempts: u32,
     pub backoff: BackoffPolicy,
     pub stats: Arc<Stats>,
+    pub pacer: Arc<Pacer>,
+    /// Blocks in a row on this profile; at [`BLOCKS_BEFORE_NEW_IDENTITY`] the cookies are cleared.
+    blocks: AtomicU32,
 }
 
+/// Consecutive blocks after which the profile starts a fresh identity.
+pub const BLOCKS_BEFORE_NEW_IDENTITY: u32 = 3;
+/// How long a blocked profile leaves the site alone.
+pub const BLOCK_COOLDOWN: Duration = Duration::from_secs(10);
+/// How long a tab waits for a JS challenge to clear by itself.
+pub const CHALLENGE_WAIT: Duration = Duration::from_secs(10);
+
 impl<R: Renderer> Pipeline<R> {
+    /// A pipeline with the default attempt budget (8) and backoff policy.
+    pub fn new(
+        sites: Arc<Sites>,
+        renderer: Arc<R>,
+        store: Store,
+        snapshot_root: PathBuf,
+        worker_id: &str,
+    ) -> Pipeline<R> {
+        Pipeline {
+            sites,
+            renderer,
+            pacer: Arc::new(Pacer::new(store.clone())),
+            store,
+            snapshot_root,
+            worker_id: worker_id.to_string(),
+            max_attempts: 8,
+            backoff: BackoffPolicy::default(),
+            stats: Arc::new(Stats::default()),
+            blocks: AtomicU32::new(0),
+        }
+    }
+
     /// Runs one delivery through every stage and says what to do with it.
     pub async fn run_job(&self, body: &[u8], attempt: u32) -> Disposition {
         let job = match Job::parse(body) {
@@ -172,16 +206,22 @@ impl<R: Renderer> Pipeline<R> {
             ready: Some(site.ready.clone()),
             ready_timeout: site.ready_timeout,
             screenshot: site.screenshot,
+            challenge: Some(ChallengeWait {
+                markers: challenge_markers(site),
+                timeout: CHALLENGE_WAIT,
+            }),
         };
+        self.pacer.acquire(&site.name, site.max_rps).await?;
         let t = Instant::now();
         let page = self.renderer.render(&request).await?;
         self.stats.record(Stage::Render, t.elapsed());
         let (page, class, record) = self.classify_and_extract(page, site, &job.url).await?;
+        self.react(site, &class).await?;
         let status = match class {
             PageClass::Content => ListingStatus::Active,
             PageClass::Ended => ListingStatus::Ended,
             PageClass::Gone => ListingStatus::Gone,
-            other => return Err(AttemptError::Page(other)),
+            ref other => return Err(AttemptError::Page(other.clone())),
         };
         let snapshot = match record {
             Some(_) => Some(self.write_snapshot(job, site, external_id, page).await?),
@@ -207,6 +247,33 @@ impl<R: Renderer> Pipeline<R> {
             ListingStatus::Gone => &self.stats.gone,
             _ => &self.stats.stored,
         });
+        Ok(())
+    }
+
+    /// Adjusts the site's pace and this profile's identity to what the page says.
+    async fn react(&self, site: &Site, class: &PageClass) -> Result<(), AttemptError> {
+        match class {
+            PageClass::Content | PageClass::Ended | PageClass::Gone => {
+                self.pacer.on_success(&site.name);
+                self.blocks.store(0, Ordering::Relaxed);
+            }
+            PageClass::RateLimited { retry_after } => {
+                self.pacer.on_rate_limited(&site.name, *retry_after).await?;
+            }
+            PageClass::Blocked => {
+                self.pacer.cool_down(&site.name, BLOCK_COOLDOWN);
+                let blocks = self.blocks.fetch_add(1, Ordering::Relaxed) + 1;
+                if blocks >= BLOCKS_BEFORE_NEW_IDENTITY {
+                    self.blocks.store(0, Ordering::Relaxed);
+                    tracing::warn!(
+                        site = %site.name, worker = %self.worker_id, blocks,
+                        "Blocked repeatedly; starting a fresh identity (profile cookies cleared)."
+                    );
+                    self.renderer.reset_identity().await?;
+                }
+            }
+            _ => {}
+        }
         Ok(())
     }
 

@@ -16,22 +16,36 @@ use scrapefarm::store::{ListingFilter, Store};
 
 fn crawl_command(dir: &Path, base_url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scrapefarm"));
-    cmd.args(["crawl", "--site", "fixture", "--query", "lamp", "--max-pages", "10"])
-        .args(["--concurrency", "4"])
-        .env_remove("DATABASE_URL")
-        .env_remove("AMQP_URL")
-        .env("SCRAPEFARM_DATA_DIR", dir)
-        .env("SCRAPEFARM_PROFILE_DIR", dir.join("profiles"))
-        .env("SCRAPEFARM_SNAPSHOT_DIR", dir.join("snapshots"))
-        .env("SCRAPEFARM_SITES_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"))
-        .env("SCRAPEFARM_BASE_URL", base_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "crawl",
+        "--site",
+        "fixture",
+        "--query",
+        "lamp",
+        "--max-pages",
+        "10",
+    ])
+    .args(["--concurrency", "4"])
+    .env_remove("DATABASE_URL")
+    .env_remove("AMQP_URL")
+    .env("SCRAPEFARM_DATA_DIR", dir)
+    .env("SCRAPEFARM_PROFILE_DIR", dir.join("profiles"))
+    .env("SCRAPEFARM_SNAPSHOT_DIR", dir.join("snapshots"))
+    .env(
+        "SCRAPEFARM_SITES_DIR",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"),
+    )
+    .env("SCRAPEFARM_BASE_URL", base_url)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     cmd
 }
 
 async fn stored(store: &Store) -> usize {
-    let rows = store.listings(&ListingFilter::default()).await.unwrap_or_default();
+    let rows = store
+        .listings(&ListingFilter::default())
+        .await
+        .unwrap_or_default();
     rows.iter().filter(|r| r.status != "pending").count()
 }
 
@@ -47,13 +61,23 @@ fn chromium_on(profile_root: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_crawl_resumes_and_ends_equal_to_ground_truth() {
-    assert!(common::chrome().exists(), "Chromium missing: run scripts/setup.sh");
-    let fixture = FixtureSite::start(FixtureConfig::default(), 0).await.unwrap();
+    assert!(
+        common::chrome().exists(),
+        "Chromium missing: run scripts/setup.sh"
+    );
+    let fixture = FixtureSite::start(FixtureConfig::default(), 0)
+        .await
+        .unwrap();
     let truth = fixture.ground_truth("lamp");
     let dir = tempfile::tempdir().unwrap();
-    let mut first = crawl_command(dir.path(), &fixture.base_url()).spawn().unwrap();
+    let mut first = crawl_command(dir.path(), &fixture.base_url())
+        .spawn()
+        .unwrap();
 
-    let db = format!("sqlite://{}?mode=rwc", dir.path().join("scrapefarm.db").display());
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("scrapefarm.db").display()
+    );
     let deadline = Instant::now() + Duration::from_secs(180);
     let store = loop {
         if let Ok(store) = Store::connect(&db, 2).await
@@ -61,19 +85,31 @@ async fn killed_crawl_resumes_and_ends_equal_to_ground_truth() {
         {
             break store;
         }
-        assert!(Instant::now() < deadline, "the first crawl stored 40 listings within 3 minutes");
+        assert!(
+            Instant::now() < deadline,
+            "the first crawl stored 40 listings within 3 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     first.kill().unwrap(); // SIGKILL: no cleanup of any kind
     first.wait().unwrap();
     let stored_at_kill = stored(&store).await;
-    assert!(stored_at_kill < truth.len(), "killed midway ({stored_at_kill} stored)");
+    assert!(
+        stored_at_kill < truth.len(),
+        "killed midway ({stored_at_kill} stored)"
+    );
 
-    let status = crawl_command(dir.path(), &fixture.base_url()).status().unwrap();
+    let status = crawl_command(dir.path(), &fixture.base_url())
+        .status()
+        .unwrap();
     assert!(status.success(), "the resumed crawl exits 0");
 
     let rows = store.listings(&ListingFilter::default()).await.unwrap();
-    assert_eq!(rows.len(), truth.len(), "one row per listing, no duplicates");
+    assert_eq!(
+        rows.len(),
+        truth.len(),
+        "one row per listing, no duplicates"
+    );
     let by_id: HashMap<String, ListingJson> = rows
         .into_iter()
         .map(|r| (r.external_id.clone(), ListingJson::from_row(r, None)))
@@ -95,8 +131,16 @@ async fn killed_crawl_resumes_and_ends_equal_to_ground_truth() {
     }
     // At most the pages in flight at the kill were rendered twice.
     let pages = fixture.counters().listing_pages as usize;
-    assert!(pages <= truth.len() + 8, "{pages} listing pages served for {} listings", truth.len());
-    assert_eq!(chromium_on(&dir.path().join("profiles")), 0, "no Chromium left on the profile");
+    assert!(
+        pages <= truth.len() + 8,
+        "{pages} listing pages served for {} listings",
+        truth.len()
+    );
+    assert_eq!(
+        chromium_on(&dir.path().join("profiles")),
+        0,
+        "no Chromium left on the profile"
+    );
     store.close().await;
     fixture.stop().await;
 }

@@ -77,6 +77,18 @@ impl BrowserSlot {
         }
     }
 
+    /// Clears every cookie of the profile (a fresh identity for the sites).
+    pub async fn clear_cookies(&self) -> Result<(), RenderError> {
+        let live = self.live.lock().await;
+        if let Some(live) = live.as_ref() {
+            live.browser
+                .clear_cookies()
+                .await
+                .map_err(|e| RenderError::Browser(format!("Failed to clear cookies: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Kills the browser of `generation` if it is still the current one (it stopped answering).
     pub async fn retire(&self, generation: u64) {
         let mut live = self.live.lock().await;
@@ -224,6 +236,10 @@ impl Renderer for CdpRenderer {
         }
     }
 
+    async fn reset_identity(&self) -> Result<(), RenderError> {
+        self.slot.clear_cookies().await
+    }
+
     async fn close(&self) {
         self.pool.close();
         self.slot.close(Duration::from_secs(5)).await;
@@ -264,20 +280,21 @@ async fn render_in(
         url: url.to_string(),
         ..Page::default()
     };
-    while let Some(Some(ev)) = responses.next().now_or_never() {
-        if ev.r#type == ResourceType::Document && ev.frame_id.is_some() && ev.frame_id == main_frame
-        {
-            page.status = u16::try_from(ev.response.status).ok();
-            page.url = ev.response.url.clone();
-            page.retry_after = header(ev.response.headers.inner(), "retry-after");
-        }
-    }
+    read_document_response(&mut responses, &main_frame, &mut page);
     page.ready = match (&request.ready, page.status) {
         (_, Some(status)) if status >= 400 => false,
         (Some(css), _) => wait_ready(tab, css, request.ready_timeout).await?,
         (None, _) => true,
     };
     page.html = tab.content().await.map_err(browser_err)?;
+    if let (false, Some(challenge), Some(css)) = (page.ready, &request.challenge, &request.ready)
+        && challenge.matches(&page.html)
+    {
+        page.ready = wait_for_clearance(tab, css, challenge.timeout).await;
+        read_document_response(&mut responses, &main_frame, &mut page);
+        page.html = tab.content().await.map_err(browser_err)?;
+        tracing::debug!(url, cleared = page.ready, "Waited for a JS challenge.");
+    }
     if request.screenshot {
         let params = ScreenshotParams::builder()
             .format(CaptureScreenshotFormat::Png)
@@ -286,6 +303,40 @@ async fn render_in(
     }
     page.render_time = started.elapsed();
     Ok(page)
+}
+
+/// Takes the main document's status, final URL and Retry-After from the responses seen so far
+/// (the last one wins: after a challenge reload it is the reloaded document).
+fn read_document_response(
+    responses: &mut chromiumoxide::listeners::EventStream<EventResponseReceived>,
+    main_frame: &Option<chromiumoxide::cdp::browser_protocol::page::FrameId>,
+    page: &mut Page,
+) {
+    while let Some(Some(ev)) = responses.next().now_or_never() {
+        if ev.r#type == ResourceType::Document && ev.frame_id.is_some() && &ev.frame_id == main_frame {
+            page.status = u16::try_from(ev.response.status).ok();
+            page.url = ev.response.url.clone();
+            page.retry_after = header(ev.response.headers.inner(), "retry-after");
+        }
+    }
+}
+
+/// Polls until the ready selector appears after a challenge reloads the page. Errors are expected
+/// while the page navigates (its JS context is replaced), so they only mean "not yet".
+async fn wait_for_clearance(tab: &Tab, css: &str, timeout: Duration) -> bool {
+    let selector = serde_json::to_string(css).unwrap_or_default();
+    let check = format!("!!document.querySelector({selector})");
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let probe = tokio::time::timeout(Duration::from_secs(2), tab.evaluate(check.as_str())).await;
+        if let Ok(Ok(result)) = probe
+            && result.into_value::<bool>().unwrap_or(false)
+        {
+            return true;
+        }
+    }
+    false
 }
 
 fn header(headers: &serde_json::Value, name: &str) -> Option<String> {

@@ -19,6 +19,24 @@ pub struct RenderRequest {
     pub ready: Option<String>,
     pub ready_timeout: Duration,
     pub screenshot: bool,
+    /// Wait in the same tab for a JS challenge to clear by itself (it sets a clearance cookie in
+    /// the persistent profile and reloads).
+    pub challenge: Option<ChallengeWait>,
+}
+
+/// How to recognise a challenge interstitial and how long to let it work.
+#[derive(Debug, Clone)]
+pub struct ChallengeWait {
+    /// Lowercase substrings of a challenge page's HTML.
+    pub markers: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl ChallengeWait {
+    pub fn matches(&self, html: &str) -> bool {
+        let html = html.to_lowercase();
+        self.markers.iter().any(|m| html.contains(m.as_str()))
+    }
 }
 
 /// A rendered page.
@@ -56,6 +74,9 @@ pub trait Renderer: Send + Sync + 'static {
         &self,
         request: &RenderRequest,
     ) -> impl Future<Output = Result<Page, RenderError>> + Send;
+
+    /// Starts a fresh identity after repeated blocks: clears the profile's cookies.
+    fn reset_identity(&self) -> impl Future<Output = Result<(), RenderError>> + Send;
 
     /// Closes the browser and reaps its processes.
     fn close(&self) -> impl Future<Output = ()> + Send;

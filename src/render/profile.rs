@@ -171,7 +171,10 @@ mod tests {
         let err = claim(root.path(), "w4").unwrap_err();
         assert!(matches!(err, ProfileError::InUse { pid: 1, .. }), "{err}");
         std::fs::write(dir.join(OWNER_FILE), format!("{} 999999999\n", this_host())).unwrap();
-        assert!(claim(root.path(), "w4").is_ok(), "a dead owner's profile is taken over");
+        assert!(
+            claim(root.path(), "w4").is_ok(),
+            "a dead owner's profile is taken over"
+        );
     }
 
     #[test]

@@ -167,7 +167,11 @@ impl Store {
     }
 
     /// The unfinished search of `site` for `query` (killed before it was done), if any.
-    pub async fn unfinished_search(&self, site: &str, query: &str) -> Result<Option<SearchRow>, StoreError> {
+    pub async fn unfinished_search(
+        &self,
+        site: &str,
+        query: &str,
+    ) -> Result<Option<SearchRow>, StoreError> {
         let row = sqlx::query_as::<_, SearchRow>(
             "SELECT id, site, query, max_pages, requested_at, status, listings_found, jobs_published \
              FROM searches WHERE site = $1 AND query = $2 AND status IN ('collecting', 'collected') \
@@ -193,6 +197,26 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().collect())
+    }
+
+    /// Listings enriched (stored or found gone) after `since` (epoch ms).
+    pub async fn enriched_after(&self, since: i64) -> Result<i64, StoreError> {
+        let n = sqlx::query_scalar("SELECT COUNT(*) FROM listings WHERE last_enriched >= $1")
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    /// The shared pace of a site: (paused until, rate in milli-requests/s, updated at), epoch ms.
+    pub async fn site_pace(&self, site: &str) -> Result<Option<(i64, i64, i64)>, StoreError> {
+        let row = sqlx::query_as(
+            "SELECT paused_until, rate_milli, updated_at FROM site_pace WHERE site = $1",
+        )
+        .bind(site)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
     }
 
     pub async fn searches(&self) -> Result<Vec<SearchRow>, StoreError> {

@@ -104,6 +104,28 @@ impl Store {
         Ok(())
     }
 
+    /// Records a site slowdown for every worker: the later pause wins, the new rate replaces.
+    pub async fn slow_site(
+        &self,
+        site: &str,
+        paused_until: i64,
+        rate_milli: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO site_pace (site, paused_until, rate_milli, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (site) DO UPDATE SET rate_milli = excluded.rate_milli, updated_at = excluded.updated_at, \
+             paused_until = CASE WHEN excluded.paused_until > site_pace.paused_until \
+             THEN excluded.paused_until ELSE site_pace.paused_until END",
+        )
+        .bind(site)
+        .bind(paused_until)
+        .bind(rate_milli)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Sets a search's status (e.g. `done` once its crawl drained).
     pub async fn set_search_status(&self, search_id: i64, status: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE searches SET status = $2 WHERE id = $1")

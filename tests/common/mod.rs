@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use scrapefarm::collect::{CollectReport, collect};
 use scrapefarm::fixture_site::{FixtureConfig, FixtureSite, TruthListing};
-use scrapefarm::report::ListingJson;
 use scrapefarm::pipeline::{BackoffPolicy, Pipeline};
 use scrapefarm::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
 use scrapefarm::render::{BrowserSettings, CdpRenderer, Renderer, profile};
+use scrapefarm::report::ListingJson;
 use scrapefarm::site::Sites;
 use scrapefarm::store::Store;
 use scrapefarm::telemetry::Stats;
@@ -53,6 +53,8 @@ pub struct Farm {
     pub dir: tempfile::TempDir,
     pub db_url: String,
     pub queue_name: String,
+    /// Attempts before a job is dead-lettered (8 unless a test lowers it).
+    pub max_attempts: u32,
 }
 
 impl Farm {
@@ -102,6 +104,7 @@ impl Farm {
             dir,
             db_url,
             queue_name,
+            max_attempts: 8,
         }
     }
 
@@ -142,19 +145,7 @@ impl Farm {
         worker_id: &str,
         renderer: Arc<CdpRenderer>,
     ) -> Arc<Pipeline<CdpRenderer>> {
-        Arc::new(Pipeline {
-            sites: self.sites.clone(),
-            renderer,
-            store: self.store.clone(),
-            snapshot_root: self.snapshots(),
-            worker_id: worker_id.to_string(),
-            max_attempts: 8,
-            backoff: BackoffPolicy {
-                min: Duration::from_millis(500),
-                max: Duration::from_secs(5),
-            },
-            stats: Arc::new(Stats::default()),
-        })
+        self.pipeline_with(worker_id, renderer)
     }
 
     /// Runs one worker until the queues stay empty for `idle`.
@@ -199,19 +190,19 @@ impl Farm {
         worker_id: &str,
         renderer: Arc<R>,
     ) -> Arc<Pipeline<R>> {
-        Arc::new(Pipeline {
-            sites: self.sites.clone(),
+        let mut pipeline = Pipeline::new(
+            self.sites.clone(),
             renderer,
-            store: self.store.clone(),
-            snapshot_root: self.snapshots(),
-            worker_id: worker_id.to_string(),
-            max_attempts: 8,
-            backoff: BackoffPolicy {
-                min: Duration::from_millis(500),
-                max: Duration::from_secs(5),
-            },
-            stats: Arc::new(Stats::default()),
-        })
+            self.store.clone(),
+            self.snapshots(),
+            worker_id,
+        );
+        pipeline.max_attempts = self.max_attempts;
+        pipeline.backoff = BackoffPolicy {
+            min: Duration::from_millis(500),
+            max: Duration::from_secs(5),
+        };
+        Arc::new(pipeline)
     }
 
     /// [`Farm::work`] with a renderer the caller launched; the renderer is closed at the end.
@@ -267,7 +258,11 @@ pub fn assert_matches_truth(row: &ListingJson, truth: &TruthListing) {
         return;
     }
     assert_eq!(row.title, truth.title, "{id}: title");
-    assert_eq!(row.price_minor, truth.price_minor, "{id}: price_minor ({:?})", truth.price_text);
+    assert_eq!(
+        row.price_minor, truth.price_minor,
+        "{id}: price_minor ({:?})",
+        truth.price_text
+    );
     assert_eq!(row.currency, truth.currency, "{id}: currency");
     assert_eq!(row.condition, truth.condition, "{id}: condition");
     assert_eq!(row.seller, truth.seller, "{id}: seller");
@@ -277,5 +272,9 @@ pub fn assert_matches_truth(row: &ListingJson, truth: &TruthListing) {
     assert_eq!(row.specifics, truth.specifics, "{id}: specifics");
     assert_eq!(row.description, truth.description, "{id}: description");
     assert_eq!(row.images, truth.images, "{id}: images");
-    assert!(row.last_error.is_none(), "{id}: last_error {:?}", row.last_error);
+    assert!(
+        row.last_error.is_none(),
+        "{id}: last_error {:?}",
+        row.last_error
+    );
 }
