@@ -3,6 +3,7 @@
 //! at-least-once. `write` holds the pipeline's writes, `read` the operator queries.
 
 mod read;
+mod snapshots;
 mod write;
 
 use std::time::{SystemTime, UNIX_EPOCH};

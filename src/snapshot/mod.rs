@@ -2,7 +2,11 @@
 //! `<root>/<site>/<yyyy-mm-dd>/<listing>-<job id>.html.zst`, with its sha256 and size; optionally a
 //! JPEG thumbnail of the screenshot beside it. Files are written to a temporary name and renamed, so
 //! a crash never leaves a half-written snapshot under its final name. Blocking I/O: call it from
-//! `spawn_blocking`.
+//! `spawn_blocking`. `inventory` checks the directory against the store (stats, verify, gc) and
+//! `command` is the operator's `scrapefarm snapshots` command built on it.
+
+mod command;
+pub mod inventory;
 
 use std::io::{Cursor, Write};
 use std::path::{Component, Path, PathBuf};
@@ -12,11 +16,14 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{SnapshotMeta, now_ms};
 
+pub use command::{SnapshotsCommand, run};
+
 /// zstd level 3: about 10x on listing HTML at well under a millisecond per page.
 const ZSTD_LEVEL: i32 = 3;
 /// Thumbnail bounding box.
 const THUMB_SIZE: (u32, u32) = (320, 240);
 
+/// Why a snapshot could not be written, read or checked.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("Failed to write snapshot {path}: {source}")]
@@ -157,8 +164,15 @@ fn sanitize(part: &str) -> String {
     }
 }
 
+/// Where [`write`] puts the thumbnail of the snapshot at `relative`.
+pub(crate) fn thumbnail_path_for(relative: &str) -> Option<String> {
+    relative
+        .strip_suffix(".html.zst")
+        .map(|stem| format!("{stem}.thumb.jpg"))
+}
+
 /// `yyyy-mm-dd` (UTC) of an epoch-millisecond time.
-fn day_of(ms: i64) -> String {
+pub(crate) fn day_of(ms: i64) -> String {
     let date = time::OffsetDateTime::from_unix_timestamp(ms / 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
         .date();

@@ -1,0 +1,419 @@
+//! The snapshot directory as an inventory: the store's rows about it (one [`SnapshotEntry`] per
+//! file) checked against what is on disk. Builds the reports behind `scrapefarm snapshots`: counts
+//! and bytes per site and day, verification of every file against its recorded sha256, and the
+//! garbage-collection plan and its execution. Blocking I/O: call `verify` and `remove_files` from
+//! `spawn_blocking`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::ErrorKind;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{SnapshotError, day_of, resolve};
+
+/// One day in epoch milliseconds; stats group snapshots by UTC day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Top-level folder of debug snapshots (kept once per error signature, never recorded as rows).
+const DEBUG_DIR: &str = "debug";
+
+/// One snapshot row joined to its listing's site and external id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SnapshotEntry {
+    pub id: i64,
+    pub listing_id: i64,
+    pub site: String,
+    pub external_id: String,
+    /// Relative to the snapshot root.
+    pub path: String,
+    /// sha256 of the compressed file.
+    pub sha256: String,
+    /// Size on disk (compressed).
+    pub bytes: i64,
+    /// Size of the HTML before compression.
+    pub html_bytes: i64,
+    pub http_status: Option<i64>,
+    /// Epoch milliseconds.
+    pub captured_at: i64,
+    pub screenshot_path: Option<String>,
+}
+
+/// Which snapshots `snapshots ls` shows; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotFilter {
+    pub site: Option<String>,
+    pub external_id: Option<String>,
+    /// Captured at or after this epoch-millisecond time.
+    pub since_ms: Option<i64>,
+}
+
+/// Snapshots of one site captured on one UTC day, as the store counts them.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DayCount {
+    pub site: String,
+    /// Days since the Unix epoch.
+    pub day_index: i64,
+    pub count: i64,
+    pub bytes: i64,
+    pub html_bytes: i64,
+}
+
+/// Count and sizes of a group of snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsRow {
+    pub site: String,
+    /// `yyyy-mm-dd` (UTC), or `all` for the total.
+    pub day: String,
+    pub count: i64,
+    pub bytes: i64,
+    pub html_bytes: i64,
+    /// html_bytes / bytes: how much zstd saves (0 when nothing is stored).
+    pub ratio: f64,
+}
+
+/// `snapshots stats`: one row per site and day, oldest day first, and the total.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsReport {
+    pub rows: Vec<StatsRow>,
+    pub total: StatsRow,
+}
+
+impl StatsReport {
+    /// Builds the report from the store's per-day counts.
+    pub fn from_counts(counts: &[DayCount]) -> StatsReport {
+        let mut rows: Vec<StatsRow> = counts
+            .iter()
+            .map(|c| {
+                stats_row(
+                    &c.site,
+                    day_of(c.day_index * DAY_MS),
+                    c.count,
+                    c.bytes,
+                    c.html_bytes,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.day, &a.site).cmp(&(&b.day, &b.site)));
+        let sum = |f: fn(&DayCount) -> i64| counts.iter().map(f).sum::<i64>();
+        let total = stats_row(
+            "all",
+            "all".into(),
+            sum(|c| c.count),
+            sum(|c| c.bytes),
+            sum(|c| c.html_bytes),
+        );
+        StatsReport { rows, total }
+    }
+}
+
+fn stats_row(site: &str, day: String, count: i64, bytes: i64, html_bytes: i64) -> StatsRow {
+    let ratio = if bytes > 0 {
+        html_bytes as f64 / bytes as f64
+    } else {
+        0.0
+    };
+    StatsRow {
+        site: site.to_string(),
+        day,
+        count,
+        bytes,
+        html_bytes,
+        ratio,
+    }
+}
+
+/// One thing wrong with the snapshot directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Problem {
+    /// The store records a file (snapshot or thumbnail) that is not on disk.
+    Missing { id: i64, path: String },
+    /// The file is there but is not what the store recorded: another hash, not zstd, unreadable,
+    /// or a recorded path that leaves the root.
+    Corrupt {
+        id: i64,
+        path: String,
+        reason: String,
+    },
+    /// A file under the root that no row records.
+    Orphaned { path: String },
+}
+
+/// `snapshots verify`: every recorded file re-hashed, every file on disk accounted for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Snapshot rows checked.
+    pub checked: usize,
+    /// Files found under the root (temporary files and `debug/` excluded).
+    pub files_on_disk: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// How many problems of each kind: (missing, corrupt, orphaned).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        self.problems
+            .iter()
+            .fold((0, 0, 0), |(m, c, o), problem| match problem {
+                Problem::Missing { .. } => (m + 1, c, o),
+                Problem::Corrupt { .. } => (m, c + 1, o),
+                Problem::Orphaned { .. } => (m, c, o + 1),
+            })
+    }
+}
+
+/// Re-hashes and test-decompresses every recorded snapshot, checks recorded thumbnails exist, and
+/// lists files under `root` that no entry records.
+pub fn verify(root: &Path, entries: &[SnapshotEntry]) -> Result<VerifyReport, SnapshotError> {
+    let mut problems = Vec::new();
+    let mut known = HashSet::new();
+    for entry in entries {
+        known.insert(entry.path.as_str());
+        problems.extend(check_snapshot(root, entry));
+        if let Some(thumb) = &entry.screenshot_path {
+            known.insert(thumb.as_str());
+            let present = resolve(root, thumb).is_ok_and(|path| path.is_file());
+            if !present {
+                problems.push(Problem::Missing {
+                    id: entry.id,
+                    path: thumb.clone(),
+                });
+            }
+        }
+    }
+    let on_disk = files_under(root)?;
+    for path in &on_disk {
+        if !known.contains(path.as_str()) {
+            problems.push(Problem::Orphaned { path: path.clone() });
+        }
+    }
+    Ok(VerifyReport {
+        checked: entries.len(),
+        files_on_disk: on_disk.len(),
+        problems,
+    })
+}
+
+/// What is wrong with one recorded snapshot file, if anything.
+fn check_snapshot(root: &Path, entry: &SnapshotEntry) -> Option<Problem> {
+    let corrupt = |reason: String| Problem::Corrupt {
+        id: entry.id,
+        path: entry.path.clone(),
+        reason,
+    };
+    let path = match resolve(root, &entry.path) {
+        Ok(path) => path,
+        Err(e) => return Some(corrupt(e.to_string())),
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Some(Problem::Missing {
+                id: entry.id,
+                path: entry.path.clone(),
+            });
+        }
+        Err(e) => return Some(corrupt(format!("unreadable: {e}"))),
+    };
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != entry.sha256 {
+        return Some(corrupt(format!(
+            "sha256 is {actual}, the store recorded {}",
+            entry.sha256
+        )));
+    }
+    // The hash can match a file that was stored broken; decompressing proves it can be read.
+    match zstd::stream::copy_decode(bytes.as_slice(), std::io::sink()) {
+        Ok(()) => None,
+        Err(e) => Some(corrupt(format!("not valid zstd: {e}"))),
+    }
+}
+
+/// Every file under `root` as a `/`-separated relative path, sorted, without temporary files
+/// (`*.tmp*`, a write in progress) and the `debug/` folder. A missing root holds no files.
+pub fn files_under(root: &Path) -> Result<Vec<String>, SnapshotError> {
+    let mut files = Vec::new();
+    let mut dirs = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = dirs.pop() {
+        let read_err = |source| SnapshotError::Read {
+            path: dir.clone(),
+            source,
+        };
+        let listing = match std::fs::read_dir(&dir) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == ErrorKind::NotFound && prefix.is_empty() => break,
+            Err(e) => return Err(read_err(e)),
+        };
+        for item in listing {
+            let item = item.map_err(read_err)?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            let relative = format!("{prefix}{name}");
+            // `file_type` does not follow symlinks, so a link to a folder is never walked into.
+            if item.file_type().map_err(read_err)?.is_dir() {
+                if relative != DEBUG_DIR {
+                    dirs.push((item.path(), format!("{relative}/")));
+                }
+            } else if !name.contains(".tmp") {
+                files.push(relative);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// What `snapshots gc` deletes: snapshots captured before the cutoff, except each listing's
+/// newest when `keep_latest` is set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GcPlan {
+    pub cutoff_ms: i64,
+    pub keep_latest: bool,
+    /// Oldest first.
+    pub delete: Vec<SnapshotEntry>,
+    /// Old snapshots kept because they are their listing's newest.
+    pub kept_latest: usize,
+}
+
+impl GcPlan {
+    /// Plans a collection over all `entries` (every snapshot row, so the newest per listing is
+    /// known even when it is not old).
+    pub fn build(entries: &[SnapshotEntry], cutoff_ms: i64, keep_latest: bool) -> GcPlan {
+        let mut newest: HashMap<i64, (i64, i64)> = HashMap::new();
+        for e in entries {
+            let slot = newest.entry(e.listing_id).or_insert((e.captured_at, e.id));
+            *slot = (*slot).max((e.captured_at, e.id));
+        }
+        let is_newest =
+            |e: &SnapshotEntry| newest.get(&e.listing_id) == Some(&(e.captured_at, e.id));
+        let old: Vec<&SnapshotEntry> = entries
+            .iter()
+            .filter(|e| e.captured_at < cutoff_ms)
+            .collect();
+        let mut delete: Vec<SnapshotEntry> = old
+            .iter()
+            .filter(|e| !(keep_latest && is_newest(e)))
+            .map(|e| (*e).clone())
+            .collect();
+        delete.sort_by_key(|e| (e.captured_at, e.id));
+        GcPlan {
+            cutoff_ms,
+            keep_latest,
+            kept_latest: old.len() - delete.len(),
+            delete,
+        }
+    }
+
+    /// Bytes on disk the plan frees (snapshots only; thumbnails are small and unrecorded).
+    pub fn bytes(&self) -> i64 {
+        self.delete.iter().map(|e| e.bytes).sum()
+    }
+
+    pub fn ids(&self) -> Vec<i64> {
+        self.delete.iter().map(|e| e.id).collect()
+    }
+}
+
+/// Files `remove_files` deleted, and the ones it could not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Removal {
+    pub files_removed: usize,
+    pub errors: Vec<String>,
+}
+
+/// Deletes the entries' snapshot files and thumbnails (a file already gone is not an error), then
+/// the day and site folders they leave empty.
+pub fn remove_files(root: &Path, entries: &[SnapshotEntry]) -> Removal {
+    let mut removal = Removal::default();
+    let mut dirs = HashSet::new();
+    let paths = entries
+        .iter()
+        .flat_map(|e| std::iter::once(&e.path).chain(e.screenshot_path.as_ref()));
+    for relative in paths {
+        let path = match resolve(root, relative) {
+            Ok(path) => path,
+            Err(e) => {
+                removal.errors.push(e.to_string());
+                continue;
+            }
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => removal.files_removed += 1,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => removal.errors.push(format!("{}: {e}", path.display())),
+        }
+        dirs.extend(path.parent().map(Path::to_path_buf));
+    }
+    for dir in dirs {
+        // `remove_dir` fails on a folder that still holds files, which is what keeps it.
+        let mut current = dir.as_path();
+        while current != root && std::fs::remove_dir(current).is_ok() {
+            match current.parent() {
+                Some(parent) => current = parent,
+                None => break,
+            }
+        }
+    }
+    removal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: i64, listing_id: i64, captured_at: i64) -> SnapshotEntry {
+        SnapshotEntry {
+            id,
+            listing_id,
+            site: "fixture".into(),
+            external_id: listing_id.to_string(),
+            path: format!("fixture/1970-01-01/{id}.html.zst"),
+            sha256: String::new(),
+            bytes: 10,
+            html_bytes: 100,
+            http_status: Some(200),
+            captured_at,
+            screenshot_path: None,
+        }
+    }
+
+    #[test]
+    fn gc_keeps_one_newest_per_listing_even_when_times_tie() {
+        let entries = [
+            entry(1, 7, 5),
+            entry(2, 7, 5),
+            entry(3, 8, 1),
+            entry(4, 9, 50),
+        ];
+        let ids = |plan: GcPlan| plan.ids();
+        assert_eq!(ids(GcPlan::build(&entries, 10, false)), vec![3, 1, 2]);
+        let plan = GcPlan::build(&entries, 10, true);
+        assert_eq!((plan.ids(), plan.kept_latest), (vec![1], 2));
+        assert_eq!(plan.bytes(), 10);
+    }
+
+    #[test]
+    fn stats_ratio_is_html_over_stored_bytes_and_zero_when_empty() {
+        let count = |site: &str, day_index, bytes| DayCount {
+            site: site.into(),
+            day_index,
+            count: 2,
+            bytes,
+            html_bytes: 1000,
+        };
+        let report = StatsReport::from_counts(&[count("ebay", 1, 100), count("fixture", 0, 250)]);
+        assert_eq!(report.rows[0].day, "1970-01-01");
+        assert_eq!(report.rows[1].site, "ebay");
+        assert_eq!(report.rows[1].ratio, 10.0);
+        assert_eq!(
+            (report.total.count, report.total.ratio),
+            (4, 2000.0 / 350.0)
+        );
+        assert_eq!(StatsReport::from_counts(&[]).total.ratio, 0.0);
+    }
+}
