@@ -81,3 +81,37 @@ pub trait Renderer: Send + Sync + 'static {
     /// Closes the browser and reaps its processes.
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
+
+pub mod webdriver;
+
+pub use webdriver::WebDriverRenderer;
+
+/// The renderer chosen at run time (`--renderer cdp|webdriver`).
+pub enum AnyRenderer {
+    Cdp(CdpRenderer),
+    /// Boxed: it holds the session state inline and is several times the size of `Cdp`.
+    WebDriver(Box<WebDriverRenderer>),
+}
+
+impl Renderer for AnyRenderer {
+    async fn render(&self, request: &RenderRequest) -> Result<Page, RenderError> {
+        match self {
+            AnyRenderer::Cdp(renderer) => renderer.render(request).await,
+            AnyRenderer::WebDriver(renderer) => renderer.render(request).await,
+        }
+    }
+
+    async fn reset_identity(&self) -> Result<(), RenderError> {
+        match self {
+            AnyRenderer::Cdp(renderer) => renderer.reset_identity().await,
+            AnyRenderer::WebDriver(renderer) => renderer.reset_identity().await,
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            AnyRenderer::Cdp(renderer) => renderer.close().await,
+            AnyRenderer::WebDriver(renderer) => renderer.close().await,
+        }
+    }
+}
