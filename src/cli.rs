@@ -139,6 +139,14 @@ pub enum Command {
     /// Queue depths and stored counts.
     #[command(after_help = "Example:\n  scrapefarm status --json")]
     Status(JsonArg),
+    /// Look into the snapshot directory: list, show, stats, verify, gc.
+    #[command(
+        after_help = "Examples:\n  scrapefarm snapshots ls --site fixture --since 2026-11-01\n  scrapefarm snapshots show 42 --screenshot thumb.jpg\n  scrapefarm snapshots verify\n  scrapefarm snapshots gc --older-than 30 --keep-latest --apply"
+    )]
+    Snapshots {
+        #[command(subcommand)]
+        cmd: crate::snapshot::SnapshotsCommand,
+    },
     /// Failed listings and dead-lettered jobs, with their reasons.
     #[command(after_help = "Example:\n  scrapefarm failures --json")]
     Failures(FailuresArgs),

@@ -183,3 +183,18 @@ pub async fn dlq_requeue(common: &Common, args: &DlqArgs) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+/// `scrapefarm snapshots …`; problems found (verify, or files gc could not delete) exit non-zero.
+pub async fn snapshots(
+    common: &Common,
+    cmd: &crate::snapshot::SnapshotsCommand,
+) -> anyhow::Result<()> {
+    let store = connect_store(common).await?;
+    let root = &common.snapshot_dir;
+    let healthy = crate::snapshot::run(cmd, &store, root, &mut std::io::stdout()).await?;
+    store.close().await;
+    if !healthy {
+        bail!("the snapshot directory has problems (listed above)");
+    }
+    Ok(())
+}
