@@ -271,37 +271,51 @@ async fn js_challenge_clears_in_the_same_window_and_reset_identity_brings_it_bac
     fixture.stop().await;
 }
 
-/// `cargo test --test webdriver_e2e -- --ignored --nocapture`: 200 listings at concurrency 4 (and
-/// WebDriver at 1), each on a fresh farm, timed from the first delivery to the idle exit.
+/// `cargo test --test webdriver_e2e -- --ignored --nocapture`: CDP with 4 tabs, WebDriver with 4
+/// and 1 windows, each on a fresh farm, timed from the first delivery to the idle exit. Twice: 200
+/// listings as the fixture serves them (30 ms script delay: CPU-bound on this machine), then 60
+/// listings whose script waits 500 ms (latency-bound, like a slow site).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "throughput comparison; run by hand"]
-async fn throughput_of_cdp_and_webdriver_on_200_listings() {
+async fn throughput_of_cdp_and_webdriver_when_cpu_bound_and_when_latency_bound() {
     let Some(_) = chromedriver() else { return };
-    for (name, tabs) in [("cdp", 4), ("webdriver", 4), ("webdriver", 1)] {
-        let farm = Farm::start(FixtureConfig::default()).await;
-        let listings = farm.enqueue("lamp", 20).await.jobs_published;
-        let idle = Duration::from_secs(2);
-        let started = Instant::now();
-        let stats = match name {
-            "cdp" => {
-                let renderer = Arc::new(farm.renderer("bench", tabs).await);
-                farm.work_with(renderer, "bench", tabs, idle).await
-            }
-            _ => {
-                let renderer = Arc::new(webdriver(&farm, "bench", tabs).await);
-                farm.work_with(renderer, "bench", tabs, idle).await
-            }
-        };
-        let busy = started.elapsed().saturating_sub(idle).as_secs_f64();
-        eprintln!("{stats}");
-        eprintln!(
-            "{name} x{tabs}: {listings} listings in {busy:.1} s = {:.1} pages/s\n",
-            listings as f64 / busy
-        );
-        assert_eq!(
-            farm.store.count(Table::Listings).await.unwrap(),
-            listings as i64
-        );
-        farm.cleanup().await;
+    for (listings_per_query, render_delay_ms) in [(200, 30), (60, 500)] {
+        for (name, tabs) in [("cdp", 4), ("webdriver", 4), ("webdriver", 1)] {
+            let config = FixtureConfig {
+                listings_per_query,
+                render_delay_ms,
+                ..FixtureConfig::default()
+            };
+            let (listings, busy) = timed_drain(config, name, tabs).await;
+            eprintln!(
+                "{name} x{tabs}, {render_delay_ms} ms delay: {listings} listings in {busy:.1} s \
+                 = {:.1} pages/s\n",
+                listings as f64 / busy
+            );
+        }
     }
+}
+
+/// Collects a search, drains it with the named renderer and returns (listings, busy seconds).
+async fn timed_drain(config: FixtureConfig, renderer: &str, tabs: usize) -> (usize, f64) {
+    let farm = Farm::start(config).await;
+    let listings = farm.enqueue("lamp", 20).await.jobs_published;
+    let idle = Duration::from_secs(2);
+    let started = Instant::now();
+    let stats = match renderer {
+        "cdp" => {
+            let cdp = Arc::new(farm.renderer("bench", tabs).await);
+            farm.work_with(cdp, "bench", tabs, idle).await
+        }
+        _ => {
+            let webdriver = Arc::new(webdriver(&farm, "bench", tabs).await);
+            farm.work_with(webdriver, "bench", tabs, idle).await
+        }
+    };
+    let busy = started.elapsed().saturating_sub(idle).as_secs_f64();
+    eprintln!("{stats}");
+    let stored = farm.store.count(Table::Listings).await.unwrap();
+    assert_eq!(stored, listings as i64);
+    farm.cleanup().await;
+    (listings, busy)
 }

@@ -10,8 +10,9 @@
 //! a slow page holds the session for at most [`READY_SLICE`] at a time; the page is read under
 //! the lock of the last slice. Loads overlap; the WebDriver round trips do not, and a window
 //! switch costs ~30 ms in chromedriver (median, measured), so a page costs at least two switches.
-//! Measured on the fixture (200 listings, 2 shared cores): 4 windows ≈ 1.5× one window, ≈ 0.8× the
-//! CDP renderer with 4 tabs.
+//! Measured (fixture, 2 cores shared with other builds; `webdriver_e2e -- --ignored`): when pages
+//! wait on the network (500 ms script delay) 4 windows give 2× one window and ~0.6× CDP with 4
+//! tabs; when the machine is CPU-bound (30 ms delay) 4 windows ≈ 1 window ≈ 0.6–0.8× CDP.
 //!
 //! If chromedriver or the browser dies, or a command hangs, the session is torn down and the next
 //! render launches a new one.
