@@ -116,8 +116,9 @@ fn is_alive(browser: &mut Browser) -> bool {
 }
 
 async fn launch(settings: &BrowserSettings) -> Result<Live, RenderError> {
+    let chrome = super::profile::launcher(&settings.profile_dir, &settings.chrome);
     let config = BrowserConfig::builder()
-        .chrome_executable(&settings.chrome)
+        .chrome_executable(&chrome)
         .user_data_dir(&settings.profile_dir)
         .new_headless_mode()
         .no_sandbox()

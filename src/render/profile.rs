@@ -61,6 +61,34 @@ pub fn claim(root: &Path, worker_id: &str) -> Result<PathBuf, ProfileError> {
     Ok(dir)
 }
 
+/// A launcher for `chrome` that dies with its parent: `setpriv --pdeathsig KILL` makes the kernel
+/// kill Chromium when the worker dies, even by SIGKILL (Chromium's own children follow their
+/// browser process). Written into the profile; without `setpriv`, `chrome` itself is returned and
+/// orphans are only killed at the next start (`claim`).
+pub fn launcher(profile_dir: &Path, chrome: &Path) -> PathBuf {
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !setpriv.exists() {
+        return chrome.to_path_buf();
+    }
+    let script = profile_dir.join("scrapefarm-chromium.sh");
+    let text = format!(
+        "#!/bin/sh\n# Written by scrapefarm: Chromium dies with the worker that launched it.\nexec {} --pdeathsig KILL -- '{}' \"$@\"\n",
+        setpriv.display(),
+        chrome.display()
+    );
+    let written = std::fs::write(&script, text).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+    });
+    match written {
+        Ok(()) => script,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not write the Chromium launcher; orphans are killed at the next start.");
+            chrome.to_path_buf()
+        }
+    }
+}
+
 /// Whether `pid` is still alive after up to two seconds (a killed orphan takes a moment to go).
 fn wait_for_exit(pid: u32) -> bool {
     for _ in 0..20 {

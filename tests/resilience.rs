@@ -1,0 +1,152 @@
+//! Crashes and shutdown on real PostgreSQL, RabbitMQ and Chromium: a worker SIGKILLed twice, a
+//! Chromium killed under a running worker, and a SIGTERM mid-run. Nothing is lost, nothing is
+//! stored twice, and no Chromium is left behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{AMQP, Farm, assert_matches_truth};
+use scrapefarm::fixture_site::FixtureConfig;
+use scrapefarm::queue::Queue;
+
+fn worker(farm: &Farm, id: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
+        .args(["worker", "--concurrency", "4", "--worker-id", id])
+        .args(extra)
+        .env("DATABASE_URL", &farm.db_url)
+        .env("AMQP_URL", AMQP)
+        .env("SCRAPEFARM_QUEUE", &farm.queue_name)
+        .env("SCRAPEFARM_PROFILE_DIR", farm.profiles())
+        .env("SCRAPEFARM_SNAPSHOT_DIR", farm.snapshots())
+        .env("SCRAPEFARM_READY_FILE", farm.dir.path().join(format!("{id}.ready")))
+        .env("SCRAPEFARM_SITES_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker binary starts")
+}
+
+async fn stored(farm: &Farm) -> usize {
+    let rows = farm.stored_listings().await;
+    rows.values().filter(|r| r.status != "pending").count()
+}
+
+async fn wait_until_stored(farm: &Farm, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while stored(farm).await < n {
+        assert!(Instant::now() < deadline, "{n} listings stored within 3 minutes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn processes_on(profile: &Path) -> Vec<u32> {
+    let needle = format!("--user-data-dir={}", profile.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            text.contains(&needle).then_some(pid)
+        })
+        .collect()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
+    assert!(ok.success(), "kill {sig} {pid}");
+}
+
+/// Every listing equals the truth and was stored by exactly one attempt.
+async fn assert_complete_and_single(farm: &Farm, query: &str) {
+    let truth = farm.fixture.ground_truth(query);
+    let rows = farm.stored_listings().await;
+    assert_eq!(rows.len(), truth.len(), "one row per listing");
+    for t in &truth {
+        assert_matches_truth(&rows[&t.external_id], t);
+    }
+    let stores: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT l.external_id, COUNT(*) FROM attempts a JOIN listings l ON l.id = a.listing_id \
+         WHERE a.outcome IN ('content', 'ended', 'gone') GROUP BY l.external_id",
+    )
+    .fetch_all(farm.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(stores.len(), truth.len());
+    assert!(stores.iter().all(|(_, n)| *n == 1), "stored more than once: {stores:?}");
+    let depths = farm.queue.depths().await.unwrap();
+    assert_eq!((depths.ready, depths.retrying, depths.dead), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_sigkilled_twice_loses_nothing_and_leaves_no_chromium() {
+    let farm = Farm::start(FixtureConfig::default()).await;
+    farm.enqueue("lamp", 20).await;
+    let profile: PathBuf = farm.profiles().join("crashy");
+    for kill_at in [40, 100] {
+        let mut child = worker(&farm, "crashy", &[]);
+        wait_until_stored(&farm, kill_at).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Chromium dies with its worker, even on SIGKILL (no orphans, no zombies).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes_on(&profile).is_empty() {
+            assert!(Instant::now() < deadline, "Chromium outlived the killed worker: {:?}", processes_on(&profile));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let status = worker(&farm, "crashy", &["--exit-when-idle", "3"]).wait().unwrap();
+    assert!(status.success(), "the third worker completes the run");
+    assert_complete_and_single(&farm, "lamp").await;
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(processes_on(&profile), Vec::<u32>::new(), "no Chromium left on the profile");
+    farm.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_in_flight_pages_exits_zero_and_leaves_the_rest_queued() {
+    let farm = Farm::start(FixtureConfig::default()).await;
+    farm.enqueue("lamp", 20).await;
+    let mut child = worker(&farm, "graceful", &["--shutdown-deadline", "20"]);
+    wait_until_stored(&farm, 30).await;
+    let asked = Instant::now();
+    signal(child.id(), "-TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit 0 on SIGTERM: {status:?}");
+    assert!(asked.elapsed() < Duration::from_secs(25), "exited within the deadline");
+    // Nothing half-done: every listing not stored still has its job waiting in the queue.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pending = farm.stored_listings().await.values().filter(|r| r.status == "pending").count();
+    let depths = farm.queue.depths().await.unwrap();
+    assert!(pending > 0, "stopped mid-run");
+    assert_eq!(depths.ready as usize, pending, "one queued job per listing not yet stored");
+    assert_eq!(processes_on(&farm.profiles().join("graceful")), Vec::<u32>::new());
+    let status = worker(&farm, "graceful", &["--exit-when-idle", "3"]).wait().unwrap();
+    assert!(status.success());
+    assert_complete_and_single(&farm, "lamp").await;
+    farm.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_chromium_is_relaunched_and_its_pages_retried() {
+    let farm = Farm::start(FixtureConfig::default()).await;
+    farm.enqueue("lamp", 20).await;
+    let run = farm.work("phoenix", 4, Duration::from_secs(3));
+    let killer = async {
+        wait_until_stored(&farm, 40).await;
+        let victims = processes_on(&farm.profiles().join("phoenix"));
+        assert!(!victims.is_empty(), "Chromium runs on the profile");
+        for pid in victims {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    };
+    let (stats, ()) = tokio::join!(run, killer);
+    eprintln!("{stats}");
+    assert_complete_and_single(&farm, "lamp").await;
+    assert_eq!(processes_on(&farm.profiles().join("phoenix")), Vec::<u32>::new());
+    farm.cleanup().await;
+}
