@@ -49,6 +49,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         ca-certificates \
         chromium \
+        chromium-driver \
         fonts-liberation \
         fonts-noto-color-emoji \
         tini \
@@ -68,6 +69,7 @@ COPY sites /app/sites
 COPY migrations /app/migrations
 
 ENV CHROME_BIN=/usr/bin/chromium \
+    CHROMEDRIVER_BIN=/usr/bin/chromedriver \
     SCRAPEFARM_SITES_DIR=/app/sites \
     SCRAPEFARM_PROFILE_DIR=/app/profiles \
     SCRAPEFARM_SNAPSHOT_DIR=/app/snapshots \

@@ -13,7 +13,9 @@ use crate::collect::{collect, jobs_from_urls};
 use crate::fixture_site::{Defences, FixtureConfig, FixtureSite};
 use crate::pipeline::Pipeline;
 use crate::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
-use crate::render::{BrowserSettings, CdpRenderer, Renderer, profile};
+use crate::render::{
+    AnyRenderer, BrowserSettings, CdpRenderer, Renderer, WebDriverRenderer, profile,
+};
 use crate::site::Sites;
 use crate::store::{ListingFilter, Store};
 use crate::worker::{WorkerSettings, run_worker};
@@ -58,7 +60,7 @@ pub async fn launch_renderer(
     worker_id: &str,
     tabs: usize,
     block_resources: bool,
-) -> anyhow::Result<CdpRenderer> {
+) -> anyhow::Result<AnyRenderer> {
     if !common.chrome.exists() {
         bail!(
             "Chromium not found at {}. Install it with `apt-get install chromium` or set CHROME_BIN.",
@@ -73,7 +75,21 @@ pub async fn launch_renderer(
         nav_timeout: Duration::from_secs(30),
         block_resources,
     };
-    Ok(CdpRenderer::launch(settings).await?)
+    Ok(match common.renderer.as_str() {
+        "webdriver" => {
+            if !common.chromedriver.exists() {
+                bail!(
+                    "chromedriver not found at {}. Install it with `apt-get install chromium-driver` or set CHROMEDRIVER_BIN.",
+                    common.chromedriver.display()
+                );
+            }
+            let driver = common.chromedriver.clone();
+            AnyRenderer::WebDriver(Box::new(
+                WebDriverRenderer::launch_with(settings, driver).await?,
+            ))
+        }
+        _ => AnyRenderer::Cdp(CdpRenderer::launch(settings).await?),
+    })
 }
 
 pub async fn migrate(common: &Common) -> anyhow::Result<()> {
@@ -164,7 +180,7 @@ pub async fn build_pipeline(
     concurrency: usize,
     max_attempts: u32,
     block_resources: bool,
-) -> anyhow::Result<Arc<Pipeline<CdpRenderer>>> {
+) -> anyhow::Result<Arc<Pipeline<AnyRenderer>>> {
     std::fs::create_dir_all(&common.snapshot_dir).with_context(|| {
         format!(
             "Snapshot root {} is not writable",

@@ -72,6 +72,18 @@ pub struct Common {
         default_value = "/usr/bin/chromium"
     )]
     pub chrome: PathBuf,
+    /// Browser driver: `cdp` (chromiumoxide, the default) or `webdriver` (fantoccini + chromedriver).
+    #[arg(long, env = "SCRAPEFARM_RENDERER", global = true, default_value = "cdp",
+          value_parser = ["cdp", "webdriver"])]
+    pub renderer: String,
+    /// chromedriver binary, for `--renderer webdriver`.
+    #[arg(
+        long,
+        env = "CHROMEDRIVER_BIN",
+        global = true,
+        default_value = "/usr/bin/chromedriver"
+    )]
+    pub chromedriver: PathBuf,
     /// Point the chosen site at another base URL (e.g. the fixture site on another port).
     #[arg(long, env = "SCRAPEFARM_BASE_URL", global = true)]
     pub base_url: Option<String>,

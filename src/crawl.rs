@@ -14,7 +14,7 @@ use crate::app::{build_pipeline, connect_queue, connect_store, load_sites};
 use crate::cli::{Common, CrawlArgs};
 use crate::collect::{collect_into, jobs_from_urls};
 use crate::queue::{AnyQueue, Queue};
-use crate::render::{CdpRenderer, Renderer};
+use crate::render::{AnyRenderer, Renderer};
 use crate::site::Site;
 use crate::store::Store;
 use crate::worker::{WorkerExit, WorkerSettings, run_worker};
@@ -92,7 +92,7 @@ async fn gather(
     args: &CrawlArgs,
     site: &Site,
     search_id: i64,
-    renderer: &CdpRenderer,
+    renderer: &AnyRenderer,
     store: &Store,
     queue: &AnyQueue,
 ) -> anyhow::Result<()> {
