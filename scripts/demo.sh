@@ -3,5 +3,5 @@
 # services it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --browser
 cargo run --release --locked -- demo "$@"
