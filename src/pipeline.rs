@@ -217,11 +217,20 @@ impl<R: Renderer> Pipeline<R> {
         self.stats.record(Stage::Render, t.elapsed());
         let (page, class, record) = self.classify_and_extract(page, site, &job.url).await?;
         self.react(site, &class).await?;
-        let status = match class {
-            PageClass::Content => ListingStatus::Active,
-            PageClass::Ended => ListingStatus::Ended,
-            PageClass::Gone => ListingStatus::Gone,
-            ref other => return Err(AttemptError::Page(other.clone())),
+        let (status, record) = match (class.clone(), record) {
+            (_, Some(Err(e))) => {
+                let error = AttemptError::Extract(e);
+                self.keep_debug(site, page, &error).await;
+                return Err(error);
+            }
+            (PageClass::Content, record) => (ListingStatus::Active, record.and_then(Result::ok)),
+            (PageClass::Ended, record) => (ListingStatus::Ended, record.and_then(Result::ok)),
+            (PageClass::Gone, _) => (ListingStatus::Gone, None),
+            (other, _) => {
+                let error = AttemptError::Page(other);
+                self.keep_debug(site, page, &error).await;
+                return Err(error);
+            }
         };
         let snapshot = match record {
             Some(_) => Some(self.write_snapshot(job, site, external_id, page).await?),
@@ -283,7 +292,7 @@ impl<R: Renderer> Pipeline<R> {
         page: Page,
         site: &Site,
         url: &str,
-    ) -> Result<(Page, PageClass, Option<Record>), AttemptError> {
+    ) -> Result<(Page, PageClass, Option<Result<Record, ExtractError>>), AttemptError> {
         let site = site.clone();
         let url = url.to_string();
         let stats = self.stats.clone();
@@ -304,7 +313,28 @@ impl<R: Renderer> Pipeline<R> {
         .await;
         let (page, class, record) = joined
             .map_err(|e| AttemptError::Render(RenderError::Browser(format!("parser task: {e}"))))?;
-        Ok((page, class, record.transpose()?))
+        Ok((page, class, record))
+    }
+
+    /// Keeps the HTML of a failed page once per distinct error signature (site, outcome, HTTP
+    /// status), under `<snapshots>/debug/`, so an operator sees each kind of failure without
+    /// one file per page.
+    async fn keep_debug(&self, site: &Site, page: Page, error: &AttemptError) {
+        let outcome = outcome_of(error);
+        let signature = format!("{outcome}-{}", page.status.unwrap_or(0));
+        let (root, site_name) = (self.snapshot_root.clone(), site.name.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            snapshot::write_debug(&root, &site_name, &signature, &page.html)
+        })
+        .await;
+        match written {
+            Ok(Ok(Some(path))) => {
+                tracing::info!(path = %path.display(), "Debug snapshot kept for a new kind of failure.")
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "Failed to keep a debug snapshot."),
+            Err(e) => tracing::warn!(error = %e, "Debug snapshot task failed."),
+        }
     }
 
     async fn write_snapshot(
@@ -358,13 +388,7 @@ impl<R: Renderer> Pipeline<R> {
             Disposition::Retry { reason, .. } => (None, reason.clone()),
             Disposition::Halt { .. } | Disposition::Ack => return disposition,
         };
-        let outcome = match &error {
-            AttemptError::Page(class) => class.name(),
-            AttemptError::Render(_) => "render_error",
-            AttemptError::Extract(_) => "extract_error",
-            AttemptError::Snapshot(_) => "snapshot_error",
-            AttemptError::Store(_) => "store_error",
-        };
+        let outcome = outcome_of(&error);
         tracing::debug!(url = %job.url, attempt, outcome, %detail, "Attempt failed.");
         let logged = self
             .store
@@ -387,6 +411,17 @@ impl<R: Renderer> Pipeline<R> {
                 reason: e.to_string(),
             },
         }
+    }
+}
+
+/// The attempt log's name for a failure.
+fn outcome_of(error: &AttemptError) -> &'static str {
+    match error {
+        AttemptError::Page(class) => class.name(),
+        AttemptError::Render(_) => "render_error",
+        AttemptError::Extract(_) => "extract_error",
+        AttemptError::Snapshot(_) => "snapshot_error",
+        AttemptError::Store(_) => "store_error",
     }
 }
 

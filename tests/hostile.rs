@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Farm, assert_matches_truth};
@@ -30,7 +31,10 @@ async fn two_workers_store_every_listing_through_challenges_rate_limits_blocks_a
     assert_eq!(report.jobs_published, truth.len());
 
     let idle = Duration::from_secs(6);
-    let (a, b) = tokio::join!(farm.work("hostile-1", 4, idle), farm.work("hostile-2", 4, idle));
+    let (a, b) = tokio::join!(
+        farm.work("hostile-1", 4, idle),
+        farm.work("hostile-2", 4, idle)
+    );
     eprintln!("worker 1: {a}\nworker 2: {b}");
 
     let rows = farm.stored_listings().await;
@@ -39,13 +43,39 @@ async fn two_workers_store_every_listing_through_challenges_rate_limits_blocks_a
         assert_matches_truth(&rows[&t.external_id], t);
     }
     let depths = farm.queue.depths().await.unwrap();
-    assert_eq!((depths.ready, depths.retrying, depths.dead), (0, 0, 0), "queues drained");
+    assert_eq!(
+        (depths.ready, depths.retrying, depths.dead),
+        (0, 0, 0),
+        "queues drained"
+    );
     let counters = farm.fixture.counters();
     let stored = truth.iter().filter(|t| t.status != "gone").count();
     eprintln!("fixture counters: {counters:?}");
-    assert!(counters.challenges > 0 && counters.captchas > 0 && counters.server_errors > 0,
-        "the defences fired: {counters:?}");
+    assert!(
+        counters.challenges > 0 && counters.captchas > 0 && counters.server_errors > 0,
+        "the defences fired: {counters:?}"
+    );
     let per_listing = counters.rate_limited as f64 / stored as f64;
-    assert!(per_listing < 0.1, "{} 429s for {stored} stored listings ({per_listing:.3} each)", counters.rate_limited);
+    assert!(
+        per_listing < 0.1,
+        "{} 429s for {stored} stored listings ({per_listing:.3} each)",
+        counters.rate_limited
+    );
+    // Failures left one debug snapshot per kind (outcome + status), not one per page.
+    let debug: Vec<String> = std::fs::read_dir(farm.snapshots().join("debug").join("fixture"))
+        .expect("a debug folder beside the snapshots")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let failures = a.retried.load(Ordering::Relaxed) + b.retried.load(Ordering::Relaxed);
+    eprintln!("debug snapshots: {debug:?} for {failures} failed attempts");
+    assert!(
+        !debug.is_empty() && (debug.len() as u64) < failures,
+        "{debug:?} vs {failures}"
+    );
+    assert!(
+        debug.iter().any(|f| f.starts_with("blocked-403")),
+        "{debug:?}"
+    );
     farm.cleanup().await;
 }

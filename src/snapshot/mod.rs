@@ -84,6 +84,30 @@ pub fn write(root: &Path, input: &SnapshotInput<'_>) -> Result<SnapshotMeta, Sna
     })
 }
 
+/// Writes `<root>/debug/<site>/<signature>.html.zst` unless it exists: one debug snapshot per
+/// distinct failure, not one per page. Returns the path when it wrote one.
+pub fn write_debug(
+    root: &Path,
+    site: &str,
+    signature: &str,
+    html: &str,
+) -> Result<Option<PathBuf>, SnapshotError> {
+    let path = root
+        .join("debug")
+        .join(sanitize(site))
+        .join(format!("{}.html.zst", sanitize(signature)));
+    if path.exists() {
+        return Ok(None);
+    }
+    let compressed =
+        zstd::encode_all(html.as_bytes(), ZSTD_LEVEL).map_err(|source| SnapshotError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    write_atomically(&path, &compressed)?;
+    Ok(Some(path))
+}
+
 /// Reads and decompresses a snapshot given its path relative to `root`; refuses paths that leave
 /// the root.
 pub fn read_html(root: &Path, relative: &str) -> Result<String, SnapshotError> {
