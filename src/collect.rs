@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
+use crate::classify::challenge_markers;
 use crate::domain::Job;
 use crate::extract::extract_search;
 use crate::queue::{Queue, QueueError};
-use crate::classify::challenge_markers;
 use crate::render::{ChallengeWait, RenderError, RenderRequest, Renderer};
 use crate::site::Site;
 use crate::store::{Store, StoreError, now_ms};

@@ -80,7 +80,11 @@ impl Pacer {
     }
 
     /// The site answered 429: halve the rate, pause it for `retry_after`, and tell every worker.
-    pub async fn on_rate_limited(&self, site: &str, retry_after: Duration) -> Result<(), StoreError> {
+    pub async fn on_rate_limited(
+        &self,
+        site: &str,
+        retry_after: Duration,
+    ) -> Result<(), StoreError> {
         let rate = {
             let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
             let Some(pace) = sites.get_mut(site) else {
@@ -94,9 +98,18 @@ impl Pacer {
             pace.paused_until = pace.paused_until.max(Instant::now() + retry_after);
             pace.rate
         };
-        tracing::info!(site, rate, ?retry_after, "Rate limited; slowing the site down.");
+        tracing::info!(
+            site,
+            rate,
+            ?retry_after,
+            "Rate limited; slowing the site down."
+        );
         self.store
-            .slow_site(site, now_ms() + retry_after.as_millis() as i64, (rate * 1000.0) as i64)
+            .slow_site(
+                site,
+                now_ms() + retry_after.as_millis() as i64,
+                (rate * 1000.0) as i64,
+            )
             .await
     }
 

@@ -21,8 +21,14 @@ fn worker(farm: &Farm, id: &str, extra: &[&str]) -> Child {
         .env("SCRAPEFARM_QUEUE", &farm.queue_name)
         .env("SCRAPEFARM_PROFILE_DIR", farm.profiles())
         .env("SCRAPEFARM_SNAPSHOT_DIR", farm.snapshots())
-        .env("SCRAPEFARM_READY_FILE", farm.dir.path().join(format!("{id}.ready")))
-        .env("SCRAPEFARM_SITES_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"))
+        .env(
+            "SCRAPEFARM_READY_FILE",
+            farm.dir.path().join(format!("{id}.ready")),
+        )
+        .env(
+            "SCRAPEFARM_SITES_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -37,7 +43,10 @@ async fn stored(farm: &Farm) -> usize {
 async fn wait_until_stored(farm: &Farm, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(180);
     while stored(farm).await < n {
-        assert!(Instant::now() < deadline, "{n} listings stored within 3 minutes");
+        assert!(
+            Instant::now() < deadline,
+            "{n} listings stored within 3 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -57,7 +66,10 @@ fn processes_on(profile: &Path) -> Vec<u32> {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success(), "kill {sig} {pid}");
 }
 
@@ -77,7 +89,10 @@ async fn assert_complete_and_single(farm: &Farm, query: &str) {
     .await
     .unwrap();
     assert_eq!(stores.len(), truth.len());
-    assert!(stores.iter().all(|(_, n)| *n == 1), "stored more than once: {stores:?}");
+    assert!(
+        stores.iter().all(|(_, n)| *n == 1),
+        "stored more than once: {stores:?}"
+    );
     let depths = farm.queue.depths().await.unwrap();
     assert_eq!((depths.ready, depths.retrying, depths.dead), (0, 0, 0));
 }
@@ -95,15 +110,25 @@ async fn a_worker_sigkilled_twice_loses_nothing_and_leaves_no_chromium() {
         // Chromium dies with its worker, even on SIGKILL (no orphans, no zombies).
         let deadline = Instant::now() + Duration::from_secs(5);
         while !processes_on(&profile).is_empty() {
-            assert!(Instant::now() < deadline, "Chromium outlived the killed worker: {:?}", processes_on(&profile));
+            assert!(
+                Instant::now() < deadline,
+                "Chromium outlived the killed worker: {:?}",
+                processes_on(&profile)
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let status = worker(&farm, "crashy", &["--exit-when-idle", "3"]).wait().unwrap();
+    let status = worker(&farm, "crashy", &["--exit-when-idle", "3"])
+        .wait()
+        .unwrap();
     assert!(status.success(), "the third worker completes the run");
     assert_complete_and_single(&farm, "lamp").await;
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(processes_on(&profile), Vec::<u32>::new(), "no Chromium left on the profile");
+    assert_eq!(
+        processes_on(&profile),
+        Vec::<u32>::new(),
+        "no Chromium left on the profile"
+    );
     farm.cleanup().await;
 }
 
@@ -117,15 +142,31 @@ async fn sigterm_finishes_in_flight_pages_exits_zero_and_leaves_the_rest_queued(
     signal(child.id(), "-TERM");
     let status = child.wait().unwrap();
     assert!(status.success(), "exit 0 on SIGTERM: {status:?}");
-    assert!(asked.elapsed() < Duration::from_secs(25), "exited within the deadline");
+    assert!(
+        asked.elapsed() < Duration::from_secs(25),
+        "exited within the deadline"
+    );
     // Nothing half-done: every listing not stored still has its job waiting in the queue.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let pending = farm.stored_listings().await.values().filter(|r| r.status == "pending").count();
+    let pending = farm
+        .stored_listings()
+        .await
+        .values()
+        .filter(|r| r.status == "pending")
+        .count();
     let depths = farm.queue.depths().await.unwrap();
     assert!(pending > 0, "stopped mid-run");
-    assert_eq!(depths.ready as usize, pending, "one queued job per listing not yet stored");
-    assert_eq!(processes_on(&farm.profiles().join("graceful")), Vec::<u32>::new());
-    let status = worker(&farm, "graceful", &["--exit-when-idle", "3"]).wait().unwrap();
+    assert_eq!(
+        depths.ready as usize, pending,
+        "one queued job per listing not yet stored"
+    );
+    assert_eq!(
+        processes_on(&farm.profiles().join("graceful")),
+        Vec::<u32>::new()
+    );
+    let status = worker(&farm, "graceful", &["--exit-when-idle", "3"])
+        .wait()
+        .unwrap();
     assert!(status.success());
     assert_complete_and_single(&farm, "lamp").await;
     farm.cleanup().await;
@@ -147,6 +188,9 @@ async fn a_killed_chromium_is_relaunched_and_its_pages_retried() {
     let (stats, ()) = tokio::join!(run, killer);
     eprintln!("{stats}");
     assert_complete_and_single(&farm, "lamp").await;
-    assert_eq!(processes_on(&farm.profiles().join("phoenix")), Vec::<u32>::new());
+    assert_eq!(
+        processes_on(&farm.profiles().join("phoenix")),
+        Vec::<u32>::new()
+    );
     farm.cleanup().await;
 }

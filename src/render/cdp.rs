@@ -314,7 +314,10 @@ fn read_document_response(
     page: &mut Page,
 ) {
     while let Some(Some(ev)) = responses.next().now_or_never() {
-        if ev.r#type == ResourceType::Document && ev.frame_id.is_some() && &ev.frame_id == main_frame {
+        if ev.r#type == ResourceType::Document
+            && ev.frame_id.is_some()
+            && &ev.frame_id == main_frame
+        {
             page.status = u16::try_from(ev.response.status).ok();
             page.url = ev.response.url.clone();
             page.retry_after = header(ev.response.headers.inner(), "retry-after");
@@ -330,7 +333,8 @@ async fn wait_for_clearance(tab: &Tab, css: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let probe = tokio::time::timeout(Duration::from_secs(2), tab.evaluate(check.as_str())).await;
+        let probe =
+            tokio::time::timeout(Duration::from_secs(2), tab.evaluate(check.as_str())).await;
         if let Ok(Ok(result)) = probe
             && result.into_value::<bool>().unwrap_or(false)
         {
