@@ -1,8 +1,10 @@
 //! The worker: consumes deliveries with bounded concurrency (prefetch = tabs), runs each through the
 //! pipeline and settles it — ack only after the store committed; retries are republished to a
 //! delay tier (confirmed) before the original is acked. When the store is down it stops consuming,
-//! lets the broker keep the messages, and resumes once the store answers. On shutdown it stops
-//! consuming, finishes in-flight pages up to a deadline and returns.
+//! lets the broker keep the messages, and resumes once the store answers. When the queue goes away
+//! (a broker restart) it finishes in-flight pages, backs off and consumes again, which reconnects;
+//! deliveries it could not settle are redelivered by the broker. On shutdown it stops consuming,
+//! finishes in-flight pages up to a deadline and returns.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,42 +41,79 @@ pub enum WorkerExit {
 enum Stop {
     Shutdown,
     Idle,
+    /// The store is down.
     Halted,
+    /// The queue failed (connection lost, consumer ended).
+    Lost,
 }
 
-/// Runs until shutdown or idle.
+/// First wait before consuming again after the queue failed; it doubles while the queue stays
+/// unavailable, up to [`RECONNECT_MAX`].
+const RECONNECT_MIN: Duration = Duration::from_millis(500);
+const RECONNECT_MAX: Duration = Duration::from_secs(15);
+
+/// Runs until shutdown or idle. Outages of the store or the queue are waited out, so this does
+/// not return an error today; the `Result` is kept for callers.
 pub async fn run_worker<R: Renderer, Q: Queue>(
     pipeline: Arc<Pipeline<R>>,
     queue: Q,
     settings: WorkerSettings,
     shutdown: CancellationToken,
 ) -> Result<WorkerExit, QueueError> {
+    let mut reconnect = RECONNECT_MIN;
     loop {
-        match consume(&pipeline, &queue, &settings, &shutdown).await? {
+        let stop = match consume(&pipeline, &queue, &settings, &shutdown).await {
+            Ok((stop, received)) => {
+                if received {
+                    reconnect = RECONNECT_MIN;
+                }
+                stop
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot consume from the queue.");
+                Stop::Lost
+            }
+        };
+        let resume = match stop {
             Stop::Shutdown => return Ok(WorkerExit::Shutdown),
             Stop::Idle => return Ok(WorkerExit::Idle),
-            Stop::Halted => {
-                if !wait_for_store(&pipeline, &shutdown).await {
-                    return Ok(WorkerExit::Shutdown);
-                }
+            Stop::Halted => wait_for_store(&pipeline, &shutdown).await,
+            Stop::Lost => {
+                tracing::warn!(retry_in = ?reconnect, "Queue unavailable; consuming again after a pause.");
+                let resume = pause(reconnect, &shutdown).await;
+                reconnect = (reconnect * 2).min(RECONNECT_MAX);
+                resume
             }
+        };
+        if !resume {
+            return Ok(WorkerExit::Shutdown);
         }
     }
 }
 
-/// One consuming session: until shutdown, idle, or a halt.
+/// Sleeps for `d`; false if shutdown came first.
+async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// One consuming session: until shutdown, idle, a halt or the queue failing. Also says whether
+/// the session received a delivery (so the reconnect backoff starts over).
 async fn consume<R: Renderer, Q: Queue>(
     pipeline: &Arc<Pipeline<R>>,
     queue: &Q,
     settings: &WorkerSettings,
     shutdown: &CancellationToken,
-) -> Result<Stop, QueueError> {
+) -> Result<(Stop, bool), QueueError> {
     let prefetch = u16::try_from(settings.concurrency.max(1)).unwrap_or(u16::MAX);
     let mut consumer = queue.consume(prefetch, &pipeline.worker_id).await?;
     let tracker = TaskTracker::new();
     let halt = CancellationToken::new();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut last_activity = Instant::now();
+    let mut received = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tracing::info!(worker = %pipeline.worker_id, concurrency = settings.concurrency, "Worker consuming.");
     let stop = loop {
@@ -90,10 +129,9 @@ async fn consume<R: Renderer, Q: Queue>(
                 }
             }
             next = consumer.next() => match next {
-                None => break Stop::Halted,
-                Some(Err(e)) => return Err(e),
                 Some(Ok(delivery)) => {
                     last_activity = Instant::now();
+                    received = true;
                     in_flight.fetch_add(1, Ordering::SeqCst);
                     let (pipeline, queue, halt, in_flight) =
                         (pipeline.clone(), queue.clone(), halt.clone(), in_flight.clone());
@@ -102,12 +140,24 @@ async fn consume<R: Renderer, Q: Queue>(
                         in_flight.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
+                lost => {
+                    let error = lost.and_then(Result::err).map(|e| e.to_string());
+                    let error = error.as_deref().unwrap_or("the consumer ended");
+                    tracing::warn!(%error, "The queue failed; unsettled deliveries will be redelivered.");
+                    break Stop::Lost;
+                }
             }
         }
     };
+    wind_down(consumer, tracker, settings.shutdown_deadline).await;
+    Ok((stop, received))
+}
+
+/// Stops deliveries, lets in-flight pages finish up to `deadline`, and closes the consumer.
+async fn wind_down<C: Consumer>(mut consumer: C, tracker: TaskTracker, deadline: Duration) {
     consumer.cancel().await;
     tracker.close();
-    if tokio::time::timeout(settings.shutdown_deadline, tracker.wait())
+    if tokio::time::timeout(deadline, tracker.wait())
         .await
         .is_err()
     {
@@ -116,7 +166,6 @@ async fn consume<R: Renderer, Q: Queue>(
         );
     }
     consumer.close().await;
-    Ok(stop)
 }
 
 async fn is_idle<Q: Queue>(queue: &Q, settings: &WorkerSettings, last: Instant) -> bool {

@@ -5,21 +5,29 @@
 //! - `<work>.dead`: parked jobs, with the reason in the `x-reason` header.
 //!
 //! Every publish waits for the broker's confirm. The attempt number travels in `x-attempt`.
+//!
+//! Reconnects are ours, not lapin's auto-recovery (see `link`): every operation takes the live
+//! connection and confirm-mode publisher, reopened first if they died. A consumer whose connection
+//! dies yields an error and ends; the worker backs off and consumes again, which reconnects.
+//! Deliveries unsettled on the dead connection were requeued by the broker, so settling them fails
+//! instead of republishing a retry or dead letter that would duplicate the job.
 
+mod link;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    QueuePurgeOptions,
+    BasicPublishOptions, BasicQosOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 
 use super::{Acker, Consumer, DeadJob, Delivery, Queue, QueueDepths, QueueError, Settle};
 
-use crate::store::redact;
+use link::{Link, Links, io_error};
 
 /// Delay tiers for retries; a retry goes to the smallest tier at least as long as its delay.
 pub const RETRY_TIERS_SECS: [u64; 6] = [1, 5, 15, 60, 300, 900];
@@ -44,89 +52,33 @@ impl QueueNames {
     }
 }
 
-/// A connection to RabbitMQ with a confirm-mode channel for publishing.
+/// Why a delivery cannot be settled any more.
+const STALE: &str = "the delivery's channel is closed; the broker redelivers it";
+/// How long cancelling or closing a consumer's channel may take (the connection may be dead).
+const CHANNEL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to RabbitMQ with a confirm-mode channel for publishing, reopened when it dies.
+/// Clones share the connection.
 #[derive(Clone)]
 pub struct RabbitMqQueue {
-    conn: std::sync::Arc<Connection>,
-    publisher: Channel,
-    names: QueueNames,
+    links: Arc<Links>,
 }
 
 impl RabbitMqQueue {
     /// Connects and declares the topology.
     pub async fn connect(url: &str, names: QueueNames) -> Result<RabbitMqQueue, QueueError> {
-        let props = ConnectionProperties::default()
-            .with_connection_name("scrapefarm".into())
-            .enable_auto_recover();
-        let conn = Connection::connect(url, props)
-            .await
-            .map_err(|source| QueueError::Connect {
-                host: redact(url),
-                source,
-            })?;
-        let publisher = conn.create_channel().await?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        let queue = RabbitMqQueue {
-            conn: std::sync::Arc::new(conn),
-            publisher,
-            names,
-        };
-        queue.declare().await?;
-        Ok(queue)
+        let links = Links::connect(url, names).await?;
+        Ok(RabbitMqQueue {
+            links: Arc::new(links),
+        })
     }
 
     pub fn names(&self) -> &QueueNames {
-        &self.names
+        &self.links.names
     }
 
-    async fn declare(&self) -> Result<(), QueueError> {
-        let ch = &self.publisher;
-        let mut work = FieldTable::default();
-        work.insert("x-message-ttl".into(), AMQPValue::LongInt(WORK_TTL_MS));
-        work.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString("".into()),
-        );
-        work.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(self.names.dead().into()),
-        );
-        ch.queue_declare(
-            self.names.work.clone().into(),
-            QueueDeclareOptions::durable(),
-            work,
-        )
-        .await?;
-        ch.queue_declare(
-            self.names.dead().into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await?;
-        for tier in RETRY_TIERS_SECS {
-            let mut args = FieldTable::default();
-            args.insert(
-                "x-message-ttl".into(),
-                AMQPValue::LongInt(tier as i32 * 1000),
-            );
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                AMQPValue::LongString("".into()),
-            );
-            args.insert(
-                "x-dead-letter-routing-key".into(),
-                AMQPValue::LongString(self.names.work.clone().into()),
-            );
-            ch.queue_declare(
-                self.names.retry(tier).into(),
-                QueueDeclareOptions::durable(),
-                args,
-            )
-            .await?;
-        }
-        Ok(())
+    async fn link(&self) -> Result<Link, QueueError> {
+        self.links.current().await
     }
 
     async fn publish_to(
@@ -151,6 +103,8 @@ impl RabbitMqQueue {
             ..Default::default()
         };
         let confirm = self
+            .link()
+            .await?
             .publisher
             .basic_publish("".into(), queue.to_string().into(), options, body, props)
             .await?
@@ -167,11 +121,11 @@ impl RabbitMqQueue {
         &self,
         keep: &(dyn Fn(&DeadJob) -> bool + Sync),
     ) -> Result<Vec<DeadJob>, QueueError> {
-        let ch = self.conn.create_channel().await?;
+        let ch = self.link().await?.conn.create_channel().await?;
         let mut taken = Vec::new();
         let mut left = Vec::new();
         while let Some(msg) = ch
-            .basic_get(self.names.dead().into(), BasicGetOptions::default())
+            .basic_get(self.links.names.dead().into(), BasicGetOptions::default())
             .await?
         {
             let delivery = msg.delivery;
@@ -202,17 +156,18 @@ impl Queue for RabbitMqQueue {
     type Consumer = RabbitMqConsumer;
 
     async fn publish_raw(&self, body: Vec<u8>) -> Result<(), QueueError> {
-        self.publish_to(&self.names.work, &body, 1, None).await
+        self.publish_to(&self.links.names.work, &body, 1, None)
+            .await
     }
 
     async fn consume(&self, prefetch: u16, tag: &str) -> Result<RabbitMqConsumer, QueueError> {
-        let channel = self.conn.create_channel().await?;
+        let channel = self.link().await?.conn.create_channel().await?;
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
         let inner = channel
             .basic_consume(
-                self.names.work.clone().into(),
+                self.links.names.work.clone().into(),
                 tag.to_string().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -229,15 +184,21 @@ impl Queue for RabbitMqQueue {
         let Acker::RabbitMq(acker) = &delivery.acker else {
             unreachable!("a RabbitMQ delivery carries a RabbitMQ acker");
         };
+        // A delivery of a dead connection was requeued by the broker: republishing it as a
+        // retry or dead letter would duplicate the job.
+        let stale = || QueueError::Broker(io_error(std::io::ErrorKind::NotConnected, STALE));
+        if !acker.usable() {
+            return Err(stale());
+        }
         match how {
             Settle::Ack => {}
             Settle::Retry(after) => {
-                let queue = self.names.retry(retry_tier(after));
+                let queue = self.links.names.retry(retry_tier(after));
                 self.publish_to(&queue, &delivery.body, delivery.attempt + 1, None)
                     .await?;
             }
             Settle::Dead(reason) => {
-                let dead = self.names.dead();
+                let dead = self.links.names.dead();
                 self.publish_to(&dead, &delivery.body, delivery.attempt, Some(reason))
                     .await?;
             }
@@ -246,17 +207,21 @@ impl Queue for RabbitMqQueue {
                     requeue: true,
                     ..Default::default()
                 };
-                acker.nack(requeue).await?;
-                return Ok(());
+                return match acker.nack(requeue).await? {
+                    true => Ok(()),
+                    false => Err(stale()),
+                };
             }
         }
         // Only after the retry or dead letter was confirmed.
-        acker.ack(BasicAckOptions::default()).await?;
-        Ok(())
+        match acker.ack(BasicAckOptions::default()).await? {
+            true => Ok(()),
+            false => Err(stale()),
+        }
     }
 
     async fn depths(&self) -> Result<QueueDepths, QueueError> {
-        let ch = self.conn.create_channel().await?;
+        let ch = self.link().await?.conn.create_channel().await?;
         let passive = QueueDeclareOptions {
             passive: true,
             ..Default::default()
@@ -264,7 +229,7 @@ impl Queue for RabbitMqQueue {
         let count = |q: lapin::Queue| u64::from(q.message_count());
         let work = ch
             .queue_declare(
-                self.names.work.clone().into(),
+                self.links.names.work.clone().into(),
                 passive,
                 FieldTable::default(),
             )
@@ -273,7 +238,7 @@ impl Queue for RabbitMqQueue {
         for tier in RETRY_TIERS_SECS {
             let q = ch
                 .queue_declare(
-                    self.names.retry(tier).into(),
+                    self.links.names.retry(tier).into(),
                     passive,
                     FieldTable::default(),
                 )
@@ -281,7 +246,11 @@ impl Queue for RabbitMqQueue {
             retrying += count(q);
         }
         let dead = ch
-            .queue_declare(self.names.dead().into(), passive, FieldTable::default())
+            .queue_declare(
+                self.links.names.dead().into(),
+                passive,
+                FieldTable::default(),
+            )
             .await?;
         let _ = ch.close(200, "done".into()).await;
         Ok(QueueDepths {
@@ -312,17 +281,18 @@ impl Queue for RabbitMqQueue {
     ) -> Result<usize, QueueError> {
         let taken = self.sweep_dead(pick).await?;
         for dead in &taken {
-            self.publish_to(&self.names.work, &dead.body, 1, None)
+            self.publish_to(&self.links.names.work, &dead.body, 1, None)
                 .await?;
         }
         Ok(taken.len())
     }
 
     async fn purge_all(&self) -> Result<(), QueueError> {
-        let mut names = vec![self.names.work.clone(), self.names.dead()];
-        names.extend(RETRY_TIERS_SECS.iter().map(|t| self.names.retry(*t)));
+        let mut names = vec![self.links.names.work.clone(), self.links.names.dead()];
+        names.extend(RETRY_TIERS_SECS.iter().map(|t| self.links.names.retry(*t)));
+        let publisher = self.link().await?.publisher;
         for name in names {
-            self.publisher
+            publisher
                 .queue_purge(name.into(), QueuePurgeOptions::default())
                 .await?;
         }
@@ -330,7 +300,7 @@ impl Queue for RabbitMqQueue {
     }
 
     async fn close(&self) {
-        let _ = self.conn.close(200, "bye".into()).await;
+        self.links.close().await;
     }
 }
 
@@ -342,37 +312,38 @@ pub struct RabbitMqConsumer {
 }
 
 impl Consumer for RabbitMqConsumer {
+    /// An error means the channel or connection died: the consumer then ends, and consuming
+    /// again (on a reopened connection) is the caller's move.
     async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
-        loop {
-            match self.inner.next().await? {
-                Ok(d) => {
-                    return Some(Ok(Delivery {
-                        attempt: attempt_of(&d.properties),
-                        body: d.data,
-                        acker: Acker::RabbitMq(d.acker),
-                    }));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Consumer error; waiting for the connection to recover.");
-                    if let Err(e) = self.channel.wait_for_recovery(e).await {
-                        return Some(Err(e.into()));
-                    }
-                }
-            }
+        match self.inner.next().await? {
+            Ok(d) => Some(Ok(Delivery {
+                attempt: attempt_of(&d.properties),
+                body: d.data,
+                acker: Acker::RabbitMq(d.acker),
+            })),
+            Err(e) => Some(Err(e.into())),
         }
     }
 
     async fn cancel(&mut self) {
+        if !self.channel.status().connected() {
+            return;
+        }
         let cancel = self
             .channel
             .basic_cancel(self.tag.clone().into(), BasicCancelOptions::default());
-        if let Err(e) = cancel.await {
-            tracing::debug!(error = %e, "basic.cancel failed.");
+        match tokio::time::timeout(CHANNEL_CLOSE_TIMEOUT, cancel).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "basic.cancel failed."),
+            Err(_) => tracing::debug!("basic.cancel timed out."),
         }
     }
 
     async fn close(self) {
-        let _ = self.channel.close(200, "stopping".into()).await;
+        if self.channel.status().connected() {
+            let close = self.channel.close(200, "stopping".into());
+            let _ = tokio::time::timeout(CHANNEL_CLOSE_TIMEOUT, close).await;
+        }
     }
 }
 

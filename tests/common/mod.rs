@@ -278,3 +278,42 @@ pub fn assert_matches_truth(row: &ListingJson, truth: &TruthListing) {
         row.last_error
     );
 }
+
+/// Farms whose PostgreSQL and RabbitMQ are reached through other addresses (outage proxies).
+impl Farm {
+    /// [`Farm::start`] with the database server at `pg_base` (`postgres://user@host:port`, the
+    /// database name is appended) and the broker at `amqp_url`.
+    pub async fn start_via(config: FixtureConfig, pg_base: &str, amqp_url: &str) -> Farm {
+        assert!(
+            chrome().exists(),
+            "Chromium not found at {}",
+            chrome().display()
+        );
+        let fixture = FixtureSite::start(config, 0)
+            .await
+            .expect("fixture site starts");
+        let mut sites = Sites::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sites")).unwrap();
+        sites.set_base_url("fixture", &fixture.base_url()).unwrap();
+        let name = unique("sf_test");
+        let db_url = format!("{pg_base}/{name}");
+        let store = Store::connect(&db_url, 8)
+            .await
+            .expect("PostgreSQL reachable through the given address");
+        store.migrate().await.unwrap();
+        let queue_name = format!("{name}.listings");
+        let queue = RabbitMqQueue::connect(amqp_url, QueueNames::new(&queue_name))
+            .await
+            .expect("RabbitMQ reachable through the given address");
+        Farm {
+            backend: Backend::Served,
+            fixture,
+            sites: Arc::new(sites),
+            store,
+            queue: AnyQueue::RabbitMq(queue),
+            dir: tempfile::tempdir().unwrap(),
+            db_url,
+            queue_name,
+            max_attempts: 8,
+        }
+    }
+}
