@@ -180,6 +180,15 @@ impl<R: Renderer> Pipeline<R> {
             );
             return Disposition::DeadLetter { reason };
         };
+        match self.already_satisfied(&job, site, &external_id).await {
+            Ok(true) => return Disposition::Ack,
+            Ok(false) => {}
+            Err(e) => {
+                return Disposition::Halt {
+                    reason: e.to_string(),
+                };
+            }
+        }
         let started = Instant::now();
         match self
             .attempt(&job, site, &external_id, attempt, started)
@@ -257,6 +266,28 @@ impl<R: Renderer> Pipeline<R> {
             _ => &self.stats.stored,
         });
         Ok(())
+    }
+
+    /// Whether the listing was enriched after this job was published: then a redelivered or
+    /// duplicated job is already done and the page is not rendered again.
+    async fn already_satisfied(
+        &self,
+        job: &Job,
+        site: &Site,
+        external_id: &str,
+    ) -> Result<bool, StoreError> {
+        if job.published_at <= 0 {
+            return Ok(false);
+        }
+        let done = self
+            .store
+            .enriched_since(&site.name, external_id, job.published_at)
+            .await?;
+        if done {
+            tracing::debug!(url = %job.url, "Already stored since this job was published.");
+            Stats::bump(&self.stats.skipped);
+        }
+        Ok(done)
     }
 
     /// Adjusts the site's pace and this profile's identity to what the page says.
