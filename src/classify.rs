@@ -3,7 +3,10 @@
 //! challenge verdict needs markers *and* missing expected content: a vendor script tag on a healthy
 //! page is not a block.
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
+
+use regex::Regex;
 
 use crate::render::Page;
 use crate::site::Site;
@@ -67,12 +70,22 @@ const BLOCK_MARKERS: &[&str] = &[
     "captcha-delivery.com",
     "/errors/validatecaptcha",
     "captcha_form",
-    "h-captcha",
+    // Not bare "h-captcha": eBay's sign-in styles have an `ifh-captcha` class on healthy pages.
+    "class=\"h-captcha\"",
+    "class=h-captcha",
+    "hcaptcha.com/1/api.js",
     "g-recaptcha",
     "robot or human",
     "<title>access denied</title>",
     "you don't have permission to access",
 ];
+
+/// An Akamai edge reference id ("Reference #18.2f1e1202.1698311634.1a2b3c4d", or bare on eBay's
+/// "Error Page"): the edge refused the request, so without content it is a block.
+static AKAMAI_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+    // A constant, valid pattern.
+    Regex::new(r"\b\d{1,2}\.[0-9a-f]{8}\.\d{10}\.[0-9a-f]{6,10}\b").expect("valid regex")
+});
 
 /// Every challenge marker for `site` (built-in vendors and the site's own), lowercase.
 pub fn challenge_markers(site: &Site) -> Vec<String> {
@@ -109,7 +122,10 @@ pub fn classify(page: &Page, site: &Site) -> PageClass {
     if has_any(&site.markers.challenge_text) || CHALLENGE_MARKERS.iter().any(|m| html.contains(m)) {
         return PageClass::Challenge;
     }
-    if has_any(&site.markers.block_text) || BLOCK_MARKERS.iter().any(|m| html.contains(m)) {
+    if has_any(&site.markers.block_text)
+        || BLOCK_MARKERS.iter().any(|m| html.contains(m))
+        || AKAMAI_REFERENCE.is_match(&html)
+    {
         return PageClass::Blocked;
     }
     if status == 401 || status == 403 {
@@ -125,11 +141,14 @@ pub fn classify(page: &Page, site: &Site) -> PageClass {
 }
 
 fn is_ended(page: &Page, site: &Site) -> bool {
-    let Some(sel) = &site.fields.ended else {
-        return false;
-    };
-    scraper::Html::parse_document(&page.html)
-        .select(sel)
+    crate::extract::is_ended(&page.html, site)
+}
+
+/// Whether `html` already holds the site's ready element: the ready condition of a page that was
+/// not rendered here (a saved file), where no browser could wait for it.
+pub fn ready_in_html(html: &str, site: &Site) -> bool {
+    scraper::Html::parse_document(html)
+        .select(&site.ready_selector)
         .next()
         .is_some()
 }
@@ -225,6 +244,36 @@ mod tests {
             classify(&page(403, false, captcha), &site),
             PageClass::Blocked
         );
+    }
+
+    #[test]
+    fn an_akamai_reference_without_content_is_a_block() {
+        let site = fixture_site();
+        let edge = "<title>Error Page | eBay</title><p>Something went wrong on our end</p>\
+                    <p class=\"reference-id\">0.8f1e1202.1784121724.18239769</p>";
+        assert_eq!(classify(&page(200, false, edge), &site), PageClass::Blocked);
+    }
+
+    #[test]
+    fn captcha_words_in_a_healthy_pages_styles_are_not_a_block() {
+        let site = fixture_site();
+        let styles = "<style>.ifh-captcha .ifh-captcha-header { font-size: 1.25rem }</style>";
+        assert_eq!(classify(&page(200, false, styles), &site), PageClass::Empty);
+        let widget = "<div class=\"h-captcha\" data-sitekey=\"x\"></div>";
+        assert_eq!(
+            classify(&page(200, false, widget), &site),
+            PageClass::Blocked
+        );
+    }
+
+    #[test]
+    fn a_saved_page_is_ready_when_its_ready_element_is_in_the_html() {
+        let site = fixture_site();
+        assert!(ready_in_html(
+            "<main id=listing data-ready=1></main>",
+            &site
+        ));
+        assert!(!ready_in_html("<main id=listing></main>", &site));
     }
 
     #[test]

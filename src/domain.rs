@@ -123,6 +123,33 @@ pub struct Record {
     pub description: Option<String>,
     pub images: Vec<String>,
     pub ended: bool,
+    /// The item number the page itself shows (it can differ from the URL's id, e.g. the featured
+    /// listing of a catalog product page).
+    #[serde(default)]
+    pub item_id: Option<String>,
+    /// The title as shown to this viewer when it differs from `title` (a machine translation).
+    #[serde(default)]
+    pub translated_title: Option<String>,
+    /// The struck-through reference price ("Was", "List price").
+    #[serde(default)]
+    pub was_price: Option<Money>,
+    /// The fixed price; for an auction with Buy It Now, the price next to the current bid.
+    #[serde(default)]
+    pub buy_it_now_price: Option<Money>,
+    /// The listing is an auction (then `price` is the current bid).
+    #[serde(default)]
+    pub auction: bool,
+    #[serde(default)]
+    pub bids: Option<i64>,
+    /// The seller accepts offers.
+    #[serde(default)]
+    pub best_offer: bool,
+    /// Why the listing is no longer on sale ("Sold on ...", "This listing has ended").
+    #[serde(default)]
+    pub status_text: Option<String>,
+    /// Where the description lives when the page frames it in from elsewhere.
+    #[serde(default)]
+    pub description_url: Option<String>,
 }
 
 /// One result row on a search page.

@@ -1,6 +1,12 @@
 //! Site definitions: `sites/<name>.toml` files loaded and validated once at start, so that every
 //! site-specific fact (URL patterns, ready condition, selectors, markers, politeness) is data.
-//! Errors name the file, the key and the problem.
+//! Errors name the file, the key and the problem. The TOML shape and its validation live in `raw`.
+//!
+//! A field is a list of [`Rule`]s tried in order until one yields a value, so one definition can
+//! read several generations of a site's markup. A rule reads CSS-selected elements (their text or
+//! an attribute), values in the page's JSON-LD, or a regex over the raw HTML (embedded JSON).
+
+mod raw;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +14,6 @@ use std::time::Duration;
 
 use regex::Regex;
 use scraper::Selector;
-use serde::Deserialize;
 use url::Url;
 
 use crate::price::Currency;
@@ -31,40 +36,120 @@ pub enum SiteError {
     },
 }
 
-/// How to read one field: CSS selectors tried in order, then an optional attribute and regex.
+/// How to read one field: rules tried in order; the first that yields a value wins.
 #[derive(Debug, Clone)]
 pub struct Field {
-    pub selectors: Vec<Selector>,
-    /// Read this attribute instead of the element's text.
-    pub attr: Option<String>,
-    /// Keep only capture group 1 (or the whole match) of this regex.
-    pub regex: Option<Regex>,
+    pub rules: Vec<Rule>,
 }
 
-/// Where the item specifics (key/value pairs) are.
+/// One way to read a value, with optional regex post-processing.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub source: Source,
+    /// Keep only capture group 1 (or the whole match) of this regex; no match = no value.
+    pub regex: Option<Regex>,
+    /// How the rule was written, for the `extract` command's trace.
+    pub label: String,
+}
+
+/// Where a rule reads from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Elements matching `selector`, in document order: their text (without `exclude`d and the
+    /// site's hidden descendants) or the attribute `attr`.
+    Css {
+        selector: Selector,
+        attr: Option<String>,
+        exclude: Option<Selector>,
+    },
+    /// Values at dotted paths (`offers.price`) in the page's JSON-LD blocks. With several paths
+    /// the first value of each is joined with a space (`["offers.priceCurrency", "offers.price"]`
+    /// reads "USD 12.50").
+    JsonLd { paths: Vec<Vec<String>> },
+    /// Capture group 1 (or the whole match) of a regex over the raw HTML: data embedded in scripts.
+    Html(Regex),
+}
+
+/// Where the item specifics (key/value pairs) are: in each row, the n-th key element pairs with
+/// the n-th value element, so both one-pair rows (`th`/`td`) and two-pair rows
+/// (`td.label`/`td`/`td.label`/`td`) read correctly.
 #[derive(Debug, Clone)]
 pub struct SpecificsDef {
     pub row: Selector,
     pub key: Selector,
     pub value: Selector,
+    /// Descendants of a value left out of its text ("Read more" buttons).
+    pub exclude: Option<Selector>,
 }
 
-/// Selectors of a listing page.
+/// Rules of a listing page.
 #[derive(Debug, Clone, Default)]
 pub struct ListingFields {
+    /// The listing's own title; where the site shows a machine translation, the original.
     pub title: Option<Field>,
+    /// The title as shown to this viewer, kept when it differs from `title`.
+    pub translated_title: Option<Field>,
+    /// The current price: the current bid of an auction, else the fixed price.
     pub price: Option<Field>,
+    /// ISO code that price texts without a currency marker are in.
     pub currency: Option<Field>,
+    /// The struck-through reference price ("Was", "List price").
+    pub was_price: Option<Field>,
+    /// The fixed price (also offered next to an auction's bid).
+    pub buy_it_now_price: Option<Field>,
+    pub bids: Option<Field>,
+    pub item_id: Option<Field>,
     pub condition: Option<Field>,
     pub seller: Option<Field>,
     pub seller_score: Option<Field>,
     pub shipping: Option<Field>,
     pub location: Option<Field>,
     pub description: Option<Field>,
+    pub description_url: Option<Field>,
     pub images: Option<Field>,
-    pub specifics: Option<SpecificsDef>,
-    /// Present when the listing has ended.
-    pub ended: Option<Selector>,
+    /// Why the listing is no longer on sale ("Sold on ...").
+    pub status_text: Option<Field>,
+    /// Flag: true when any rule matches.
+    pub auction: Option<Field>,
+    /// Flag: the seller accepts offers.
+    pub best_offer: Option<Field>,
+    pub specifics: Vec<SpecificsDef>,
+    /// Flag: the listing has ended (classification says `Ended`).
+    pub ended: Option<Field>,
+}
+
+/// Fields that are flags: true when any of their rules matches, whatever the text.
+pub const FLAG_FIELDS: [&str; 3] = ["auction", "best_offer", "ended"];
+
+impl ListingFields {
+    /// Every defined field with its name as written in the site file, in record order.
+    pub fn named(&self) -> Vec<(&'static str, &Field)> {
+        let all = [
+            ("title", &self.title),
+            ("translated_title", &self.translated_title),
+            ("price", &self.price),
+            ("currency", &self.currency),
+            ("was_price", &self.was_price),
+            ("buy_it_now_price", &self.buy_it_now_price),
+            ("auction", &self.auction),
+            ("bids", &self.bids),
+            ("best_offer", &self.best_offer),
+            ("item_id", &self.item_id),
+            ("condition", &self.condition),
+            ("seller", &self.seller),
+            ("seller_score", &self.seller_score),
+            ("shipping", &self.shipping),
+            ("location", &self.location),
+            ("description", &self.description),
+            ("description_url", &self.description_url),
+            ("images", &self.images),
+            ("status_text", &self.status_text),
+            ("ended", &self.ended),
+        ];
+        all.into_iter()
+            .filter_map(|(name, field)| field.as_ref().map(|f| (name, f)))
+            .collect()
+    }
 }
 
 /// Search result pages.
@@ -73,12 +158,15 @@ pub struct SearchDef {
     /// URL template with `{base_url}`, `{query}` and `{page}`.
     pub url: String,
     pub ready: Option<String>,
+    /// One element per result row (several markups may be listed, comma-separated).
     pub result: Selector,
-    /// Results matching this (sponsored cards, placeholders) are skipped.
+    /// Rows matching this, or holding a match (sponsored cards, placeholders), are skipped.
     pub skip: Option<Selector>,
     pub link: Field,
     pub title: Option<Field>,
     pub price: Option<Field>,
+    /// The total the page announces ("185,510 results"); `0` marks a zero-result page.
+    pub result_count: Option<Field>,
     pub next_page: Option<Selector>,
 }
 
@@ -98,7 +186,11 @@ pub struct Site {
     pub listing_url: Regex,
     /// CSS selector whose presence means the listing page finished rendering.
     pub ready: String,
+    /// `ready`, parsed.
+    pub ready_selector: Selector,
     pub ready_timeout: Duration,
+    /// Text inside these elements is never part of a value (screen-reader-only decoration).
+    pub hidden: Option<Selector>,
     pub fields: ListingFields,
     pub search: SearchDef,
     pub markers: Markers,
@@ -193,262 +285,22 @@ fn load_file(path: &Path) -> Result<Site, SiteError> {
     raw.validate().map_err(invalid)
 }
 
-/// The TOML shape, before validation.
-mod raw {
-    use super::*;
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct SiteFile {
-        name: String,
-        base_url: String,
-        default_currency: Option<String>,
-        #[serde(default = "default_rps")]
-        max_rps: u32,
-        #[serde(default)]
-        screenshot: bool,
-        listing: Listing,
-        search: Search,
-        #[serde(default)]
-        markers: Markers,
-    }
-
-    fn default_rps() -> u32 {
-        20
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Listing {
-        url_pattern: String,
-        ready: String,
-        #[serde(default = "default_ready_ms")]
-        ready_timeout_ms: u64,
-        #[serde(default)]
-        fields: BTreeMap<String, FieldSpec>,
-        specifics: Option<Specifics>,
-        ended: Option<String>,
-    }
-
-    fn default_ready_ms() -> u64 {
-        10_000
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Specifics {
-        row: String,
-        key: String,
-        value: String,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Search {
-        url: String,
-        ready: Option<String>,
-        result: String,
-        skip: Option<String>,
-        link: FieldSpec,
-        title: Option<FieldSpec>,
-        price: Option<FieldSpec>,
-        next_page: Option<String>,
-    }
-
-    #[derive(Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct Markers {
-        #[serde(default)]
-        gone: Vec<String>,
-        #[serde(default)]
-        block: Vec<String>,
-        #[serde(default)]
-        challenge: Vec<String>,
-    }
-
-    /// `title = "h1"` or `title = { css = ["h1.a", "h1"], attr = "content", regex = "..." }`.
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum FieldSpec {
-        Css(String),
-        Rule {
-            css: OneOrMany,
-            attr: Option<String>,
-            regex: Option<String>,
-        },
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-
-    const FIELD_NAMES: [&str; 10] = [
-        "title",
-        "price",
-        "currency",
-        "condition",
-        "seller",
-        "seller_score",
-        "shipping",
-        "location",
-        "description",
-        "images",
-    ];
-
-    impl SiteFile {
-        pub fn validate(self) -> Result<Site, String> {
-            let base_url =
-                Url::parse(&self.base_url).map_err(|e| format!("key `base_url`: {e}"))?;
-            let listing_url = Regex::new(&self.listing.url_pattern)
-                .map_err(|e| format!("key `listing.url_pattern`: {e}"))?;
-            if !listing_url.capture_names().any(|n| n == Some("id")) {
-                return Err("key `listing.url_pattern`: needs a named group `(?P<id>...)`".into());
-            }
-            selector("listing.ready", &self.listing.ready)?;
-            let default_currency = match &self.default_currency {
-                Some(c) => {
-                    Some(Currency::parse(c).map_err(|e| format!("key `default_currency`: {e}"))?)
-                }
-                None => None,
-            };
-            if self.max_rps == 0 {
-                return Err("key `max_rps`: must be at least 1".into());
-            }
-            Ok(Site {
-                name: self.name,
-                base_url,
-                listing_url,
-                ready: self.listing.ready,
-                ready_timeout: Duration::from_millis(self.listing.ready_timeout_ms),
-                fields: listing_fields(
-                    self.listing.fields,
-                    self.listing.specifics,
-                    self.listing.ended,
-                )?,
-                search: self.search.validate()?,
-                markers: super::Markers {
-                    gone_text: self.markers.gone,
-                    block_text: self.markers.block,
-                    challenge_text: self.markers.challenge,
-                },
-                default_currency,
-                max_rps: self.max_rps,
-                screenshot: self.screenshot,
-            })
-        }
-    }
-
-    fn listing_fields(
-        mut specs: BTreeMap<String, FieldSpec>,
-        specifics: Option<Specifics>,
-        ended: Option<String>,
-    ) -> Result<ListingFields, String> {
-        if let Some(unknown) = specs.keys().find(|k| !FIELD_NAMES.contains(&k.as_str())) {
-            return Err(format!(
-                "key `listing.fields.{unknown}`: unknown field (known: {})",
-                FIELD_NAMES.join(", ")
-            ));
-        }
-        let mut take = |name: &str| -> Result<Option<Field>, String> {
-            specs
-                .remove(name)
-                .map(|spec| spec.validate(&format!("listing.fields.{name}")))
-                .transpose()
-        };
-        Ok(ListingFields {
-            title: take("title")?,
-            price: take("price")?,
-            currency: take("currency")?,
-            condition: take("condition")?,
-            seller: take("seller")?,
-            seller_score: take("seller_score")?,
-            shipping: take("shipping")?,
-            location: take("location")?,
-            description: take("description")?,
-            images: take("images")?,
-            specifics: specifics
-                .map(|s| -> Result<SpecificsDef, String> {
-                    Ok(SpecificsDef {
-                        row: selector("listing.specifics.row", &s.row)?,
-                        key: selector("listing.specifics.key", &s.key)?,
-                        value: selector("listing.specifics.value", &s.value)?,
-                    })
-                })
-                .transpose()?,
-            ended: ended
-                .map(|css| selector("listing.ended", &css))
-                .transpose()?,
-        })
-    }
-
-    impl Search {
-        fn validate(self) -> Result<SearchDef, String> {
-            if !self.url.contains("{query}") {
-                return Err("key `search.url`: needs a `{query}` placeholder".into());
-            }
-            if let Some(ready) = &self.ready {
-                selector("search.ready", ready)?;
-            }
-            Ok(SearchDef {
-                url: self.url,
-                ready: self.ready,
-                result: selector("search.result", &self.result)?,
-                skip: self.skip.map(|s| selector("search.skip", &s)).transpose()?,
-                link: self.link.validate("search.link")?,
-                title: self.title.map(|f| f.validate("search.title")).transpose()?,
-                price: self.price.map(|f| f.validate("search.price")).transpose()?,
-                next_page: self
-                    .next_page
-                    .map(|s| selector("search.next_page", &s))
-                    .transpose()?,
-            })
-        }
-    }
-
-    impl FieldSpec {
-        fn validate(self, key: &str) -> Result<Field, String> {
-            let (css, attr, regex) = match self {
-                FieldSpec::Css(css) => (vec![css], None, None),
-                FieldSpec::Rule { css, attr, regex } => {
-                    let css = match css {
-                        OneOrMany::One(one) => vec![one],
-                        OneOrMany::Many(many) => many,
-                    };
-                    (css, attr, regex)
-                }
-            };
-            if css.is_empty() {
-                return Err(format!("key `{key}.css`: needs at least one selector"));
-            }
-            let selectors = css
-                .iter()
-                .map(|c| selector(key, c))
-                .collect::<Result<Vec<_>, _>>()?;
-            let regex = regex
-                .map(|r| Regex::new(&r).map_err(|e| format!("key `{key}.regex`: {e}")))
-                .transpose()?;
-            Ok(Field {
-                selectors,
-                attr,
-                regex,
-            })
-        }
-    }
-
-    fn selector(key: &str, css: &str) -> Result<Selector, String> {
-        Selector::parse(css).map_err(|e| format!("key `{key}`: invalid CSS selector `{css}`: {e}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sites_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sites")
+    }
+
+    fn load_one(text: &str) -> Result<Sites, SiteError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.toml"), text).unwrap();
+        Sites::load(dir.path())
+    }
+
+    fn fixture_text() -> String {
+        std::fs::read_to_string(sites_dir().join("fixture.toml")).unwrap()
     }
 
     #[test]
@@ -465,10 +317,74 @@ mod tests {
     }
 
     #[test]
+    fn ebay_listing_urls_of_every_shape_give_the_item_id() {
+        let sites = Sites::load(&sites_dir()).unwrap();
+        let ebay = sites.get("ebay").unwrap();
+        let id = |url: &str| ebay.listing_id(url);
+        let cases = [
+            "https://www.ebay.com/itm/226771798286",
+            "https://www.ebay.de/itm/226771798286?hash=item34ccd7c70e:g:qvsAAOSw",
+            "http://www.ebay.com/itm/Unicycle-20-Silver-/226771798286?pt=LH_DefaultDomain_0",
+            "https://www.ebay.co.uk/itm/Warhammer-40k-sprue/226771798286",
+            "https://www.ebay.fr/itm/226771798286#rwid",
+            "https://ebay.com/itm/226771798286/",
+            "http://127.0.0.1:40123/itm/226771798286",
+            "http://localhost:8080/itm/some-slug/226771798286?x=1",
+        ];
+        for url in cases {
+            assert_eq!(id(url).as_deref(), Some("226771798286"), "{url}");
+        }
+        for url in [
+            "https://ebay.com/itm/123456?hash=item28caef0a3a",
+            "https://www.ebay.com/p/1701411334",
+            "https://www.ebay.com.evil.example/itm/226771798286",
+            "https://www.example.com/itm/226771798286",
+            "https://www.ebay.com/sch/i.html?_nkw=itm/226771798286",
+        ] {
+            assert_eq!(id(url), None, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_field_may_list_rules_of_every_kind() {
+        let text = fixture_text().replace(
+            "title = \"h1.title\"",
+            "title = [\"h1.a\", { css = [\"h1.b\", \"h2\"], exclude = \".hidden\" }, \
+             { jsonld = \"name\" }, { html = '\"title\":\"([^\"]+)\"', regex = \"(.+)\" }]",
+        );
+        let sites = load_one(&text).unwrap();
+        let labels: Vec<_> = sites
+            .get("fixture")
+            .unwrap()
+            .fields
+            .title
+            .as_ref()
+            .unwrap()
+            .rules
+            .iter()
+            .map(|r| r.label.clone())
+            .collect();
+        assert_eq!(labels.len(), 5, "{labels:?}");
+        assert!(labels[2].contains("exclude .hidden"), "{labels:?}");
+        assert!(labels[3].starts_with("jsonld name"), "{labels:?}");
+        assert!(labels[4].starts_with("html /"), "{labels:?}");
+    }
+
+    #[test]
+    fn a_rule_needs_exactly_one_source() {
+        let text = fixture_text().replace(
+            "title = \"h1.title\"",
+            "title = { css = \"h1\", jsonld = \"name\" }",
+        );
+        let err = load_one(&text).unwrap_err().to_string();
+        assert!(err.contains("listing.fields.title"), "{err}");
+        assert!(err.contains("exactly one of"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_file_key_and_problem() {
         let dir = tempfile::tempdir().unwrap();
-        let text = std::fs::read_to_string(sites_dir().join("fixture.toml")).unwrap();
-        let broken = text.replace("title = \"h1.title\"", "title = \"h1[[\"");
+        let broken = fixture_text().replace("title = \"h1.title\"", "title = \"h1[[\"");
         std::fs::write(dir.path().join("broken.toml"), broken).unwrap();
         let err = Sites::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("broken.toml"), "{err}");
@@ -478,11 +394,16 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = std::fs::read_to_string(sites_dir().join("fixture.toml")).unwrap();
-        std::fs::write(dir.path().join("x.toml"), format!("colour = 1\n{text}")).unwrap();
-        let err = Sites::load(dir.path()).unwrap_err().to_string();
+        let err = load_one(&format!("colour = 1\n{}", fixture_text()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("colour"), "{err}");
+        let text = fixture_text().replace(
+            "title = \"h1.title\"",
+            "title = { css = \"h1\", atr = \"x\" }",
+        );
+        let err = load_one(&text).unwrap_err().to_string();
+        assert!(err.contains("atr"), "{err}");
     }
 
     #[test]

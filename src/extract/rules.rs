@@ -1,0 +1,393 @@
+//! Rule evaluation: how one [`Field`] of a site definition reads values from a parsed page —
+//! CSS-selected text or attributes, JSON-LD paths, regexes over the raw HTML — and how element
+//! text is read the way a reader sees it (hidden decoration left out, whitespace collapsed).
+
+use std::sync::{LazyLock, OnceLock};
+
+use scraper::{ElementRef, Html, Node, Selector};
+use serde_json::Value;
+
+use crate::site::{Field, Rule, Site, Source};
+
+/// Contents of these elements are never text a reader sees.
+const NON_TEXT_TAGS: [&str; 5] = ["script", "style", "noscript", "template", "iframe"];
+
+/// Elements that start a new line when rendered, so their text never runs into a neighbour's.
+const BLOCK_TAGS: [&str; 36] = [
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "br",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "option",
+    "p",
+    "pre",
+    "section",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "tr",
+    "ul",
+];
+
+static JSONLD: LazyLock<Selector> = LazyLock::new(|| {
+    // A constant, valid selector.
+    Selector::parse(r#"script[type="application/ld+json"]"#).expect("valid selector")
+});
+
+/// A parsed page, the input of every rule. JSON-LD is parsed on first use.
+pub struct Document<'a> {
+    pub html: Html,
+    raw: &'a str,
+    hidden: Option<&'a Selector>,
+    jsonld: OnceLock<Vec<Value>>,
+}
+
+/// What one rule of a field read, for the `extract` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleTrace {
+    pub label: String,
+    /// The rule's first value, or `None` when it matched nothing.
+    pub value: Option<String>,
+}
+
+impl<'a> Document<'a> {
+    /// Parses `raw` for reading with `site`'s rules.
+    pub fn parse(raw: &'a str, site: &'a Site) -> Document<'a> {
+        Document {
+            html: Html::parse_document(raw),
+            raw,
+            hidden: site.hidden.as_ref(),
+            jsonld: OnceLock::new(),
+        }
+    }
+
+    /// The first value of `field` in the whole page.
+    pub fn first(&self, field: &Field) -> Option<String> {
+        field
+            .rules
+            .iter()
+            .find_map(|rule| self.values(rule, None, 1).pop())
+    }
+
+    /// The first value of `field` inside `scope` (a search result row). Only CSS rules apply:
+    /// JSON-LD and raw-HTML rules describe the whole page, not a row.
+    pub fn first_in(&self, scope: ElementRef<'_>, field: &Field) -> Option<String> {
+        field
+            .rules
+            .iter()
+            .find_map(|rule| self.values(rule, Some(scope), 1).pop())
+    }
+
+    /// Every value of the first rule of `field` that yields any (image lists).
+    pub fn all(&self, field: &Field) -> Vec<String> {
+        field
+            .rules
+            .iter()
+            .map(|rule| self.values(rule, None, usize::MAX))
+            .find(|values| !values.is_empty())
+            .unwrap_or_default()
+    }
+
+    /// Whether any rule of a flag field matches: an element exists (with the attribute and regex
+    /// match, if given), a JSON-LD path has a value, or the raw-HTML regex matches.
+    pub fn present(&self, field: &Field) -> bool {
+        field.rules.iter().any(|rule| match &rule.source {
+            Source::Css {
+                selector,
+                attr: None,
+                ..
+            } if rule.regex.is_none() => self.html.select(selector).next().is_some(),
+            _ => !self.values(rule, None, 1).is_empty(),
+        })
+    }
+
+    /// What each rule of `field` reads, in order, including the rules that read nothing.
+    pub fn trace(&self, field: &Field) -> Vec<RuleTrace> {
+        field
+            .rules
+            .iter()
+            .map(|rule| RuleTrace {
+                label: rule.label.clone(),
+                value: self.values(rule, None, 1).pop(),
+            })
+            .collect()
+    }
+
+    /// Whether each rule of a flag field matches, in order.
+    pub fn trace_flag(&self, field: &Field) -> Vec<RuleTrace> {
+        field
+            .rules
+            .iter()
+            .map(|rule| RuleTrace {
+                label: rule.label.clone(),
+                value: self
+                    .present(&Field {
+                        rules: vec![rule.clone()],
+                    })
+                    .then(|| "present".to_string()),
+            })
+            .collect()
+    }
+
+    /// Text of `el` as a reader sees it, without the site's hidden elements and `exclude`.
+    pub fn text(&self, el: ElementRef<'_>, exclude: Option<&Selector>) -> String {
+        let skip = |child: &ElementRef<'_>| {
+            NON_TEXT_TAGS.contains(&child.value().name())
+                || self.hidden.is_some_and(|h| h.matches(child))
+                || exclude.is_some_and(|x| x.matches(child))
+        };
+        let mut out = String::new();
+        push_text(el, &skip, &mut out);
+        collapse_whitespace(&out)
+    }
+
+    /// Up to `limit` values `rule` reads, in document order, after its regex.
+    fn values(&self, rule: &Rule, scope: Option<ElementRef<'_>>, limit: usize) -> Vec<String> {
+        let keep = |value: String| post_process(rule, value);
+        match (&rule.source, scope) {
+            (
+                Source::Css {
+                    selector,
+                    attr,
+                    exclude,
+                },
+                scope,
+            ) => scope
+                .unwrap_or_else(|| self.html.root_element())
+                .select(selector)
+                .filter_map(|el| match attr {
+                    Some(attr) => el.value().attr(attr).map(|v| v.trim().to_string()),
+                    None => Some(self.text(el, exclude.as_ref())),
+                })
+                .filter_map(keep)
+                .take(limit)
+                .collect(),
+            (_, Some(_)) => Vec::new(),
+            (Source::JsonLd { paths }, None) => self
+                .jsonld_values(paths)
+                .into_iter()
+                .filter_map(keep)
+                .take(limit)
+                .collect(),
+            (Source::Html(re), None) => re
+                .captures_iter(self.raw)
+                .filter_map(|caps| caps.get(1).or_else(|| caps.get(0)))
+                .map(|m| m.as_str().trim().to_string())
+                .filter_map(keep)
+                .take(limit)
+                .collect(),
+        }
+    }
+
+    fn jsonld_values(&self, paths: &[Vec<String>]) -> Vec<String> {
+        let blocks = self.jsonld.get_or_init(|| {
+            self.html
+                .select(&JSONLD)
+                .filter_map(|script| serde_json::from_str(&script.text().collect::<String>()).ok())
+                .collect()
+        });
+        let at = |path: &[String]| -> Vec<String> {
+            let mut found = Vec::new();
+            for block in blocks {
+                walk(block, path, &mut found);
+            }
+            found.into_iter().filter_map(leaf_text).collect()
+        };
+        match paths {
+            [one] => at(one),
+            many => {
+                let firsts: Option<Vec<String>> =
+                    many.iter().map(|p| at(p).into_iter().next()).collect();
+                firsts.map(|f| vec![f.join(" ")]).unwrap_or_default()
+            }
+        }
+    }
+}
+
+fn post_process(rule: &Rule, value: String) -> Option<String> {
+    let value = match &rule.regex {
+        Some(re) => {
+            let caps = re.captures(&value)?;
+            let m = caps.get(1).or_else(|| caps.get(0))?;
+            m.as_str().trim().to_string()
+        }
+        None => value,
+    };
+    (!value.is_empty()).then_some(value)
+}
+
+/// Collects the values at `path` below `value`; arrays are searched element by element and an
+/// object without the key is searched through its `@graph`.
+fn walk<'v>(value: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
+    match (value, path.split_first()) {
+        (Value::Array(items), _) => items.iter().for_each(|item| walk(item, path, out)),
+        (Value::Object(map), Some((key, rest))) => match (map.get(key), map.get("@graph")) {
+            (Some(next), _) => walk(next, rest, out),
+            (None, Some(graph)) => walk(graph, path, out),
+            (None, None) => {}
+        },
+        (leaf, None) => out.push(leaf),
+        _ => {}
+    }
+}
+
+fn leaf_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn push_text(el: ElementRef<'_>, skip: &dyn Fn(&ElementRef<'_>) -> bool, out: &mut String) {
+    for child in el.children() {
+        match child.value() {
+            Node::Text(text) => out.push_str(text),
+            Node::Element(_) => {
+                let Some(child) = ElementRef::wrap(child) else {
+                    continue;
+                };
+                if skip(&child) {
+                    continue;
+                }
+                let block = BLOCK_TAGS.contains(&child.value().name());
+                if block {
+                    out.push(' ');
+                }
+                push_text(child, skip, out);
+                if block {
+                    out.push(' ');
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whitespace runs (including NBSP and other Unicode spaces) become one space; ends are trimmed.
+pub fn collapse_whitespace(text: &str) -> String {
+    text.split(char::is_whitespace)
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::Sites;
+    use std::path::Path;
+
+    /// The fixture site with extra rules, from a site file written for the test.
+    fn site_with(fields: &str) -> Site {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sites");
+        let text = std::fs::read_to_string(dir.join("fixture.toml")).unwrap();
+        let text = text
+            .replace("name = \"fixture\"", "name = \"t\"\nhidden = \".sr-only\"")
+            .replace(
+                "[listing.fields]\n",
+                &format!("[listing.fields]\n{fields}\n"),
+            )
+            .replace("title = \"h1.title\"\n", "");
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("t.toml"), text).unwrap();
+        Sites::load(tmp.path()).unwrap().get("t").unwrap().clone()
+    }
+
+    fn title(site: &Site) -> &Field {
+        site.fields.title.as_ref().unwrap()
+    }
+
+    #[test]
+    fn text_reads_like_a_browser_shows_it() {
+        let site = site_with(r##"title = { css = "#t", exclude = ".x" }"##);
+        let html = "<div id=t><span class=sr-only>Details about&nbsp;</span>US&nbsp;<b>$5.99</b>\
+            (approx. <span>ILS 188.28</span>)<div>next</div>line<script>var a=1;</script>\
+            <span class=x>Read more</span></div>";
+        let doc = Document::parse(html, &site);
+        let got = doc.first(title(&site));
+        assert_eq!(
+            got.as_deref(),
+            Some("US $5.99(approx. ILS 188.28) next line")
+        );
+    }
+
+    #[test]
+    fn rules_are_tried_in_order_and_a_regex_miss_falls_through() {
+        let site = site_with(r#"title = [{ css = "h1", regex = '^(\d+)$' }, "h2", "h1"]"#);
+        let doc = Document::parse("<h1>Lamp</h1><h2></h2>", &site);
+        assert_eq!(doc.first(title(&site)).as_deref(), Some("Lamp"));
+        let trace = doc.trace(title(&site));
+        let values: Vec<_> = trace.iter().map(|t| t.value.as_deref()).collect();
+        assert_eq!(values, [None, None, Some("Lamp")]);
+    }
+
+    #[test]
+    fn jsonld_paths_search_arrays_and_graphs_and_join_several_paths() {
+        let site = site_with(
+            r#"title = { jsonld = ["offers.priceCurrency", "offers.price"] }
+description_url = { jsonld = "image" }"#,
+        );
+        let html = r#"<script type="application/ld+json">{"@type":"BreadcrumbList"}</script>
+            <script type=application/ld+json>{"@graph":[{"@type":"Product","image":["a.jpg","b.jpg"],
+            "offers":[{"priceCurrency":"EUR","price":164.0}]}]}</script>
+            <script type="application/ld+json">not json</script>"#;
+        let doc = Document::parse(html, &site);
+        assert_eq!(doc.first(title(&site)).as_deref(), Some("EUR 164.0"));
+        let images = site.fields.description_url.as_ref().unwrap();
+        assert_eq!(doc.all(images), ["a.jpg", "b.jpg"]);
+    }
+
+    #[test]
+    fn raw_html_rules_read_embedded_json_and_flags_need_only_presence() {
+        let site = site_with(
+            r#"title = { html = '"listingStatus":"([A-Z]+)"' }
+auction = ".bid"
+best_offer = { html = 'bestOffer":true' }"#,
+        );
+        let html = r#"<div class="bid"></div><script>x={"listingStatus":"ENDED"}</script>"#;
+        let doc = Document::parse(html, &site);
+        assert_eq!(doc.first(title(&site)).as_deref(), Some("ENDED"));
+        assert!(doc.present(site.fields.auction.as_ref().unwrap()));
+        assert!(!doc.present(site.fields.best_offer.as_ref().unwrap()));
+    }
+
+    #[test]
+    fn page_wide_rules_read_nothing_inside_a_result_row() {
+        let site = site_with(r#"title = [{ jsonld = "name" }, ".t"]"#);
+        let html = r#"<script type="application/ld+json">{"name":"Page"}</script>
+            <ul><li><span class=t>Row</span></li></ul>"#;
+        let doc = Document::parse(html, &site);
+        let row = doc
+            .html
+            .select(&Selector::parse("li").unwrap())
+            .next()
+            .unwrap();
+        assert_eq!(doc.first_in(row, title(&site)).as_deref(), Some("Row"));
+        assert_eq!(doc.first(title(&site)).as_deref(), Some("Page"));
+    }
+}

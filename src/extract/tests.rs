@@ -1,0 +1,163 @@
+//! Extraction and classification of saved, rendered pages of our own fixture marketplace
+//! (tests/fixtures/fixture-site, written by `regenerate_saved_fixture_site_pages` in
+//! tests/realworld.rs), checked field by field against the ground truth saved beside them.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::*;
+use crate::classify::{PageClass, classify, ready_in_html};
+use crate::fixture_site::TruthListing;
+use crate::render::Page;
+use crate::site::Sites;
+
+fn fixture_site() -> Site {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sites");
+    Sites::load(&dir).unwrap().get("fixture").unwrap().clone()
+}
+
+fn saved(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fixture-site")
+        .join(name)
+}
+
+#[derive(Deserialize)]
+struct ListingTruth {
+    class: String,
+    listing: TruthListing,
+}
+
+#[derive(Deserialize)]
+struct SearchTruth {
+    url: String,
+    next_page: String,
+    hits: Vec<SearchHit>,
+}
+
+fn listing(name: &str) -> (String, ListingTruth) {
+    let html = std::fs::read_to_string(saved(&format!("listing-{name}.html"))).unwrap();
+    let truth = std::fs::read_to_string(saved(&format!("listing-{name}.truth.json"))).unwrap();
+    (html, serde_json::from_str(&truth).unwrap())
+}
+
+/// The saved page as the pipeline sees it: status 200 or the given one, ready from the HTML.
+fn page(html: &str, url: &str, status: Option<u16>, site: &Site) -> Page {
+    Page {
+        url: url.to_string(),
+        status,
+        html: html.to_string(),
+        ready: ready_in_html(html, site),
+        ..Page::default()
+    }
+}
+
+fn assert_record_matches(record: &Record, truth: &TruthListing) {
+    assert_eq!(record.external_id, truth.external_id);
+    assert_eq!(record.title, truth.title);
+    assert_eq!(record.price.map(|p| p.minor), truth.price_minor);
+    let currency = record.price.map(|p| p.currency.as_str().to_string());
+    assert_eq!(currency, truth.currency);
+    assert_eq!(record.condition, truth.condition);
+    assert_eq!(record.seller, truth.seller);
+    assert_eq!(record.seller_score, truth.seller_score);
+    assert_eq!(record.shipping, truth.shipping);
+    assert_eq!(record.location, truth.location);
+    assert_eq!(record.specifics, truth.specifics);
+    assert_eq!(record.description, truth.description);
+    assert_eq!(record.images, truth.images);
+    assert_eq!(record.ended, truth.status == "ended");
+}
+
+#[test]
+fn saved_active_listing_is_content_with_every_true_field() {
+    let site = fixture_site();
+    let (html, truth) = listing("active");
+    let url = &truth.listing.url;
+    assert_eq!(truth.class, "content");
+    assert_eq!(
+        classify(&page(&html, url, Some(200), &site), &site),
+        PageClass::Content
+    );
+    let record = extract_listing(&html, url, &site).unwrap();
+    assert_record_matches(&record, &truth.listing);
+    assert!(!record.auction && !record.best_offer && record.was_price.is_none());
+}
+
+#[test]
+fn saved_ended_listing_is_ended_with_every_true_field() {
+    let site = fixture_site();
+    let (html, truth) = listing("ended");
+    let url = &truth.listing.url;
+    assert_eq!(truth.class, "ended");
+    assert_eq!(
+        classify(&page(&html, url, Some(200), &site), &site),
+        PageClass::Ended
+    );
+    let record = extract_listing(&html, url, &site).unwrap();
+    assert_record_matches(&record, &truth.listing);
+    assert!(record.ended);
+}
+
+#[test]
+fn saved_gone_listing_is_gone_by_status_and_by_its_text_alone() {
+    let site = fixture_site();
+    let (html, truth) = listing("gone");
+    let url = &truth.listing.url;
+    assert_eq!(truth.class, "gone");
+    assert_eq!(
+        classify(&page(&html, url, Some(404), &site), &site),
+        PageClass::Gone
+    );
+    // Saved without its status: the "no longer available" text says it.
+    assert_eq!(
+        classify(&page(&html, url, None, &site), &site),
+        PageClass::Gone
+    );
+    assert_eq!(
+        extract_listing(&html, url, &site),
+        Err(ExtractError::NoTitle)
+    );
+}
+
+#[test]
+fn saved_search_page_yields_every_true_hit_in_order_and_the_next_page() {
+    let site = fixture_site();
+    let html = std::fs::read_to_string(saved("search-lamp-1.html")).unwrap();
+    let truth: SearchTruth =
+        serde_json::from_str(&std::fs::read_to_string(saved("search-lamp-1.truth.json")).unwrap())
+            .unwrap();
+    let page = extract_search(&html, &truth.url, &site);
+    assert_eq!(page.hits.len(), truth.hits.len());
+    for (i, (got, want)) in page.hits.iter().zip(&truth.hits).enumerate() {
+        assert_eq!(got, want, "hit {i}");
+    }
+    // 50 results and the sponsored row, which is skipped.
+    assert_eq!(page.rows, truth.hits.len() + 1);
+    assert_eq!(page.next_page.as_deref(), Some(truth.next_page.as_str()));
+    assert_eq!(page.result_count, None);
+}
+
+#[test]
+fn a_listing_url_outside_the_pattern_is_an_error() {
+    let site = fixture_site();
+    let (html, _) = listing("active");
+    let url = "http://127.0.0.1:1/promo/1";
+    assert_eq!(
+        extract_listing(&html, url, &site),
+        Err(ExtractError::NoListingId(url.into()))
+    );
+}
+
+#[test]
+fn a_price_range_on_a_listing_keeps_its_low_end() {
+    let site = fixture_site();
+    let html = r#"<main id="listing" data-ready="1"><h1 class="title">Shirt</h1>
+        <div class="price">US $9.99 to US $19.99</div></main>"#;
+    let record = extract_listing(html, "http://127.0.0.1:1/item/100001", &site).unwrap();
+    assert_eq!(record.price.map(|p| p.minor), Some(999));
+    let html = html.replace("US $9.99 to US $19.99", "about twelve dollars");
+    let err = extract_listing(&html, "http://127.0.0.1:1/item/100001", &site).unwrap_err();
+    assert!(matches!(err, ExtractError::Price { .. }), "{err}");
+}

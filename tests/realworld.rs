@@ -1,0 +1,479 @@
+//! The eBay site definition against real pages: every saved page in shared/realworld/ebay is read
+//! from the saved HTML and again after rendering in Chromium (served from 127.0.0.1), and each
+//! field listed in SOURCES.md must come out equal to its true value; the bot pages in
+//! shared/realworld/challenges must classify as Challenge or Blocked and no healthy page may.
+//! Field-accuracy tables are printed (`cargo test --test realworld -- --nocapture`).
+
+#[path = "realworld/browser.rs"]
+mod browser;
+#[path = "realworld/score.rs"]
+mod score;
+#[path = "realworld/truth.rs"]
+mod truth;
+
+// Until lib.rs declares `pub mod inspect`, the module is compiled into this test binary; its
+// `crate::` paths resolve to these re-exports.
+mod classify {
+    pub use scrapefarm::classify::*;
+}
+mod domain {
+    pub use scrapefarm::domain::*;
+}
+mod extract {
+    pub use scrapefarm::extract::*;
+}
+mod price {
+    pub use scrapefarm::price::*;
+}
+mod render {
+    pub use scrapefarm::render::*;
+}
+mod site {
+    pub use scrapefarm::site::*;
+}
+#[allow(dead_code)]
+#[path = "../src/inspect.rs"]
+mod inspect;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use scrapefarm::classify::{PageClass, classify, ready_in_html};
+use scrapefarm::render::{CdpRenderer, Page, RenderError, Renderer};
+use scrapefarm::site::{Site, Sites};
+
+use score::{SEARCH_FIELDS, Score, report, score_item, score_search};
+use truth::{ITEMS, ItemTruth, SEARCHES};
+
+fn sites() -> Sites {
+    Sites::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sites")).unwrap()
+}
+
+/// The real-world corpus, or `None` (with the reason printed) when this checkout has none.
+fn corpus() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld");
+    if dir.join("ebay/item").is_dir() && dir.join("challenges").is_dir() {
+        return Some(dir);
+    }
+    println!(
+        "SKIPPED: no real-world corpus at {} (the saved eBay and bot pages described in \
+         shared/realworld/SOURCES.md are not part of this checkout)",
+        dir.display()
+    );
+    None
+}
+
+fn read(path: &Path) -> String {
+    String::from_utf8(std::fs::read(path).unwrap()).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "html"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A saved page as the pipeline would see it at `url`: status unknown (taken as 200), ready when
+/// the listing ready element is in the HTML.
+fn saved(html: String, url: String, site: &Site) -> Page {
+    Page {
+        url,
+        ready: ready_in_html(&html, site),
+        html,
+        ..Page::default()
+    }
+}
+
+fn item_url(base: &str, truth: &ItemTruth) -> String {
+    format!("{base}/itm/{}", truth.id)
+}
+
+#[test]
+fn saved_ebay_item_pages_yield_every_true_field() {
+    let Some(dir) = corpus() else { return };
+    let sites = sites();
+    let site = sites.get("ebay").unwrap();
+    let scores: Vec<Score> = ITEMS
+        .iter()
+        .map(|t| {
+            let html = read(&dir.join("ebay/item").join(t.file));
+            score_item(
+                t,
+                &saved(html, item_url("http://127.0.0.1:9", t), site),
+                site,
+            )
+        })
+        .collect();
+    report("eBay item pages, saved HTML", &scores);
+}
+
+#[test]
+fn saved_ebay_search_pages_yield_every_true_result() {
+    let Some(dir) = corpus() else { return };
+    let sites = sites();
+    let site = sites.get("ebay").unwrap();
+    let scores: Vec<Score> = SEARCHES
+        .iter()
+        .map(|t| {
+            let html = read(&dir.join("ebay/search").join(t.file));
+            score_search(t, &html, "https://www.ebay.com/sch/i.html?_nkw=x", site)
+        })
+        .collect();
+    report("eBay search pages, saved HTML", &scores);
+}
+
+#[test]
+fn bot_pages_are_challenge_or_blocked_and_healthy_pages_are_neither() {
+    let Some(dir) = corpus() else { return };
+    let sites = sites();
+    let site = sites.get("ebay").unwrap();
+    let url = "https://www.ebay.com/itm/226771798286".to_string();
+    let mut wrong = Vec::new();
+    println!();
+    for path in files_in(&dir.join("challenges")) {
+        let class = classify(&saved(read(&path), url.clone(), site), site);
+        println!(
+            "{:<58} {}",
+            path.file_name().unwrap().to_string_lossy(),
+            class.name()
+        );
+        if !matches!(class, PageClass::Challenge | PageClass::Blocked) {
+            wrong.push(format!("{path:?} is {class:?}, not challenge or blocked"));
+        }
+    }
+    for path in [
+        files_in(&dir.join("ebay/item")),
+        files_in(&dir.join("ebay/search")),
+    ]
+    .concat()
+    {
+        let page = saved(read(&path), url.clone(), site);
+        // Also as a page whose ready element never showed: markers alone must not make a
+        // healthy page a block.
+        let not_ready = Page {
+            ready: false,
+            ..page.clone()
+        };
+        for class in [classify(&page, site), classify(&not_ready, site)] {
+            println!(
+                "{:<58} {}",
+                path.file_name().unwrap().to_string_lossy(),
+                class.name()
+            );
+            if matches!(class, PageClass::Challenge | PageClass::Blocked) {
+                wrong.push(format!("healthy {path:?} is {class:?}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Renders every page of `pages` (URL path, truth) in one browser and scores it with `score`.
+async fn render_all<T>(
+    pages: &[(String, &T)],
+    server: &browser::PageServer,
+    ready: &str,
+    timeout: Duration,
+    score: impl Fn(&T, Result<Page, RenderError>) -> Score,
+) -> Vec<Score> {
+    let profiles = tempfile::tempdir().unwrap();
+    let renderer = browser::launch(profiles.path()).await;
+    let mut scores = Vec::new();
+    for (path, truth) in pages {
+        let started = Instant::now();
+        let url = format!("{}{path}", server.base);
+        let page = renderer
+            .render(&browser::request(url, ready, timeout))
+            .await;
+        println!(
+            "rendered {path:<70} in {:>6} ms",
+            started.elapsed().as_millis()
+        );
+        scores.push(score(truth, page));
+    }
+    renderer.close().await;
+    scores
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_ebay_search_pages_yield_every_true_result() {
+    let Some(dir) = corpus() else { return };
+    let sites = sites();
+    let site = sites.get("ebay").unwrap();
+    let mut files = BTreeMap::new();
+    let mut pages = Vec::new();
+    for t in SEARCHES {
+        let path = format!("/sch/{}", t.file);
+        files.insert(
+            path.clone(),
+            std::fs::read(dir.join("ebay/search").join(t.file)).unwrap(),
+        );
+        pages.push((path, t));
+    }
+    let server = browser::serve(files).await;
+    let ready = site.search.ready.clone().unwrap();
+    let scores = render_all(
+        &pages,
+        &server,
+        &ready,
+        Duration::from_secs(10),
+        |t, page| match page {
+            Ok(page) if page.ready => score_search(t, &page.html, &page.url, site),
+            Ok(page) => Score::failed(
+                t.file,
+                SEARCH_FIELDS,
+                format!("not ready: {:?}", page.status),
+            ),
+            Err(e) => Score::failed(t.file, SEARCH_FIELDS, format!("render failed: {e}")),
+        },
+    )
+    .await;
+    report("eBay search pages, rendered in Chromium", &scores);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the CDP renderer's navigation never completes on 6 of these pages: chromiumoxide's \
+            goto waits for `load` of every frame, and the failed cross-site iframes (eBay's \
+            description frame) never report it; passes once render_in stops waiting for goto"]
+async fn rendered_ebay_item_pages_yield_every_true_field() {
+    let Some(dir) = corpus() else { return };
+    let sites = sites();
+    let site = sites.get("ebay").unwrap();
+    let mut files = BTreeMap::new();
+    let mut pages = Vec::new();
+    for t in ITEMS {
+        let path = format!("/itm/{}", t.id);
+        files.insert(
+            path.clone(),
+            std::fs::read(dir.join("ebay/item").join(t.file)).unwrap(),
+        );
+        pages.push((path, t));
+    }
+    let server = browser::serve(files).await;
+    let scores = render_all(
+        &pages,
+        &server,
+        &site.ready,
+        site.ready_timeout,
+        |t, page| match page {
+            Ok(page) => score_item(t, &page, site),
+            Err(e) => Score::failed(t.file, t.fields.len() + 2, format!("render failed: {e}")),
+        },
+    )
+    .await;
+    report("eBay item pages, rendered in Chromium", &scores);
+}
+
+#[tokio::test]
+async fn extract_command_shows_every_rule_and_the_record_of_a_saved_ebay_page() {
+    let Some(dir) = corpus() else { return };
+    let file = dir.join("ebay/item/ebay-item-2025-06-evo-rtx5090-eur-listing.html");
+    let target = file.to_str().unwrap();
+    let no_browser =
+        || async { Err::<CdpRenderer, _>(RenderError::Browser("not for files".into())) };
+    let mut text = Vec::new();
+    inspect::extract_command(&sites(), "ebay", target, false, no_browser, &mut text)
+        .await
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    println!("{text}");
+    assert!(text.contains("class   content"), "{text}");
+    assert!(
+        text.contains("price             \"EUR 3,500.00\""),
+        "{text}"
+    );
+    // The rule that read the price is marked, the classic rules before it read nothing.
+    assert!(
+        text.contains("  * css .x-price-primary > .ux-textspans"),
+        "{text}"
+    );
+    assert!(text.contains("    css #prcIsum_bidPrice"), "{text}");
+    assert!(text.contains(" miss\n"), "{text}");
+    let mut json = Vec::new();
+    inspect::extract_command(&sites(), "ebay", target, true, no_browser, &mut json)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["class"], "content");
+    let record = &json["record"];
+    assert_eq!(record["site"], "ebay");
+    assert_eq!(
+        record["external_id"], "226771798286",
+        "from the canonical URL"
+    );
+    assert_eq!(record["status"], "active");
+    assert_eq!(record["price"], "3500.00");
+    assert_eq!(record["price_minor"], 350000);
+    assert_eq!(record["currency"], "EUR");
+    assert_eq!(record["seller"], "salomon0651");
+    assert_eq!(record["seller_score"], 113);
+    assert_eq!(record["specifics"]["Taille de la mémoire"], "24 Go");
+}
+
+/// Where the saved pages of our own fixture marketplace live (see src/extract/tests.rs).
+fn fixture_pages_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fixture-site")
+}
+
+/// Re-creates tests/fixtures/fixture-site: renders a search page, an active, an ended and a gone
+/// listing of the fixture marketplace (seed 42, query "lamp") in Chromium and writes each page's
+/// HTML with its ground truth. Run by hand: `cargo test --test realworld -- --ignored regenerate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes tests/fixtures/fixture-site; run by hand to regenerate the saved pages"]
+async fn regenerate_saved_fixture_site_pages() {
+    use scrapefarm::fixture_site::{FixtureConfig, FixtureSite};
+    let fixture = FixtureSite::start(FixtureConfig::default(), 0)
+        .await
+        .unwrap();
+    let mut sites = sites();
+    sites.set_base_url("fixture", &fixture.base_url()).unwrap();
+    let site = sites.get("fixture").unwrap();
+    let truth = fixture.ground_truth("lamp");
+    let first = |status: &str| truth.iter().find(|t| t.status == status).unwrap().clone();
+    let profiles = tempfile::tempdir().unwrap();
+    let renderer = browser::launch(profiles.path()).await;
+    let out = fixture_pages_dir();
+    std::fs::create_dir_all(&out).unwrap();
+    let save = |name: &str, html: &str, truth: serde_json::Value| {
+        std::fs::write(out.join(format!("{name}.html")), html).unwrap();
+        let truth = serde_json::to_string_pretty(&truth).unwrap() + "\n";
+        std::fs::write(out.join(format!("{name}.truth.json")), truth).unwrap();
+    };
+    for (name, listing) in [
+        ("active", first("active")),
+        ("ended", first("ended")),
+        ("gone", first("gone")),
+    ] {
+        let ready = &site.ready;
+        let page = renderer
+            .render(&browser::request(
+                listing.url.clone(),
+                ready,
+                site.ready_timeout,
+            ))
+            .await
+            .unwrap();
+        let class = classify(&page, site).name();
+        save(
+            &format!("listing-{name}"),
+            &page.html,
+            serde_json::json!({ "class": class, "listing": listing }),
+        );
+    }
+    let url = site.search_url("lamp", 1);
+    let ready = site.search.ready.clone().unwrap();
+    let page = renderer
+        .render(&browser::request(url.clone(), &ready, site.ready_timeout))
+        .await
+        .unwrap();
+    let hits: Vec<serde_json::Value> = truth
+        .iter()
+        .filter(|t| t.rank <= 50)
+        .map(|t| {
+            let title = t.title.clone().unwrap_or(format!("Listing {}", t.external_id));
+            let price = t.price_text.clone().unwrap_or("—".into());
+            serde_json::json!({ "external_id": t.external_id, "url": t.url, "title": title, "price_text": price })
+        })
+        .collect();
+    let next = site.search_url("lamp", 2).replace("+", "%20");
+    save(
+        "search-lamp-1",
+        &page.html,
+        serde_json::json!({ "url": url, "next_page": next, "hits": hits }),
+    );
+    renderer.close().await;
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn extract_command_reads_a_saved_fixture_page_as_the_pipeline_would() {
+    let file = fixture_pages_dir().join("listing-ended.html");
+    let truth: serde_json::Value =
+        serde_json::from_str(&read(&fixture_pages_dir().join("listing-ended.truth.json"))).unwrap();
+    let truth = &truth["listing"];
+    let no_browser =
+        || async { Err::<CdpRenderer, _>(RenderError::Browser("not for files".into())) };
+    let target = file.to_str().unwrap();
+    let mut json = Vec::new();
+    inspect::extract_command(&sites(), "fixture", target, true, no_browser, &mut json)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["class"], "ended");
+    let record = &json["record"];
+    assert_eq!(record["status"], "ended");
+    assert_eq!(
+        record["url"], truth["url"],
+        "the canonical link names the listing"
+    );
+    for key in [
+        "external_id",
+        "title",
+        "price_minor",
+        "currency",
+        "condition",
+        "seller",
+    ] {
+        assert_eq!(record[key], truth[key], "{key}");
+    }
+    for key in [
+        "seller_score",
+        "shipping",
+        "location",
+        "specifics",
+        "description",
+        "images",
+    ] {
+        assert_eq!(record[key], truth[key], "{key}");
+    }
+    let mut text = Vec::new();
+    inspect::extract_command(&sites(), "fixture", target, false, no_browser, &mut text)
+        .await
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("class   ended"), "{text}");
+    assert!(text.contains("ended             true"), "{text}");
+    assert!(text.contains("  * css .ended-banner"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extract_command_renders_a_url_in_the_browser_it_launches() {
+    use scrapefarm::fixture_site::{FixtureConfig, FixtureSite};
+    let fixture = FixtureSite::start(FixtureConfig::default(), 0)
+        .await
+        .unwrap();
+    let mut sites = sites();
+    sites.set_base_url("fixture", &fixture.base_url()).unwrap();
+    let truth = fixture.ground_truth("lamp");
+    let listing = truth.iter().find(|t| t.status == "active").unwrap();
+    let profiles = tempfile::tempdir().unwrap();
+    let launch = || browser::try_launch(profiles.path());
+    let mut json = Vec::new();
+    inspect::extract_command(&sites, "fixture", &listing.url, true, launch, &mut json)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["class"], "content");
+    let record = &json["record"];
+    assert_eq!(record["external_id"], listing.external_id.as_str());
+    assert_eq!(record["title"].as_str(), listing.title.as_deref());
+    assert_eq!(record["price_minor"].as_i64(), listing.price_minor);
+    assert_eq!(record["seller_score"].as_i64(), listing.seller_score);
+    let search = sites.get("fixture").unwrap().search_url("lamp", 1);
+    let mut json = Vec::new();
+    inspect::extract_command(&sites, "fixture", &search, true, launch, &mut json)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(
+        json["search"]["hits"][0]["external_id"],
+        truth[0].external_id.as_str()
+    );
+    assert_eq!(json["search"]["hits"].as_array().unwrap().len(), 50);
+    fixture.stop().await;
+}
