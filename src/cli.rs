@@ -151,6 +151,11 @@ pub enum Command {
     /// Queue depths and stored counts.
     #[command(after_help = "Example:\n  scrapefarm status --json")]
     Status(JsonArg),
+    /// Classify and extract one page (a saved file or a live URL): how site definitions are debugged.
+    #[command(
+        after_help = "Examples:\n  scrapefarm extract --site ebay page.html\n  scrapefarm extract --site fixture http://127.0.0.1:8377/item/123456 --json"
+    )]
+    Extract(ExtractArgs),
     /// Look into the snapshot directory: list, show, stats, verify, gc.
     #[command(
         after_help = "Examples:\n  scrapefarm snapshots ls --site fixture --since 2026-11-01\n  scrapefarm snapshots show 42 --screenshot thumb.jpg\n  scrapefarm snapshots verify\n  scrapefarm snapshots gc --older-than 30 --keep-latest --apply"
@@ -292,6 +297,17 @@ pub struct ListingsArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct JsonArg {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExtractArgs {
+    #[arg(long, env = "SCRAPEFARM_SITE")]
+    pub site: String,
+    /// A saved HTML file, or an http(s) URL rendered in the browser.
+    pub target: String,
+    /// One JSON object: `class` and the record (the field names of `listings --json`).
     #[arg(long)]
     pub json: bool,
 }

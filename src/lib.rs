@@ -26,6 +26,7 @@ pub mod price;
 pub mod queue;
 pub mod render;
 pub mod report;
+pub mod inspect;
 pub mod site;
 pub mod snapshot;
 pub mod store;

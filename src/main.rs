@@ -25,6 +25,7 @@ async fn main() -> std::process::ExitCode {
         Command::Listings(args) => operator::listings(common, args).await,
         Command::Searches(args) => operator::searches(common, args).await,
         Command::Status(args) => operator::status(common, args).await,
+        Command::Extract(args) => operator::extract(common, args).await,
         Command::Snapshots { cmd } => operator::snapshots(common, cmd).await,
         Command::Failures(args) => operator::failures(common, args).await,
         Command::Dlq(DlqCommand::Requeue(args)) => operator::dlq_requeue(common, args).await,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::app::{connect_queue, connect_store, load_sites};
-use crate::cli::{Common, DlqArgs, FailuresArgs, HealthArgs, JsonArg, ListingsArgs};
+use crate::cli::{Common, DlqArgs, ExtractArgs, FailuresArgs, HealthArgs, JsonArg, ListingsArgs};
 use crate::queue::{DeadJob, Queue};
 use crate::report::ListingJson;
 use crate::store::{ListingFilter, now_ms};
@@ -196,5 +196,26 @@ pub async fn snapshots(
     if !healthy {
         bail!("the snapshot directory has problems (listed above)");
     }
+    Ok(())
+}
+
+/// `scrapefarm extract`: prints the classification and the extracted record of one page.
+pub async fn extract(common: &Common, args: &ExtractArgs) -> anyhow::Result<()> {
+    let sites = load_sites(common, Some(&args.site))?;
+    let launch = || async {
+        crate::app::launch_renderer(common, "extract", 1, true)
+            .await
+            .map_err(|e| crate::render::RenderError::Browser(format!("{e:#}")))
+    };
+    let mut out = std::io::stdout().lock();
+    crate::inspect::extract_command(
+        &sites,
+        &args.site,
+        &args.target,
+        args.json,
+        launch,
+        &mut out,
+    )
+    .await?;
     Ok(())
 }
