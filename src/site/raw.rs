@@ -352,54 +352,73 @@ impl RuleTable {
             .as_deref()
             .map(|r| format!(" regex /{r}/"))
             .unwrap_or_default();
-        let rule = |source: Source, label: String| Rule {
-            source,
-            regex: regex.clone(),
-            label: label + &suffix,
-        };
-        if let Some(paths) = self.jsonld {
-            let paths = paths.into_vec();
-            if paths.is_empty() || paths.iter().any(|p| p.trim().is_empty()) {
-                return Err(format!("key `{key}.jsonld`: needs non-empty paths"));
+        let sources = match (self.jsonld, self.html, self.css) {
+            (Some(paths), _, _) => vec![jsonld_source(key, paths.into_vec())?],
+            (_, Some(html), _) => {
+                let re = Regex::new(&html).map_err(|e| format!("key `{key}.html`: {e}"))?;
+                vec![(Source::Html(re), format!("html /{html}/"))]
             }
-            let label = format!("jsonld {}", paths.join(" + "));
-            let paths = paths
-                .iter()
-                .map(|p| p.split('.').map(str::to_string).collect())
-                .collect();
-            return Ok(vec![rule(Source::JsonLd { paths }, label)]);
-        }
-        if let Some(html) = self.html {
-            let re = Regex::new(&html).map_err(|e| format!("key `{key}.html`: {e}"))?;
-            return Ok(vec![rule(Source::Html(re), format!("html /{html}/"))]);
-        }
-        let css = self.css.map(OneOrMany::into_vec).unwrap_or_default();
-        if css.is_empty() {
-            return Err(format!("key `{key}.css`: needs at least one selector"));
-        }
-        let exclude = self
-            .exclude
-            .as_deref()
-            .map(|x| selector(&format!("{key}.exclude"), x))
-            .transpose()?;
-        css.iter()
-            .map(|c| {
-                let mut label = format!("css {c}");
-                if let Some(attr) = &self.attr {
-                    label += &format!(" @{attr}");
-                }
-                if let Some(x) = &self.exclude {
-                    label += &format!(" exclude {x}");
-                }
-                let source = Source::Css {
-                    selector: selector(key, c)?,
-                    attr: self.attr.clone(),
-                    exclude: exclude.clone(),
-                };
-                Ok(rule(source, label))
+            (_, _, css) => css_sources(
+                key,
+                css.map(OneOrMany::into_vec).unwrap_or_default(),
+                self.attr,
+                self.exclude,
+            )?,
+        };
+        Ok(sources
+            .into_iter()
+            .map(|(source, label)| Rule {
+                source,
+                regex: regex.clone(),
+                label: label + &suffix,
             })
-            .collect()
+            .collect())
     }
+}
+
+fn jsonld_source(key: &str, paths: Vec<String>) -> Result<(Source, String), String> {
+    if paths.is_empty() || paths.iter().any(|p| p.trim().is_empty()) {
+        return Err(format!("key `{key}.jsonld`: needs non-empty paths"));
+    }
+    let label = format!("jsonld {}", paths.join(" + "));
+    let paths = paths
+        .iter()
+        .map(|p| p.split('.').map(str::to_string).collect())
+        .collect();
+    Ok((Source::JsonLd { paths }, label))
+}
+
+/// One source per selector, sharing the attribute and the exclusion.
+fn css_sources(
+    key: &str,
+    css: Vec<String>,
+    attr: Option<String>,
+    exclude: Option<String>,
+) -> Result<Vec<(Source, String)>, String> {
+    if css.is_empty() {
+        return Err(format!("key `{key}.css`: needs at least one selector"));
+    }
+    let excluded = exclude
+        .as_deref()
+        .map(|x| selector(&format!("{key}.exclude"), x))
+        .transpose()?;
+    let mut suffix = String::new();
+    if let Some(attr) = &attr {
+        suffix += &format!(" @{attr}");
+    }
+    if let Some(x) = &exclude {
+        suffix += &format!(" exclude {x}");
+    }
+    css.iter()
+        .map(|c| {
+            let source = Source::Css {
+                selector: selector(key, c)?,
+                attr: attr.clone(),
+                exclude: excluded.clone(),
+            };
+            Ok((source, format!("css {c}{suffix}")))
+        })
+        .collect()
 }
 
 fn selector(key: &str, css: &str) -> Result<Selector, String> {
