@@ -13,30 +13,6 @@ mod score;
 #[path = "realworld/truth.rs"]
 mod truth;
 
-// Until lib.rs declares `pub mod inspect`, the module is compiled into this test binary; its
-// `crate::` paths resolve to these re-exports.
-mod classify {
-    pub use scrapefarm::classify::*;
-}
-mod domain {
-    pub use scrapefarm::domain::*;
-}
-mod extract {
-    pub use scrapefarm::extract::*;
-}
-mod price {
-    pub use scrapefarm::price::*;
-}
-mod render {
-    pub use scrapefarm::render::*;
-}
-mod site {
-    pub use scrapefarm::site::*;
-}
-#[allow(dead_code)]
-#[path = "../src/inspect.rs"]
-mod inspect;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

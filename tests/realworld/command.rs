@@ -2,6 +2,7 @@
 //! fixture-marketplace pages in tests/fixtures/fixture-site.
 
 use super::*;
+use scrapefarm::inspect;
 
 #[tokio::test]
 async fn extract_command_shows_every_rule_and_the_record_of_a_saved_ebay_page() {
