@@ -14,7 +14,7 @@ use crate::fixture_site::{Defences, FixtureConfig, FixtureSite};
 use crate::pipeline::Pipeline;
 use crate::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
 use crate::render::{
-    AnyRenderer, BrowserSettings, CdpRenderer, Renderer, WebDriverRenderer, profile,
+    AnyRenderer, BrowserSettings, CdpRenderer, Renderer, Retirement, WebDriverRenderer, profile,
 };
 use crate::site::Sites;
 use crate::store::{ListingFilter, Store};
@@ -74,6 +74,10 @@ pub async fn launch_renderer(
         tabs,
         nav_timeout: Duration::from_secs(30),
         block_resources,
+        retire: Retirement {
+            max_pages: common.browser_max_pages,
+            max_memory_mib: common.browser_max_memory_mib,
+        },
     };
     Ok(match common.renderer.as_str() {
         "webdriver" => {
@@ -195,7 +199,8 @@ pub async fn build_pipeline(
         store,
         common.snapshot_dir.clone(),
         worker_id,
-    );
+    )
+    .with_tabs(concurrency);
     pipeline.max_attempts = max_attempts;
     Ok(Arc::new(pipeline))
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::render::Retirement;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "scrapefarm",
@@ -84,6 +86,22 @@ pub struct Common {
         default_value = "/usr/bin/chromedriver"
     )]
     pub chromedriver: PathBuf,
+    /// Replace the browser with a fresh one (same profile) after this many pages; 0 = never.
+    #[arg(
+        long,
+        env = "SCRAPEFARM_BROWSER_MAX_PAGES",
+        global = true,
+        default_value_t = Retirement::default().max_pages
+    )]
+    pub browser_max_pages: u64,
+    /// Replace the browser when its process tree uses more memory (PSS, MiB); 0 = never.
+    #[arg(
+        long,
+        env = "SCRAPEFARM_BROWSER_MAX_MEMORY_MIB",
+        global = true,
+        default_value_t = Retirement::default().max_memory_mib
+    )]
+    pub browser_max_memory_mib: u64,
     /// Point the chosen site at another base URL (e.g. the fixture site on another port).
     #[arg(long, env = "SCRAPEFARM_BASE_URL", global = true)]
     pub base_url: Option<String>,
@@ -242,7 +260,7 @@ pub struct DemoArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// Tabs = concurrent pages = RabbitMQ prefetch.
+    /// Tabs = pages rendering at once; RabbitMQ prefetch is twice this (storing overlaps rendering).
     #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
     /// Exit 0 after the queues have been empty this many seconds.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::Semaphore;
 
 use crate::classify::{PageClass, challenge_markers, classify};
 use crate::domain::{Job, ListingStatus, Record};
@@ -123,6 +124,10 @@ pub struct Pipeline<R> {
     pub pacer: Arc<Pacer>,
     /// Blocks in a row on this profile; at [`BLOCKS_BEFORE_NEW_IDENTITY`] the cookies are cleared.
     blocks: AtomicU32,
+    /// One permit per tab: a job paces and renders only once a tab is free, so the pacer's
+    /// spacing is the spacing of real requests while more deliveries than tabs are in flight
+    /// (their classify/extract/snapshot/store overlaps the next render).
+    render_slots: Semaphore,
 }
 
 /// Consecutive blocks after which the profile starts a fresh identity.
@@ -152,7 +157,14 @@ impl<R: Renderer> Pipeline<R> {
             backoff: BackoffPolicy::default(),
             stats: Arc::new(Stats::default()),
             blocks: AtomicU32::new(0),
+            render_slots: Semaphore::new(Semaphore::MAX_PERMITS),
         }
+    }
+
+    /// Lets at most `tabs` jobs pace and render at once (the renderer's tab count).
+    pub fn with_tabs(mut self, tabs: usize) -> Pipeline<R> {
+        self.render_slots = Semaphore::new(tabs.max(1));
+        self
     }
 
     /// Runs one delivery through every stage and says what to do with it.
@@ -220,10 +232,12 @@ impl<R: Renderer> Pipeline<R> {
                 timeout: CHALLENGE_WAIT,
             }),
         };
+        let tab = self.render_slots.acquire().await.ok();
         self.pacer.acquire(&site.name, site.max_rps).await?;
         let t = Instant::now();
         let page = self.renderer.render(&request).await?;
         self.stats.record(Stage::Render, t.elapsed());
+        drop(tab);
         let (page, class, record) = self.classify_and_extract(page, site, &job.url).await?;
         self.react(site, &class).await?;
         let (status, record) = match (class.clone(), record) {
@@ -347,7 +361,7 @@ impl<R: Renderer> Pipeline<R> {
         Ok((page, class, record))
     }
 
-    /// Keeps the HTML of a failed page once per distinct error signature (site, outcome, HTTP
+    /// Keeps the HTML and screenshot of a failed page once per distinct error signature (site, outcome, HTTP
     /// status), under `<snapshots>/debug/`, so an operator sees each kind of failure without
     /// one file per page.
     async fn keep_debug(&self, site: &Site, page: Page, error: &AttemptError) {
@@ -355,7 +369,8 @@ impl<R: Renderer> Pipeline<R> {
         let signature = format!("{outcome}-{}", page.status.unwrap_or(0));
         let (root, site_name) = (self.snapshot_root.clone(), site.name.clone());
         let written = tokio::task::spawn_blocking(move || {
-            snapshot::write_debug(&root, &site_name, &signature, &page.html)
+            let screenshot = page.screenshot.as_deref();
+            snapshot::write_debug(&root, &site_name, &signature, &page.html, screenshot)
         })
         .await;
         match written {

@@ -1,4 +1,4 @@
-//! The worker: consumes deliveries with bounded concurrency (prefetch = tabs), runs each through the
+//! The worker: consumes deliveries with bounded concurrency (prefetch = 2 × tabs), runs each through the
 //! pipeline and settles it — ack only after the store committed; retries are republished to a
 //! delay tier (confirmed) before the original is acked. When the store is down it stops consuming,
 //! lets the broker keep the messages, and resumes once the store answers. When the queue goes away
@@ -46,6 +46,12 @@ enum Stop {
     /// The queue failed (connection lost, consumer ended).
     Lost,
 }
+
+/// Deliveries in flight per tab: while one is classified, snapshotted, stored and acked, the
+/// next is already rendering in the tab it freed (the pipeline lets only one job per tab
+/// render). Measured: store + ack take ~25% of a render at concurrency 4, so one spare per tab
+/// keeps every tab busy.
+pub const PREFETCH_PER_TAB: usize = 2;
 
 /// First wait before consuming again after the queue failed; it doubles while the queue stays
 /// unavailable, up to [`RECONNECT_MAX`].
@@ -107,7 +113,8 @@ async fn consume<R: Renderer, Q: Queue>(
     settings: &WorkerSettings,
     shutdown: &CancellationToken,
 ) -> Result<(Stop, bool), QueueError> {
-    let prefetch = u16::try_from(settings.concurrency.max(1)).unwrap_or(u16::MAX);
+    let prefetch =
+        u16::try_from(settings.concurrency.max(1) * PREFETCH_PER_TAB).unwrap_or(u16::MAX);
     let mut consumer = queue.consume(prefetch, &pipeline.worker_id).await?;
     let tracker = TaskTracker::new();
     let halt = CancellationToken::new();

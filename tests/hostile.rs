@@ -74,8 +74,16 @@ async fn two_workers_store_every_listing_through_challenges_rate_limits_blocks_a
         "{debug:?} vs {failures}"
     );
     assert!(
-        debug.iter().any(|f| f.starts_with("blocked-403")),
+        debug.iter().any(|f| f == "blocked-403.html.zst"),
         "{debug:?}"
     );
+    // Each kept failure has its screenshot beside it, as a JPEG thumbnail.
+    let html: Vec<&String> = debug.iter().filter(|f| f.ends_with(".html.zst")).collect();
+    assert!((html.len() as u64) < failures, "{html:?} vs {failures}");
+    let thumb = farm.snapshots().join("debug/fixture/blocked-403.thumb.jpg");
+    let jpeg = std::fs::read(&thumb).expect("the blocked page's screenshot is kept");
+    let picture = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .expect("the debug thumbnail is a JPEG");
+    assert!(picture.width() > 0 && picture.width() <= 640);
     farm.cleanup().await;
 }

@@ -215,9 +215,6 @@ async fn rendered_ebay_search_pages_yield_every_true_result() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the CDP renderer's navigation never completes on 6 of these pages: chromiumoxide's \
-            goto waits for `load` of every frame, and the failed cross-site iframes (eBay's \
-            description frame) never report it; passes once render_in stops waiting for goto"]
 async fn rendered_ebay_item_pages_yield_every_true_field() {
     let Some(dir) = corpus() else { return };
     let sites = sites();

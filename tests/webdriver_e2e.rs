@@ -42,6 +42,7 @@ fn settings(profile_dir: PathBuf, tabs: usize) -> BrowserSettings {
         tabs,
         nav_timeout: Duration::from_secs(30),
         block_resources: true,
+        retire: Default::default(),
     }
 }
 

@@ -5,11 +5,13 @@
 pub mod cdp;
 pub mod pool;
 pub mod profile;
+pub mod retire;
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use cdp::{BrowserSettings, CdpRenderer};
+pub use retire::Retirement;
 
 /// What to render and how to know it is done.
 #[derive(Debug, Clone)]

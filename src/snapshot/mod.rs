@@ -84,13 +84,15 @@ pub fn write(root: &Path, input: &SnapshotInput<'_>) -> Result<SnapshotMeta, Sna
     })
 }
 
-/// Writes `<root>/debug/<site>/<signature>.html.zst` unless it exists: one debug snapshot per
-/// distinct failure, not one per page. Returns the path when it wrote one.
+/// Writes `<root>/debug/<site>/<signature>.html.zst` (and, given a PNG screenshot, its thumbnail
+/// `<signature>.thumb.jpg`) unless it exists: one debug snapshot per distinct failure, not one
+/// per page. Returns the path when it wrote one.
 pub fn write_debug(
     root: &Path,
     site: &str,
     signature: &str,
     html: &str,
+    screenshot: Option<&[u8]>,
 ) -> Result<Option<PathBuf>, SnapshotError> {
     let path = root
         .join("debug")
@@ -104,6 +106,11 @@ pub fn write_debug(
             path: path.clone(),
             source,
         })?;
+    if let Some(png) = screenshot {
+        let thumb = path.with_file_name(format!("{}.thumb.jpg", sanitize(signature)));
+        write_atomically(&thumb, &thumbnail(png)?)?;
+    }
+    // The HTML last: its presence marks the signature as kept.
     write_atomically(&path, &compressed)?;
     Ok(Some(path))
 }

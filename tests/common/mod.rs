@@ -124,6 +124,7 @@ impl Farm {
             tabs,
             nav_timeout: Duration::from_secs(30),
             block_resources: true,
+            retire: Default::default(),
         })
         .await
         .expect("Chromium launches")

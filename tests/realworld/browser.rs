@@ -62,6 +62,7 @@ pub async fn launch(profiles: &Path) -> CdpRenderer {
         tabs: 1,
         nav_timeout: Duration::from_secs(30),
         block_resources: true,
+        retire: Default::default(),
     })
     .await
     .expect("Chromium launches")

@@ -119,7 +119,8 @@ pub(super) async fn probe(
     }
 }
 
-/// Reads the final URL, the HTML and, when asked, a PNG screenshot of the current window.
+/// Reads the final URL, the HTML and, when asked or when the page failed, a PNG screenshot of
+/// the current window.
 pub(super) async fn read(
     client: &Client,
     request: &RenderRequest,
@@ -127,14 +128,17 @@ pub(super) async fn read(
 ) -> Result<Page, RenderError> {
     let url = command(client.current_url()).await?.to_string();
     let html = command(client.source()).await?;
-    let screenshot = match request.screenshot {
-        true => command(client.screenshot()).await.ok(),
-        false => None,
-    };
     let ready = match (&request.ready, probe.status) {
         (_, Some(status)) if status >= 400 => false,
         (Some(_), _) => probe.ready,
         (None, _) => true,
+    };
+    // As in the CDP renderer: a page that never got ready (and is not a gone listing) is about
+    // to fail, and its picture goes into the debug snapshot.
+    let failing = !ready && !matches!(probe.status, Some(404 | 410));
+    let screenshot = match request.screenshot || failing {
+        true => command(client.screenshot()).await.ok(),
+        false => None,
     };
     Ok(Page {
         url,
