@@ -8,9 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use common::{AMQP, Farm, assert_matches_truth};
 use scrapefarm::fixture_site::FixtureConfig;
 use scrapefarm::queue::Queue;
+use scrapefarm::render::Renderer;
+use scrapefarm::render::retire::{MEMORY_CHECK_EVERY, Retirement};
+use scrapefarm::worker::{WorkerExit, WorkerSettings, run_worker};
+use tokio_util::sync::CancellationToken;
 
 fn worker(farm: &Farm, id: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
@@ -190,6 +196,112 @@ async fn a_killed_chromium_is_relaunched_and_its_pages_retried() {
     assert_complete_and_single(&farm, "lamp").await;
     assert_eq!(
         processes_on(&farm.profiles().join("phoenix")),
+        Vec::<u32>::new()
+    );
+    farm.cleanup().await;
+}
+
+/// A worker process that is killed when the test ends, even by a failed assertion.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The main Chromium process of each browser on the profile: not a helper (`--type=`), and not a
+/// child of another process on the profile (a helper caught between fork and exec, before it
+/// carries `--type=`).
+fn browsers_on(profile: &Path) -> Vec<u32> {
+    let all = processes_on(profile);
+    let parent = |pid: &u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+    };
+    let helper = |pid: &u32| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains("--type=")
+    };
+    all.iter()
+        .filter(|pid| !helper(pid) && parent(pid).is_none_or(|ppid| !all.contains(&ppid)))
+        .copied()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_browser_is_retired_after_its_pages_and_a_fresh_one_runs_on_the_same_profile() {
+    let farm = Farm::start(FixtureConfig::default()).await;
+    farm.enqueue("lamp", 20).await;
+    let profile = farm.profiles().join("retiring");
+    let mut child = KillOnDrop(worker(
+        &farm,
+        "retiring",
+        &["--browser-max-pages", "60", "--exit-when-idle", "3"],
+    ));
+    let mut browsers = std::collections::BTreeSet::new();
+    let status = loop {
+        let now = browsers_on(&profile);
+        assert!(now.len() <= 1, "one browser per profile, ever: {now:?}");
+        browsers.extend(now);
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "the worker completes the run: {status:?}");
+    let truth = farm.fixture.ground_truth("lamp");
+    assert!(
+        browsers.len() >= truth.len() / 60,
+        "{} pages at 60 per browser ran {} browsers: {browsers:?}",
+        truth.len(),
+        browsers.len()
+    );
+    assert_complete_and_single(&farm, "lamp").await;
+    assert_eq!(processes_on(&profile), Vec::<u32>::new());
+    farm.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_browser_above_its_memory_ceiling_is_replaced_and_nothing_is_lost() {
+    let farm = Farm::start(FixtureConfig::default()).await;
+    farm.enqueue("lamp", 20).await;
+    // Every browser uses more than 1 MiB: it is replaced at each memory check.
+    let ceiling = Retirement {
+        max_pages: 0,
+        max_memory_mib: 1,
+    };
+    let renderer = Arc::new(farm.renderer_retired("heavy", 4, ceiling).await);
+    let pipeline = farm.pipeline("heavy", renderer.clone());
+    let settings = WorkerSettings {
+        concurrency: 4,
+        exit_when_idle: Some(Duration::from_secs(3)),
+        shutdown_deadline: Duration::from_secs(30),
+        ready_file: None,
+    };
+    let exit = run_worker(
+        pipeline,
+        farm.queue.clone(),
+        settings,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(exit, WorkerExit::Idle);
+    let pages = farm.fixture.ground_truth("lamp").len() as u64;
+    let generations = renderer.slot().generation();
+    assert!(
+        // Each browser counts its pages from 0, and pages in flight at a replacement count for
+        // the old one: at least every second check replaces it.
+        generations >= pages / MEMORY_CHECK_EVERY / 2,
+        "{pages} pages, memory read every {MEMORY_CHECK_EVERY}: only {generations} replacements"
+    );
+    renderer.close().await;
+    assert_complete_and_single(&farm, "lamp").await;
+    assert_eq!(
+        processes_on(&farm.profiles().join("heavy")),
         Vec::<u32>::new()
     );
     farm.cleanup().await;

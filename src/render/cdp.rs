@@ -146,6 +146,18 @@ impl BrowserSlot {
         if let Some(old) = live.take() {
             shut_down(old, Duration::from_secs(5)).await;
         }
+        let dir = self.settings.profile_dir.clone();
+        let straggling = tokio::task::spawn_blocking(move || {
+            super::profile::wait_until_unused(&dir, Duration::from_secs(5))
+        })
+        .await
+        .unwrap_or(0);
+        if straggling > 0 {
+            tracing::warn!(
+                straggling,
+                "Killed processes of the retired browser that did not exit."
+            );
+        }
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.pages.store(0, Ordering::SeqCst);
         match launch(&self.settings).await {

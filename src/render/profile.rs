@@ -133,35 +133,49 @@ fn pid_alive(pid: u32) -> bool {
 /// Kills Chromium processes left running on this profile by a worker that died without closing
 /// its browser (SIGKILL orphans Chromium). Only called after the lock was found stale or absent.
 pub fn kill_orphans(dir: &Path) -> usize {
-    let needle = format!("--user-data-dir={}", dir.display());
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
     let mut killed = 0;
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let matches = cmdline
-            .split(|b| *b == 0)
-            .any(|arg| arg == needle.as_bytes());
-        if matches && pid as u32 != std::process::id() {
-            let status = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-            if status.is_ok_and(|s| s.success()) {
-                killed += 1;
-            }
+    for pid in processes_on(dir) {
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            killed += 1;
         }
     }
     killed
+}
+
+/// Waits up to `grace` for every process of a closed browser on this profile (its helpers
+/// outlive the main process for a moment) to exit, then kills what is left; so the next browser
+/// on the profile never runs beside the last one. Returns how many had to be killed.
+pub fn wait_until_unused(dir: &Path, grace: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if processes_on(dir).is_empty() {
+            return 0;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    kill_orphans(dir)
+}
+
+/// Processes (other than this one) started with this profile as their user-data-dir.
+fn processes_on(dir: &Path) -> Vec<u32> {
+    let needle = format!("--user-data-dir={}", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let matches = cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == needle.as_bytes());
+            (matches && pid != std::process::id()).then_some(pid)
+        })
+        .collect()
 }
 
 #[cfg(test)]

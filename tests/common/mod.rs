@@ -10,7 +10,7 @@ use scrapefarm::collect::{CollectReport, collect};
 use scrapefarm::fixture_site::{FixtureConfig, FixtureSite, TruthListing};
 use scrapefarm::pipeline::{BackoffPolicy, Pipeline};
 use scrapefarm::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
-use scrapefarm::render::{BrowserSettings, CdpRenderer, Renderer, profile};
+use scrapefarm::render::{BrowserSettings, CdpRenderer, Renderer, Retirement, profile};
 use scrapefarm::report::ListingJson;
 use scrapefarm::site::Sites;
 use scrapefarm::store::Store;
@@ -117,6 +117,17 @@ impl Farm {
     }
 
     pub async fn renderer(&self, worker_id: &str, tabs: usize) -> CdpRenderer {
+        self.renderer_retired(worker_id, tabs, Retirement::default())
+            .await
+    }
+
+    /// [`Farm::renderer`] with its own browser retirement policy.
+    pub async fn renderer_retired(
+        &self,
+        worker_id: &str,
+        tabs: usize,
+        retire: Retirement,
+    ) -> CdpRenderer {
         let profile_dir = profile::claim(&self.profiles(), worker_id).unwrap();
         CdpRenderer::launch(BrowserSettings {
             chrome: chrome(),
@@ -124,7 +135,7 @@ impl Farm {
             tabs,
             nav_timeout: Duration::from_secs(30),
             block_resources: true,
-            retire: Default::default(),
+            retire,
         })
         .await
         .expect("Chromium launches")
