@@ -5,13 +5,15 @@
 # is measured by bench/measure.py. See bench/README.md.
 #
 #   scripts/bench.sh [--concurrency "1 2 4 8"] [--listings 200] [--long] [--long-pages 5000]
-#                    [--contenders "farm limit crawlee"] [--query lamp] [--amqp URL] [--keep]
+#                    [--contenders "farm limit crawlee"] [--query lamp] [--amqp URL | --embedded-queue] [--keep]
 #                    [--repeat N]  (N interleaved runs of each contender; the median is reported)
 #                    [--no-build]  (reuse target/release binaries as they are)
 #                    [--farm-args "--no-blocking"] [--limit-args "--block fetch"]
 #                                  (extra flags of the worker / bare_loop, for investigations)
 #                    [--results FILE]  (default bench/results-<date>.md)
 #
+# The farm runs on PostgreSQL and RabbitMQ (AMQP_URL, default the local broker); --embedded-queue
+# keeps its jobs in the PostgreSQL database instead.
 # Needs: cargo, Chromium at $CHROME_BIN (/usr/bin/chromium), PostgreSQL at $BENCH_PG
 # (postgres://postgres@127.0.0.1:5432, trust auth: each farm run gets a fresh database, dropped
 # afterwards unless --keep), node + npm (Crawlee is installed into bench/crawlee/node_modules).
@@ -24,7 +26,7 @@ LONG=0
 LONG_PAGES=5000
 CONTENDERS="farm limit crawlee"
 QUERY=lamp
-AMQP=""
+AMQP="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 KEEP=0
 BUILD=1
 REPEAT=1
@@ -40,13 +42,14 @@ while [[ $# -gt 0 ]]; do
     --contenders) CONTENDERS="$2"; shift 2 ;;
     --query) QUERY="$2"; shift 2 ;;
     --amqp) AMQP="$2"; shift 2 ;;
+    --embedded-queue) AMQP=""; shift ;;
     --keep) KEEP=1; shift ;;
     --no-build) BUILD=0; shift ;;
     --repeat) REPEAT="$2"; shift 2 ;;
     --farm-args) FARM_ARGS="$2"; shift 2 ;;
     --limit-args) LIMIT_ARGS="$2"; shift 2 ;;
     --results) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -70,7 +73,15 @@ has() { [[ " $CONTENDERS " == *" $1 "* ]]; }
 
 FIXTURE_PIDS=()
 DATABASES=()
+QUEUES=()
 cleanup() {
+  if command -v rabbitmqctl >/dev/null 2>&1; then
+    for q in "${QUEUES[@]}"; do
+      for suffix in "" .dead .retry.1s .retry.5s .retry.15s .retry.60s .retry.300s .retry.900s; do
+        rabbitmqctl -q delete_queue "$q$suffix" >/dev/null 2>&1 || true
+      done
+    done
+  fi
   for pid in "${FIXTURE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [[ $KEEP == 0 ]]; then
     for db in "${DATABASES[@]}"; do
@@ -131,7 +142,7 @@ run_farm() {
   local -a env=(DATABASE_URL="$url" SCRAPEFARM_QUEUE="bench_${RUN_ID}_c${c}.listings"
     SCRAPEFARM_BASE_URL="$base" SCRAPEFARM_PROFILE_DIR="$dir/profiles" SCRAPEFARM_SNAPSHOT_DIR="$dir/snapshots"
     SCRAPEFARM_SITES_DIR="$REPO/sites" SCRAPEFARM_DATA_DIR="$dir" SCRAPEFARM_READY_FILE="$dir/ready")
-  if [[ -n $AMQP ]]; then env+=(AMQP_URL="$AMQP"); fi
+  if [[ -n $AMQP ]]; then env+=(AMQP_URL="$AMQP"); QUEUES+=("bench_${RUN_ID}_c${c}.listings"); fi
   local pages=$(( (n + 49) / 50 + 1 )); (( pages < 20 )) && pages=20
   env -u AMQP_URL "${env[@]}" "$SF" enqueue --site fixture --query "$QUERY" --max-pages "$pages" >"$dir/enqueue.log" 2>&1
   local load; load="$(load1)"

@@ -164,7 +164,8 @@ async fn queue_url_list(
     Ok((jobs.len(), published))
 }
 
-/// One progress line a second: done / failed / retrying / rate / ETA.
+/// One progress line a second (redrawn in place on a terminal): a bar, done / failed / retrying /
+/// rate / ETA.
 async fn report_progress(store: Store, queue: AnyQueue, search_id: i64) {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
@@ -187,8 +188,9 @@ async fn report_progress(store: Store, queue: AnyQueue, search_id: i64) {
         } else {
             "-".into()
         };
+        let bar = progress_bar(done + failed, total, 30);
         let line = format!(
-            "done {done}/{total}  failed {failed}  retrying {retrying}  rate {rate:.1}/s  ETA {eta}"
+            "{bar} done {done}/{total}  failed {failed}  retrying {retrying}  rate {rate:.1}/s  ETA {eta}"
         );
         let mut err = std::io::stderr().lock();
         let _ = if tty {
@@ -197,6 +199,15 @@ async fn report_progress(store: Store, queue: AnyQueue, search_id: i64) {
             writeln!(err, "{line}")
         };
     }
+}
+
+/// `[#####.....]`: the share of listings settled (stored, gone or failed), `width` cells wide.
+fn progress_bar(settled: i64, total: i64, width: usize) -> String {
+    let filled = match total {
+        t if t <= 0 => 0,
+        t => (settled.clamp(0, t) as usize * width) / t as usize,
+    };
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 
 async fn print_summary(
@@ -221,4 +232,18 @@ async fn print_summary(
     );
     println!("Next: scrapefarm listings --search {search_id} --json");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_bar;
+
+    #[test]
+    fn progress_bar_fills_with_settled_listings() {
+        assert_eq!(progress_bar(0, 200, 10), "[..........]");
+        assert_eq!(progress_bar(100, 200, 10), "[#####.....]");
+        assert_eq!(progress_bar(200, 200, 10), "[##########]");
+        assert_eq!(progress_bar(250, 200, 4), "[####]", "never overflows");
+        assert_eq!(progress_bar(0, 0, 4), "[....]", "nothing collected yet");
+    }
 }

@@ -4,7 +4,7 @@
 //! with its reason), so nothing is lost when the process dies: leases of a dead consumer are
 //! released when the next one starts.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::AnyPool;
@@ -29,7 +29,18 @@ pub struct EmbeddedQueue {
 /// The claim on one row; released by settling (or by the next consumer start after a crash).
 pub struct Lease {
     id: i64,
-    _permit: OwnedSemaphorePermit,
+    /// The consumer's prefetch slot: given back once the delivery is settled, as RabbitMQ does,
+    /// not only when the `Delivery` is dropped (a caller may keep it after settling).
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Lease {
+    fn release_slot(&self) {
+        // A poisoned lock still holds the permit; the slot then returns when the lease is dropped.
+        if let Ok(mut permit) = self.permit.lock() {
+            permit.take();
+        }
+    }
 }
 
 impl EmbeddedQueue {
@@ -122,6 +133,7 @@ impl Queue for EmbeddedQueue {
             .bind(lease.id),
         };
         query.execute(&self.pool).await?;
+        lease.release_slot();
         Ok(())
     }
 
@@ -252,7 +264,7 @@ async fn claim_loop(
                 Ok(Some((id, body, attempt))) => {
                     let lease = Lease {
                         id,
-                        _permit: permit,
+                        permit: Mutex::new(Some(permit)),
                     };
                     break Ok(Delivery {
                         body,
