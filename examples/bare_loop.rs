@@ -1,7 +1,7 @@
 //! The benchmark's lower bound ("the limit"): the least a chromiumoxide program must do to read
 //! the fixture's listing pages — one Chromium launched like `render::cdp` launches it, C tabs
 //! sharing one list of URLs, and per page only: navigate, wait for the ready selector with the same
-//! in-page MutationObserver promise as `render::cdp::wait_ready` (pages answered >= 400 do not
+//! in-page MutationObserver promise as `render::wait_ready` (pages answered >= 400 do not
 //! wait), read the HTML with `content()`. Images, fonts and media load (no Fetch interception).
 //! No queue, no database, no parsing: whatever the farm spends beyond this is its own overhead.
 //!
@@ -215,7 +215,7 @@ async fn work_tab(
     Ok(tally)
 }
 
-/// The in-page wait of `render::cdp::wait_ready`: resolves when `css` matches or `timeout` passes.
+/// The in-page wait of `render::wait_ready`: resolves when `css` matches or `timeout` passes.
 async fn wait_ready(tab: &Page, css: &str, timeout: Duration) -> anyhow::Result<bool> {
     let selector = serde_json::to_string(css)?;
     let ms = timeout.as_millis();

@@ -199,8 +199,8 @@ pub async fn build_pipeline(
         store,
         common.snapshot_dir.clone(),
         worker_id,
-    )
-    .with_tabs(concurrency);
+        concurrency,
+    );
     pipeline.max_attempts = max_attempts;
     Ok(Arc::new(pipeline))
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::classify::{PageClass, challenge_markers, classify};
 use crate::domain::{Job, ListingStatus, Record};
@@ -37,6 +38,8 @@ pub enum Disposition {
     Halt {
         reason: String,
     },
+    /// Not attempted (the worker is shutting down): give the delivery back untouched.
+    GiveBack,
 }
 
 /// Why an attempt did not store the listing.
@@ -52,6 +55,8 @@ pub enum AttemptError {
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the worker is shutting down")]
+    ShuttingDown,
 }
 
 /// Retry delays: exponential with jitter, computed by backon.
@@ -93,6 +98,7 @@ impl AttemptError {
         let reason = self.to_string();
         match self {
             AttemptError::Store(_) => Disposition::Halt { reason },
+            AttemptError::ShuttingDown => Disposition::GiveBack,
             AttemptError::Extract(_) => Disposition::DeadLetter { reason },
             AttemptError::Page(PageClass::RateLimited { retry_after }) => Disposition::Retry {
                 after: *retry_after,
@@ -128,6 +134,9 @@ pub struct Pipeline<R> {
     /// spacing is the spacing of real requests while more deliveries than tabs are in flight
     /// (their classify/extract/snapshot/store overlaps the next render).
     render_slots: Semaphore,
+    /// Cancelled when the worker shuts down: jobs still waiting for a tab are given back
+    /// instead of starting pages the shutdown deadline may not leave time for.
+    stopping: CancellationToken,
 }
 
 /// Consecutive blocks after which the profile starts a fresh identity.
@@ -138,13 +147,15 @@ pub const BLOCK_COOLDOWN: Duration = Duration::from_secs(10);
 pub const CHALLENGE_WAIT: Duration = Duration::from_secs(10);
 
 impl<R: Renderer> Pipeline<R> {
-    /// A pipeline with the default attempt budget (8) and backoff policy.
+    /// A pipeline with the default attempt budget (8) and backoff policy; at most `tabs` jobs
+    /// pace and render at once (the renderer's tab count).
     pub fn new(
         sites: Arc<Sites>,
         renderer: Arc<R>,
         store: Store,
         snapshot_root: PathBuf,
         worker_id: &str,
+        tabs: usize,
     ) -> Pipeline<R> {
         Pipeline {
             sites,
@@ -157,14 +168,14 @@ impl<R: Renderer> Pipeline<R> {
             backoff: BackoffPolicy::default(),
             stats: Arc::new(Stats::default()),
             blocks: AtomicU32::new(0),
-            render_slots: Semaphore::new(Semaphore::MAX_PERMITS),
+            render_slots: Semaphore::new(tabs.max(1)),
+            stopping: CancellationToken::new(),
         }
     }
 
-    /// Lets at most `tabs` jobs pace and render at once (the renderer's tab count).
-    pub fn with_tabs(mut self, tabs: usize) -> Pipeline<R> {
-        self.render_slots = Semaphore::new(tabs.max(1));
-        self
+    /// No job starts a page after this; those waiting for a tab are given back.
+    pub fn stop_starting(&self) {
+        self.stopping.cancel();
     }
 
     /// Runs one delivery through every stage and says what to do with it.
@@ -232,8 +243,16 @@ impl<R: Renderer> Pipeline<R> {
                 timeout: CHALLENGE_WAIT,
             }),
         };
-        let tab = self.render_slots.acquire().await.ok();
-        self.pacer.acquire(&site.name, site.max_rps).await?;
+        let start = async {
+            let tab = self.render_slots.acquire().await.ok();
+            self.pacer.acquire(&site.name, site.max_rps).await?;
+            Ok::<_, AttemptError>(tab)
+        };
+        let tab = tokio::select! {
+            biased;
+            _ = self.stopping.cancelled() => return Err(AttemptError::ShuttingDown),
+            tab = start => tab?,
+        };
         let t = Instant::now();
         let page = self.renderer.render(&request).await?;
         self.stats.record(Stage::Render, t.elapsed());
@@ -432,7 +451,9 @@ impl<R: Renderer> Pipeline<R> {
         let (status, detail) = match &disposition {
             Disposition::DeadLetter { reason } => (Some(ListingStatus::Failed), reason.clone()),
             Disposition::Retry { reason, .. } => (None, reason.clone()),
-            Disposition::Halt { .. } | Disposition::Ack => return disposition,
+            Disposition::Halt { .. } | Disposition::Ack | Disposition::GiveBack => {
+                return disposition;
+            }
         };
         let outcome = outcome_of(&error);
         tracing::debug!(url = %job.url, attempt, outcome, %detail, "Attempt failed.");
@@ -468,6 +489,7 @@ fn outcome_of(error: &AttemptError) -> &'static str {
         AttemptError::Extract(_) => "extract_error",
         AttemptError::Snapshot(_) => "snapshot_error",
         AttemptError::Store(_) => "store_error",
+        AttemptError::ShuttingDown => "shutting_down",
     }
 }
 

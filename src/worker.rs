@@ -156,6 +156,9 @@ async fn consume<R: Renderer, Q: Queue>(
             }
         }
     };
+    if matches!(stop, Stop::Shutdown) {
+        pipeline.stop_starting();
+    }
     wind_down(consumer, tracker, settings.shutdown_deadline).await;
     Ok((stop, received))
 }
@@ -228,6 +231,7 @@ async fn settle<Q: Queue>(
             Stats::bump(&stats.dead_lettered);
             Settle::Dead(reason)
         }
+        Disposition::GiveBack => Settle::Requeue,
         Disposition::Halt { reason } => {
             tracing::error!(%reason, "Store unavailable; pausing consumption.");
             halt.cancel();

@@ -274,7 +274,7 @@ async fn a_browser_above_its_memory_ceiling_is_replaced_and_nothing_is_lost() {
         max_memory_mib: 1,
     };
     let renderer = Arc::new(farm.renderer_retired("heavy", 4, ceiling).await);
-    let pipeline = farm.pipeline("heavy", renderer.clone());
+    let pipeline = farm.pipeline("heavy", renderer.clone(), 4);
     let settings = WorkerSettings {
         concurrency: 4,
         exit_when_idle: Some(Duration::from_secs(3)),

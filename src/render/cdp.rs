@@ -1,25 +1,21 @@
 //! The CDP renderer (chromiumoxide, the default): one Chromium per process on a persistent profile,
-//! N pooled tabs. The browser is relaunched when it dies; tabs that hang are closed.
+//! N pooled tabs (each page is rendered by `navigate`). The browser is relaunched when it dies and
+//! retired after N pages or above a memory ceiling (`retire`); tabs that hang are closed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
-use chromiumoxide::cdp::browser_protocol::network::{
-    EventLoadingFailed, EventResponseReceived, ResourceType,
-};
-use chromiumoxide::cdp::browser_protocol::page::{
-    CaptureScreenshotFormat, EventFrameNavigated, EventLifecycleEvent, EventNavigatedWithinDocument,
-};
-use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide::cdp::browser_protocol::network::ResourceType;
 use chromiumoxide::{Browser, BrowserConfig, Page as Tab};
 use deadpool::Runtime;
 use deadpool::managed::{Object, Pool, PoolError};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio::sync::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 
+use super::navigate::render_in;
 use super::pool::{TabManager, close_in_background};
 use super::retire::{MEMORY_CHECK_EVERY, Reason, Retirement, tree_memory_mib};
 use super::{Page, RenderError, RenderRequest, Renderer};
@@ -47,6 +43,8 @@ pub struct BrowserSlot {
     generation: AtomicU64,
     /// Pages rendered by the current generation.
     pages: AtomicU64,
+    /// Set by `close`: no browser is launched after it.
+    closed: AtomicBool,
     /// Every render holds it shared; retiring the browser takes it exclusively, so the old
     /// browser's pages finish first and no page starts until the new one runs (one browser per
     /// profile, ever).
@@ -74,9 +72,13 @@ impl BrowserSlot {
     pub async fn new_tab(&self) -> Result<(Tab, u64), RenderError> {
         let mut live = self.live.lock().await;
         if live.as_mut().is_none_or(|l| !is_alive(&mut l.browser)) {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(RenderError::Browser("the renderer is closed".into()));
+            }
             if let Some(dead) = live.take() {
                 tracing::warn!("Chromium died; relaunching it.");
                 shut_down(dead, Duration::ZERO).await;
+                self.pages.store(0, Ordering::SeqCst);
                 self.generation.fetch_add(1, Ordering::SeqCst);
             }
             *live = Some(launch(&self.settings).await?);
@@ -108,6 +110,7 @@ impl BrowserSlot {
         if self.generation() == generation
             && let Some(old) = live.take()
         {
+            self.pages.store(0, Ordering::SeqCst);
             self.generation.fetch_add(1, Ordering::SeqCst);
             shut_down(old, Duration::ZERO).await;
         }
@@ -158,8 +161,12 @@ impl BrowserSlot {
                 "Killed processes of the retired browser that did not exit."
             );
         }
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        // Pages first: a `page_done` that sees the new generation must not see the old count.
         self.pages.store(0, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            return; // the renderer closed meanwhile: launch nothing nobody will close
+        }
         match launch(&self.settings).await {
             Ok(fresh) => {
                 *live = Some(fresh);
@@ -172,6 +179,7 @@ impl BrowserSlot {
 
     /// Closes the browser cleanly (Browser.close, then reap), killing it after `grace`.
     pub async fn close(&self, grace: Duration) {
+        self.closed.store(true, Ordering::SeqCst);
         if let Some(live) = self.live.lock().await.take() {
             shut_down(live, grace).await;
         }
@@ -267,6 +275,7 @@ impl CdpRenderer {
             settings,
             generation: AtomicU64::new(0),
             pages: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
             gate: RwLock::new(()),
         });
         let manager = TabManager {
@@ -344,223 +353,5 @@ impl CdpRenderer {
                 Err(e)
             }
         }
-    }
-}
-
-/// Navigates one tab and reads the page once the ready condition holds (or its timeout passes).
-async fn render_in(
-    tab: &Tab,
-    request: &RenderRequest,
-    nav_timeout: Duration,
-) -> Result<Page, RenderError> {
-    let started = Instant::now();
-    let url = request.url.as_str();
-    let browser_err = |e: chromiumoxide::error::CdpError| RenderError::Browser(e.to_string());
-    let main_frame = tab.mainframe().await.map_err(browser_err)?;
-    // Subscribe before navigating, or the document's response can be missed.
-    let mut responses = tab
-        .event_listener::<EventResponseReceived>()
-        .await
-        .map_err(browser_err)?;
-    let navigated = tokio::time::timeout(nav_timeout, navigate(tab, url))
-        .await
-        .map_err(|_| RenderError::Timeout {
-            url: url.into(),
-            secs: nav_timeout.as_secs(),
-        })??;
-    let mut page = Page {
-        url: url.to_string(),
-        ..Page::default()
-    };
-    read_document_response(&mut responses, &main_frame, &mut page);
-    match navigated {
-        Navigated::Document { dom_content: false } => {
-            tracing::debug!(
-                url,
-                "Document committed; DOMContentLoaded not seen in time."
-            );
-        }
-        Navigated::Document { .. } => {}
-        // An error status with an empty body shows Chromium's error page: still a page with a
-        // status to classify. Without any response the site was not reached at all.
-        Navigated::ErrorPage(_) if page.status.is_some() => {}
-        Navigated::ErrorPage(reason) => {
-            return Err(RenderError::Navigation {
-                url: url.into(),
-                reason: reason.unwrap_or_else(|| "Chromium showed its error page".into()),
-            });
-        }
-    }
-    page.ready = match (&request.ready, page.status) {
-        (_, Some(status)) if status >= 400 => false,
-        (Some(css), _) => wait_ready(tab, css, request.ready_timeout).await?,
-        (None, _) => true,
-    };
-    page.html = tab.content().await.map_err(browser_err)?;
-    if let (false, Some(challenge), Some(css)) = (page.ready, &request.challenge, &request.ready)
-        && challenge.matches(&page.html)
-    {
-        page.ready = wait_for_clearance(tab, css, challenge.timeout).await;
-        read_document_response(&mut responses, &main_frame, &mut page);
-        page.html = tab.content().await.map_err(browser_err)?;
-        tracing::debug!(url, cleared = page.ready, "Waited for a JS challenge.");
-    }
-    // A page that never got ready is about to fail (challenge, block, error page): its picture
-    // goes into the debug snapshot. Gone listings are not failures and get none.
-    let failing = !page.ready && !matches!(page.status, Some(404 | 410));
-    if request.screenshot || failing {
-        let params = ScreenshotParams::builder()
-            .format(CaptureScreenshotFormat::Png)
-            .build();
-        page.screenshot = tab.screenshot(params).await.ok();
-    }
-    page.render_time = started.elapsed();
-    Ok(page)
-}
-
-/// How a navigation ended.
-enum Navigated {
-    /// The document committed; `dom_content` says whether DOMContentLoaded fired in time (if not,
-    /// the ready check decides).
-    Document { dom_content: bool },
-    /// Chromium committed its own error page instead: the reason (`net::ERR_…`) if it said one.
-    ErrorPage(Option<String>),
-}
-
-/// Navigates the tab and returns once the new document has fired DOMContentLoaded — not `load`.
-///
-/// The navigation is started from the page (`location.href = …`) rather than with CDP
-/// `Page.navigate`: chromiumoxide holds the answer to any `Page.navigate` until the `load`
-/// event of the page *and every frame in it*, which never comes on pages whose iframes point
-/// at hosts that do not answer (real eBay item pages). The site's ready condition, checked
-/// next, says when the page is complete.
-async fn navigate(tab: &Tab, url: &str) -> Result<Navigated, RenderError> {
-    let failed = |reason: String| RenderError::Navigation {
-        url: url.into(),
-        reason,
-    };
-    // Subscribe first: the events can arrive before `evaluate` returns.
-    let mut committed = tab
-        .event_listener::<EventFrameNavigated>()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let mut within = tab
-        .event_listener::<EventNavigatedWithinDocument>()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let mut lifecycle = tab
-        .event_listener::<EventLifecycleEvent>()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let mut failures = tab
-        .event_listener::<EventLoadingFailed>()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let target = serde_json::to_string(url).map_err(|e| failed(e.to_string()))?;
-    tab.evaluate(format!("location.href = {target}; true"))
-        .await
-        .map_err(|e| failed(format!("could not start the navigation: {e}")))?;
-    let frame = loop {
-        tokio::select! {
-            ev = committed.next() => match ev {
-                Some(ev) if ev.frame.parent_id.is_none() => break ev.frame.clone(),
-                Some(_) => {}
-                None => return Err(failed("the tab closed".into())),
-            },
-            Some(_) = within.next() => return Ok(Navigated::Document { dom_content: true }),
-        }
-    };
-    if frame.unreachable_url.is_some() || frame.url.starts_with("chrome-error:") {
-        let mut reason = None;
-        while let Some(Some(ev)) = failures.next().now_or_never() {
-            if ev.r#type == ResourceType::Document {
-                reason = Some(ev.error_text.clone());
-            }
-        }
-        return Ok(Navigated::ErrorPage(reason));
-    }
-    let loader = frame.loader_id;
-    let dom_content = async {
-        while let Some(ev) = lifecycle.next().await {
-            if ev.name == "DOMContentLoaded" && ev.loader_id == loader && ev.frame_id == frame.id {
-                return;
-            }
-        }
-        std::future::pending::<()>().await
-    };
-    let dom_content = tokio::time::timeout(DOM_CONTENT_WAIT, dom_content)
-        .await
-        .is_ok();
-    Ok(Navigated::Document { dom_content })
-}
-
-/// How long a committed document may take to parse before the ready check starts anyway.
-const DOM_CONTENT_WAIT: Duration = Duration::from_secs(20);
-
-/// Takes the main document's status, final URL and Retry-After from the responses seen so far
-/// (the last one wins: after a challenge reload it is the reloaded document).
-fn read_document_response(
-    responses: &mut chromiumoxide::listeners::EventStream<EventResponseReceived>,
-    main_frame: &Option<chromiumoxide::cdp::browser_protocol::page::FrameId>,
-    page: &mut Page,
-) {
-    while let Some(Some(ev)) = responses.next().now_or_never() {
-        if ev.r#type == ResourceType::Document
-            && ev.frame_id.is_some()
-            && &ev.frame_id == main_frame
-        {
-            page.status = u16::try_from(ev.response.status).ok();
-            page.url = ev.response.url.clone();
-            page.retry_after = header(ev.response.headers.inner(), "retry-after");
-        }
-    }
-}
-
-/// Polls until the ready selector appears after a challenge reloads the page. Errors are expected
-/// while the page navigates (its JS context is replaced), so they only mean "not yet".
-async fn wait_for_clearance(tab: &Tab, css: &str, timeout: Duration) -> bool {
-    let selector = serde_json::to_string(css).unwrap_or_default();
-    let check = format!("!!document.querySelector({selector})");
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let probe =
-            tokio::time::timeout(Duration::from_secs(2), tab.evaluate(check.as_str())).await;
-        if let Ok(Ok(result)) = probe
-            && result.into_value::<bool>().unwrap_or(false)
-        {
-            return true;
-        }
-    }
-    false
-}
-
-fn header(headers: &serde_json::Value, name: &str) -> Option<String> {
-    headers
-        .as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.as_str().map(str::to_string))
-}
-
-/// Waits in the page (one CDP round trip) until `css` matches or `timeout` passes.
-pub async fn wait_ready(tab: &Tab, css: &str, timeout: Duration) -> Result<bool, RenderError> {
-    let selector = serde_json::to_string(css).unwrap_or_default();
-    let ms = timeout.as_millis();
-    let script = format!(
-        "new Promise(resolve => {{ const q = () => !!document.querySelector({selector}); \
-         if (q()) return resolve(true); \
-         const obs = new MutationObserver(() => {{ if (q()) {{ obs.disconnect(); resolve(true); }} }}); \
-         obs.observe(document, {{ childList: true, subtree: true, attributes: true }}); \
-         setTimeout(() => {{ obs.disconnect(); resolve(q()); }}, {ms}); }})"
-    );
-    let eval = tokio::time::timeout(timeout + Duration::from_secs(5), tab.evaluate(script)).await;
-    match eval {
-        Ok(Ok(result)) => Ok(result.into_value::<bool>().unwrap_or(false)),
-        Ok(Err(e)) => Err(RenderError::Browser(format!("ready check failed: {e}"))),
-        Err(_) => Err(RenderError::Timeout {
-            url: "ready check".into(),
-            secs: timeout.as_secs(),
-        }),
     }
 }

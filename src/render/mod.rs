@@ -3,6 +3,7 @@
 //! protocol with a pool of tabs (`pool`) on one browser with a persistent profile (`profile`).
 
 pub mod cdp;
+mod navigate;
 pub mod pool;
 pub mod profile;
 pub mod retire;
@@ -11,6 +12,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use cdp::{BrowserSettings, CdpRenderer};
+pub use navigate::wait_ready;
 pub use retire::Retirement;
 
 /// What to render and how to know it is done.

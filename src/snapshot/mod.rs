@@ -106,9 +106,13 @@ pub fn write_debug(
             path: path.clone(),
             source,
         })?;
+    // The picture is a help, the HTML is the record: a screenshot that cannot be turned into a
+    // thumbnail does not cost the debug snapshot.
     if let Some(png) = screenshot {
         let thumb = path.with_file_name(format!("{}.thumb.jpg", sanitize(signature)));
-        write_atomically(&thumb, &thumbnail(png)?)?;
+        if let Err(e) = thumbnail(png).and_then(|jpeg| write_atomically(&thumb, &jpeg)) {
+            tracing::warn!(error = %e, "Debug snapshot kept without its screenshot.");
+        }
     }
     // The HTML last: its presence marks the signature as kept.
     write_atomically(&path, &compressed)?;
@@ -240,6 +244,50 @@ mod tests {
         assert_eq!(read_html(root.path(), &meta.path).unwrap(), html);
         assert_eq!(file_sha256(root.path(), &meta.path).unwrap(), meta.sha256);
         assert!(meta.bytes < meta.html_bytes);
+    }
+
+    #[test]
+    fn debug_snapshot_is_kept_once_per_signature_with_its_screenshot() {
+        let root = tempfile::tempdir().unwrap();
+        let mut png = Vec::new();
+        image::RgbImage::new(800, 600)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let kept = write_debug(
+            root.path(),
+            "fixture",
+            "blocked-403",
+            "<p>no</p>",
+            Some(&png),
+        );
+        let path = kept.unwrap().expect("first of its kind");
+        let thumb = root.path().join("debug/fixture/blocked-403.thumb.jpg");
+        let jpeg = image::load_from_memory(&std::fs::read(&thumb).unwrap()).unwrap();
+        assert!(jpeg.width() <= THUMB_SIZE.0 && jpeg.height() <= THUMB_SIZE.1);
+        assert!(path.ends_with("debug/fixture/blocked-403.html.zst"));
+        let again = write_debug(
+            root.path(),
+            "fixture",
+            "blocked-403",
+            "<p>x</p>",
+            Some(&png),
+        );
+        assert_eq!(again.unwrap(), None, "one per signature");
+        // A screenshot that is not an image still leaves the HTML.
+        let bad = write_debug(
+            root.path(),
+            "fixture",
+            "empty-200",
+            "<p>e</p>",
+            Some(b"junk"),
+        );
+        assert!(bad.unwrap().is_some());
+        assert!(
+            !root
+                .path()
+                .join("debug/fixture/empty-200.thumb.jpg")
+                .exists()
+        );
     }
 
     #[test]

@@ -156,14 +156,15 @@ impl Farm {
         &self,
         worker_id: &str,
         renderer: Arc<CdpRenderer>,
+        tabs: usize,
     ) -> Arc<Pipeline<CdpRenderer>> {
-        self.pipeline_with(worker_id, renderer)
+        self.pipeline_with(worker_id, renderer, tabs)
     }
 
     /// Runs one worker until the queues stay empty for `idle`.
     pub async fn work(&self, worker_id: &str, concurrency: usize, idle: Duration) -> Arc<Stats> {
         let renderer = Arc::new(self.renderer(worker_id, concurrency).await);
-        let pipeline = self.pipeline(worker_id, renderer.clone());
+        let pipeline = self.pipeline(worker_id, renderer.clone(), concurrency);
         let settings = WorkerSettings {
             concurrency,
             exit_when_idle: Some(idle),
@@ -201,6 +202,7 @@ impl Farm {
         &self,
         worker_id: &str,
         renderer: Arc<R>,
+        tabs: usize,
     ) -> Arc<Pipeline<R>> {
         let mut pipeline = Pipeline::new(
             self.sites.clone(),
@@ -208,6 +210,7 @@ impl Farm {
             self.store.clone(),
             self.snapshots(),
             worker_id,
+            tabs,
         );
         pipeline.max_attempts = self.max_attempts;
         pipeline.backoff = BackoffPolicy {
@@ -225,7 +228,7 @@ impl Farm {
         concurrency: usize,
         idle: Duration,
     ) -> Arc<Stats> {
-        let pipeline = self.pipeline_with(worker_id, renderer.clone());
+        let pipeline = self.pipeline_with(worker_id, renderer.clone(), concurrency);
         let settings = WorkerSettings {
             concurrency,
             exit_when_idle: Some(idle),

@@ -1,5 +1,5 @@
 //! The ready wait of the `webdriver` renderer: one short `execute_async` slice at a time of the
-//! MutationObserver script (as `cdp::wait_ready`), which also tells the old document from the new
+//! MutationObserver script (as `navigate::wait_ready`), which also tells the old document from the new
 //! one and reports the main-document status; then the page is read from the current window.
 
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ pub const READY_SLICE: Duration = Duration::from_millis(100);
 /// Marks the current document, so the ready wait can tell it from the one `goto` brings.
 pub(super) const MARK_OLD: &str = "window.__sfOld = true;";
 
-/// The ready wait: the MutationObserver script of `cdp::wait_ready`, answering after at most
+/// The ready wait: the MutationObserver script of `navigate::wait_ready`, answering after at most
 /// `ms`, and reporting the old document (navigation not committed yet) and the main-document
 /// status (`responseStatus`: WebDriver has no API for it) without waiting.
 const PROBE: &str = r#"

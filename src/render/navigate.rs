@@ -1,0 +1,319 @@
+//! One page in one CDP tab: navigate, wait for the site's ready condition (and for a JS
+//! challenge to clear), read the main document's status and the HTML. Used by the CDP renderer
+//! for every page; the tab comes from its pool and may still show the previous page.
+
+use std::time::{Duration, Instant};
+
+use chromiumoxide::Page as Tab;
+use chromiumoxide::cdp::browser_protocol::network::{
+    EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived, LoaderId, ResourceType,
+};
+use chromiumoxide::cdp::browser_protocol::page::{
+    CaptureScreenshotFormat, EventFrameNavigated, EventLifecycleEvent,
+    EventNavigatedWithinDocument, Frame, FrameId,
+};
+use chromiumoxide::listeners::EventStream;
+use chromiumoxide::page::ScreenshotParams;
+use futures::{FutureExt, StreamExt};
+
+use super::{Page, RenderError, RenderRequest};
+
+/// Navigates one tab and reads the page once the ready condition holds (or its timeout passes).
+pub(super) async fn render_in(
+    tab: &Tab,
+    request: &RenderRequest,
+    nav_timeout: Duration,
+) -> Result<Page, RenderError> {
+    let started = Instant::now();
+    let url = request.url.as_str();
+    let browser_err = |e: chromiumoxide::error::CdpError| RenderError::Browser(e.to_string());
+    let main_frame = tab
+        .mainframe()
+        .await
+        .map_err(browser_err)?
+        .ok_or_else(|| RenderError::Browser("the tab has no main frame".into()))?;
+    // Subscribe before navigating, or the document's response can be missed.
+    let mut responses = tab
+        .event_listener::<EventResponseReceived>()
+        .await
+        .map_err(browser_err)?;
+    let navigated = tokio::time::timeout(nav_timeout, navigate(tab, url, &main_frame, nav_timeout))
+        .await
+        .map_err(|_| RenderError::Timeout {
+            url: url.into(),
+            secs: nav_timeout.as_secs(),
+        })??;
+    let mut page = Page {
+        url: url.to_string(),
+        ..Page::default()
+    };
+    read_document_response(&mut responses, &main_frame, navigated.loader(), &mut page);
+    match navigated {
+        Navigated::Document {
+            dom_content: false, ..
+        } => {
+            tracing::debug!(
+                url,
+                "Document committed; DOMContentLoaded not seen in time."
+            );
+        }
+        Navigated::Document { .. } | Navigated::SameDocument => {}
+        // An error status with an empty body shows Chromium's error page: still a page with a
+        // status to classify. Without any response the site was not reached at all.
+        Navigated::Failed { .. } if page.status.is_some() => {}
+        Navigated::Failed { reason, .. } => {
+            return Err(RenderError::Navigation {
+                url: url.into(),
+                reason,
+            });
+        }
+    }
+    page.ready = match (&request.ready, page.status) {
+        (_, Some(status)) if status >= 400 => false,
+        (Some(css), _) => wait_ready(tab, css, request.ready_timeout).await?,
+        (None, _) => true,
+    };
+    page.html = tab.content().await.map_err(browser_err)?;
+    if let (false, Some(challenge), Some(css)) = (page.ready, &request.challenge, &request.ready)
+        && challenge.matches(&page.html)
+    {
+        page.ready = wait_for_clearance(tab, css, challenge.timeout).await;
+        // The challenge reloaded the page: the reloaded document's response is the last one.
+        read_document_response(&mut responses, &main_frame, None, &mut page);
+        page.html = tab.content().await.map_err(browser_err)?;
+        tracing::debug!(url, cleared = page.ready, "Waited for a JS challenge.");
+    }
+    // A page that never got ready is about to fail (challenge, block, error page): its picture
+    // goes into the debug snapshot. Gone listings are not failures and get none.
+    let failing = !page.ready && !matches!(page.status, Some(404 | 410));
+    if request.screenshot || failing {
+        let params = ScreenshotParams::builder()
+            .format(CaptureScreenshotFormat::Png)
+            .build();
+        page.screenshot = tab.screenshot(params).await.ok();
+    }
+    page.render_time = started.elapsed();
+    Ok(page)
+}
+
+/// How a navigation ended.
+enum Navigated {
+    /// Our document committed; `dom_content` says whether DOMContentLoaded fired in time (if
+    /// not, the ready check decides).
+    Document { loader: LoaderId, dom_content: bool },
+    /// The URL differed from the page's only by its fragment.
+    SameDocument,
+    /// The navigation failed (refused, aborted, an error status with an empty body).
+    Failed { loader: LoaderId, reason: String },
+}
+
+impl Navigated {
+    fn loader(&self) -> Option<&LoaderId> {
+        match self {
+            Navigated::Document { loader, .. } | Navigated::Failed { loader, .. } => Some(loader),
+            Navigated::SameDocument => None,
+        }
+    }
+}
+
+/// Navigates the tab and returns once *our* document has fired DOMContentLoaded — not `load`.
+///
+/// The navigation is started from the page (`location.href = …`) rather than with CDP
+/// `Page.navigate`: chromiumoxide holds the answer to any `Page.navigate` until the `load`
+/// event of the page *and every frame in it*, which never comes on pages whose iframes point
+/// at hosts that do not answer (real eBay item pages). The site's ready condition, checked
+/// next, says when the page is complete.
+///
+/// The tab may still run the previous page, which can navigate by itself (a reload, a
+/// redirect): so the navigation is recognised by its request — the main frame's document
+/// request for this URL — and only the commit with that request's loader counts.
+async fn navigate(
+    tab: &Tab,
+    url: &str,
+    main: &FrameId,
+    budget: Duration,
+) -> Result<Navigated, RenderError> {
+    let deadline = Instant::now() + budget;
+    let failed = |reason: String| RenderError::Navigation {
+        url: url.into(),
+        reason,
+    };
+    let cdp = |e: chromiumoxide::error::CdpError| failed(e.to_string());
+    // Subscribe first: the events can arrive before `evaluate` returns.
+    let mut requests = tab
+        .event_listener::<EventRequestWillBeSent>()
+        .await
+        .map_err(cdp)?;
+    let mut commits = tab
+        .event_listener::<EventFrameNavigated>()
+        .await
+        .map_err(cdp)?;
+    let mut within = tab
+        .event_listener::<EventNavigatedWithinDocument>()
+        .await
+        .map_err(cdp)?;
+    let mut failures = tab
+        .event_listener::<EventLoadingFailed>()
+        .await
+        .map_err(cdp)?;
+    let mut lifecycle = tab
+        .event_listener::<EventLifecycleEvent>()
+        .await
+        .map_err(cdp)?;
+    let target = serde_json::to_string(url).map_err(|e| failed(e.to_string()))?;
+    tab.evaluate(format!("location.href = {target}; true"))
+        .await
+        .map_err(|e| failed(format!("could not start the navigation: {e}")))?;
+    let wanted = without_fragment(url);
+    let mut ours = None; // (request id, loader id) of our document request
+    let mut commits_seen: Vec<Frame> = Vec::new(); // main-frame commits seen before our request
+    let frame = loop {
+        if let Some((_, loader)) = &ours
+            && let Some(i) = commits_seen.iter().position(|f| &f.loader_id == loader)
+        {
+            break commits_seen.swap_remove(i);
+        }
+        tokio::select! {
+            Some(ev) = requests.next() => {
+                let document = ev.r#type == Some(ResourceType::Document);
+                if ours.is_none() && document && ev.frame_id.as_ref() == Some(main)
+                    && without_fragment(&ev.request.url) == wanted
+                {
+                    ours = Some((ev.request_id.clone(), ev.loader_id.clone()));
+                }
+            }
+            Some(ev) = commits.next() => {
+                if ev.frame.parent_id.is_none() {
+                    commits_seen.push(ev.frame.clone());
+                }
+            }
+            Some(ev) = failures.next() => {
+                if let Some((request, loader)) = &ours && &ev.request_id == request {
+                    let reason = ev.error_text.clone();
+                    return Ok(Navigated::Failed { loader: loader.clone(), reason });
+                }
+            }
+            Some(ev) = within.next() => {
+                if &ev.frame_id == main && without_fragment(&ev.url) == wanted {
+                    return Ok(Navigated::SameDocument);
+                }
+            }
+            else => return Err(failed("the tab closed".into())),
+        }
+    };
+    if frame.unreachable_url.is_some() || frame.url.starts_with("chrome-error:") {
+        let reason = "Chromium showed its error page".to_string();
+        let loader = frame.loader_id;
+        return Ok(Navigated::Failed { loader, reason });
+    }
+    let loader = frame.loader_id;
+    let dom_content = async {
+        while let Some(ev) = lifecycle.next().await {
+            if ev.name == "DOMContentLoaded" && ev.loader_id == loader && &ev.frame_id == main {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    // What is left of the budget, less a second to read the page before the caller gives up.
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(Duration::from_secs(1));
+    let dom_content = tokio::time::timeout(left, dom_content).await.is_ok();
+    Ok(Navigated::Document {
+        loader,
+        dom_content,
+    })
+}
+
+/// A URL without its `#fragment` (CDP reports request URLs without it).
+fn without_fragment(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => url.split('#').next().unwrap_or(url).to_string(),
+    }
+}
+
+/// Takes the main document's status, final URL and Retry-After from the responses seen so far:
+/// of the given loader's document, or with none the last one (after a challenge reloaded the
+/// page, the reloaded document).
+fn read_document_response(
+    responses: &mut EventStream<EventResponseReceived>,
+    main_frame: &FrameId,
+    loader: Option<&LoaderId>,
+    page: &mut Page,
+) {
+    while let Some(Some(ev)) = responses.next().now_or_never() {
+        if ev.r#type == ResourceType::Document
+            && ev.frame_id.as_ref() == Some(main_frame)
+            && loader.is_none_or(|l| &ev.loader_id == l)
+        {
+            page.status = u16::try_from(ev.response.status).ok();
+            page.url = ev.response.url.clone();
+            page.retry_after = header(ev.response.headers.inner(), "retry-after");
+        }
+    }
+}
+
+/// Polls until the ready selector appears after a challenge reloads the page. Errors are expected
+/// while the page navigates (its JS context is replaced), so they only mean "not yet".
+async fn wait_for_clearance(tab: &Tab, css: &str, timeout: Duration) -> bool {
+    let selector = serde_json::to_string(css).unwrap_or_default();
+    let check = format!("!!document.querySelector({selector})");
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let probe =
+            tokio::time::timeout(Duration::from_secs(2), tab.evaluate(check.as_str())).await;
+        if let Ok(Ok(result)) = probe
+            && result.into_value::<bool>().unwrap_or(false)
+        {
+            return true;
+        }
+    }
+    false
+}
+
+fn header(headers: &serde_json::Value, name: &str) -> Option<String> {
+    headers
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str().map(str::to_string))
+}
+
+/// Waits in the page (one CDP round trip) until `css` matches or `timeout` passes. A page that
+/// replaces its document meanwhile (a client-side redirect, a challenge reloading itself)
+/// destroys the script's context: the wait then starts again in the new document.
+pub async fn wait_ready(tab: &Tab, css: &str, timeout: Duration) -> Result<bool, RenderError> {
+    let selector = serde_json::to_string(css).unwrap_or_default();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = left.as_millis();
+        let script = format!(
+            "new Promise(resolve => {{ const q = () => !!document.querySelector({selector}); \
+             if (q()) return resolve(true); \
+             const obs = new MutationObserver(() => {{ if (q()) {{ obs.disconnect(); resolve(true); }} }}); \
+             obs.observe(document, {{ childList: true, subtree: true, attributes: true }}); \
+             setTimeout(() => {{ obs.disconnect(); resolve(q()); }}, {ms}); }})"
+        );
+        let eval = tokio::time::timeout(left + Duration::from_secs(5), tab.evaluate(script)).await;
+        match eval {
+            Ok(Ok(result)) => return Ok(result.into_value::<bool>().unwrap_or(false)),
+            Ok(Err(e)) if e.to_string().contains("context") && !left.is_zero() => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(Err(e)) => return Err(RenderError::Browser(format!("ready check failed: {e}"))),
+            Err(_) => {
+                return Err(RenderError::Timeout {
+                    url: "ready check".into(),
+                    secs: timeout.as_secs(),
+                });
+            }
+        }
+    }
+}
