@@ -283,6 +283,24 @@ class Progress:
             self.out.close()
 
 
+def reap_orphans(tree, command_pid):
+    """Reaps exited orphans re-parented to us (after their CPU was read by the scan), so a
+    retired browser's helpers are not counted as live processes for the rest of the run."""
+    for pid, stat in list(tree.members.items()):
+        if stat[0] != tree.root or pid == command_pid:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().rpartition(b")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state == b"Z":
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
 def sample_loop(args, proc, tree, started):
     """Samples until the command exits; returns (cpu timeline, peak pss, peak rss, max procs)."""
     timeline, peak_pss, peak_rss, max_procs, n = [], 0, 0, 0, 0
@@ -292,6 +310,7 @@ def sample_loop(args, proc, tree, started):
         while True:
             now = time.time()
             tree.scan()
+            reap_orphans(tree, proc.pid)
             timeline.append((now, tree.cpu_s()))
             peak_rss = max(peak_rss, tree.rss())
             max_procs = max(max_procs, len(tree.members))
