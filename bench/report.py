@@ -219,6 +219,23 @@ def cmd_long(args):
         growth = (end["pss_mib"] - at["pss_mib"]) / at["pss_mib"] * 100
         verdict = "within" if abs(growth) <= 10 else "NOT within"
         lines += ["", f"PSS growth from page {args.at} to page {args.end}: {growth:+.1f}% ({verdict} the 10% target)."]
+    # A browser is replaced every N pages (sawtooth memory), so two points compare a fresh
+    # browser with an old one depending on the phase: per window of `--at` pages, compare the
+    # whole windows too.
+    windows = []
+    for lo in range(0, final, args.at):
+        rows = window(series, lo, lo + args.at)
+        if rows:
+            pss = [r["pss_mib"] for r in rows]
+            windows.append((lo, statistics.median(pss), max(pss), describe(rows)))
+    if len(windows) >= 2:
+        lines += ["", f"| pages | tree PSS MiB (median) | tree PSS MiB (max) | Chromium processes (max) | open tabs (max) |",
+                  "|---|---:|---:|---:|---:|"]
+        for lo, med, top, d in windows:
+            lines.append(f"| {lo}–{lo + args.at} | {med:.1f} | {top:.1f} | {d['chromium_procs']} | {d['tabs']} |")
+        (_, med0, top0, _), (_, med1, top1, _) = windows[0], windows[-1]
+        lines += ["", f"Last window vs first: median PSS {(med1 - med0) / med0 * 100:+.1f}%, "
+                      f"max PSS {(top1 - top0) / top0 * 100:+.1f}%."]
     print("\n".join(lines))
 
 
