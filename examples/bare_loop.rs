@@ -1,7 +1,8 @@
 //! The benchmark's lower bound ("the limit"): the least a chromiumoxide program must do to read
-//! the fixture's listing pages — one Chromium launched like `render::cdp` launches it, C tabs
-//! sharing one list of URLs, and per page only: navigate, wait for the ready selector with the same
-//! in-page MutationObserver promise as `render::wait_ready` (pages answered >= 400 do not
+//! the fixture's listing pages — one Chromium with the sandbox flags `render::cdp` uses (but none
+//! of its lean flags: a default browser), C tabs
+//! sharing one list of URLs, and per page only: navigate, wait for the ready selector with the
+//! farm's own in-page wait (`scrapefarm::render::wait_ready`; pages answered >= 400 do not
 //! wait), read the HTML with `content()`. Images, fonts and media load (no Fetch interception).
 //! No queue, no database, no parsing: whatever the farm spends beyond this is its own overhead.
 //!
@@ -29,6 +30,7 @@ use chromiumoxide::cdp::browser_protocol::network::{
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use clap::{Parser, ValueEnum};
 use futures::{FutureExt, StreamExt};
+use scrapefarm::render::wait_ready;
 use tokio::task::JoinSet;
 
 /// Command-line settings.
@@ -213,23 +215,6 @@ async fn work_tab(
     }
     let _ = tab.close().await;
     Ok(tally)
-}
-
-/// The in-page wait of `render::wait_ready`: resolves when `css` matches or `timeout` passes.
-async fn wait_ready(tab: &Page, css: &str, timeout: Duration) -> anyhow::Result<bool> {
-    let selector = serde_json::to_string(css)?;
-    let ms = timeout.as_millis();
-    let script = format!(
-        "new Promise(resolve => {{ const q = () => !!document.querySelector({selector}); \
-         if (q()) return resolve(true); \
-         const obs = new MutationObserver(() => {{ if (q()) {{ obs.disconnect(); resolve(true); }} }}); \
-         obs.observe(document, {{ childList: true, subtree: true, attributes: true }}); \
-         setTimeout(() => {{ obs.disconnect(); resolve(q()); }}, {ms}); }})"
-    );
-    let result = tokio::time::timeout(timeout + Duration::from_secs(5), tab.evaluate(script))
-        .await
-        .context("ready check timed out")??;
-    Ok(result.into_value::<bool>().unwrap_or(false))
 }
 
 /// Fails image, font and media requests before they are sent, exactly as `render::pool` does.

@@ -7,7 +7,7 @@ mod common;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use common::{AMQP, PG_BASE, unique};
+use common::{AMQP, PG_BASE, drop_database, unique};
 use scrapefarm::domain::Job;
 use scrapefarm::queue::rabbitmq::RETRY_TIERS_SECS;
 use scrapefarm::queue::{
@@ -384,16 +384,6 @@ async fn delete_queues(names: &QueueNames) {
         channel.queue_delete(name.into(), options).await.unwrap();
     }
     conn.close(200, "done".into()).await.unwrap();
-}
-
-async fn drop_database(name: &str) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&format!("{PG_BASE}/postgres"))
-        .await
-        .unwrap();
-    let sql = format!("DROP DATABASE IF EXISTS \"{name}\"");
-    let drop = sqlx::query(sqlx::AssertSqlSafe(sql));
-    drop.execute(&mut conn).await.unwrap();
 }
 
 macro_rules! on_every_queue {

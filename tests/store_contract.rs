@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use common::{PG_BASE, unique};
+use common::{PG_BASE, drop_database, unique};
 use scrapefarm::domain::{Job, ListingStatus, Record, SearchHit};
 use scrapefarm::price::{Currency, Money};
 use scrapefarm::snapshot::inventory::{SnapshotEntry, SnapshotFilter};
@@ -526,16 +526,6 @@ async fn migrated(url: &str) -> Store {
         .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/setup.sh)");
     store.migrate().await.unwrap();
     store
-}
-
-async fn drop_database(name: &str) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&format!("{PG_BASE}/postgres"))
-        .await
-        .unwrap();
-    let sql = format!("DROP DATABASE IF EXISTS \"{name}\"");
-    let drop = sqlx::query(sqlx::AssertSqlSafe(sql));
-    drop.execute(&mut conn).await.unwrap();
 }
 
 macro_rules! on_both_stores {

@@ -34,6 +34,17 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{nanos}", std::process::id())
 }
 
+/// Drops a test's PostgreSQL database (it must not be in use).
+pub async fn drop_database(name: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&format!("{PG_BASE}/postgres"))
+        .await
+        .unwrap();
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\"");
+    let drop = sqlx::query(sqlx::AssertSqlSafe(sql));
+    drop.execute(&mut conn).await.unwrap();
+}
+
 /// Which store and queue a farm runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
