@@ -194,8 +194,8 @@ fn is_alive(browser: &mut Browser) -> bool {
 }
 
 /// Launch flags that cut Chromium's own work per page, measured on the fixture (bare loop,
-/// concurrency 4, together with `imagesEnabled=false`: about 30% less CPU of the process tree
-/// and fewer renderer processes): one renderer process per site instead of one per tab and
+/// release, concurrency 4, together with `imagesEnabled=false`: ~110 instead of ~134 ms of CPU
+/// of the process tree per page, ~15% faster, ~90 MiB less PSS, fewer renderer processes): one renderer process per site instead of one per tab and
 /// navigation, since a scraper's tabs all visit the same site and isolating them from each
 /// other buys nothing; and no back/forward cache, which keeps every page left behind alive.
 const LEAN_FLAGS: [&str; 2] = ["process-per-site", "disable-site-isolation-trials"];
