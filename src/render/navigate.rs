@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use chromiumoxide::Page as Tab;
+use chromiumoxide::cdp::IntoEventKind;
 use chromiumoxide::cdp::browser_protocol::network::{
     EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived, LoaderId, ResourceType,
 };
@@ -138,28 +139,14 @@ async fn navigate(
         url: url.into(),
         reason,
     };
-    let cdp = |e: chromiumoxide::error::CdpError| failed(e.to_string());
     // Subscribe first: the events can arrive before `evaluate` returns.
-    let mut requests = tab
-        .event_listener::<EventRequestWillBeSent>()
-        .await
-        .map_err(cdp)?;
-    let mut commits = tab
-        .event_listener::<EventFrameNavigated>()
-        .await
-        .map_err(cdp)?;
-    let mut within = tab
-        .event_listener::<EventNavigatedWithinDocument>()
-        .await
-        .map_err(cdp)?;
-    let mut failures = tab
-        .event_listener::<EventLoadingFailed>()
-        .await
-        .map_err(cdp)?;
-    let mut lifecycle = tab
-        .event_listener::<EventLifecycleEvent>()
-        .await
-        .map_err(cdp)?;
+    let (mut requests, mut commits, mut within, mut failures, mut lifecycle) = (
+        listen::<EventRequestWillBeSent>(tab, url).await?,
+        listen::<EventFrameNavigated>(tab, url).await?,
+        listen::<EventNavigatedWithinDocument>(tab, url).await?,
+        listen::<EventLoadingFailed>(tab, url).await?,
+        listen::<EventLifecycleEvent>(tab, url).await?,
+    );
     let target = serde_json::to_string(url).map_err(|e| failed(e.to_string()))?;
     tab.evaluate(format!("location.href = {target}; true"))
         .await
@@ -224,6 +211,16 @@ async fn navigate(
         loader,
         dom_content,
     })
+}
+
+/// A stream of the tab's events of one kind; failing to subscribe fails the navigation to `url`.
+async fn listen<T: IntoEventKind>(tab: &Tab, url: &str) -> Result<EventStream<T>, RenderError> {
+    tab.event_listener::<T>()
+        .await
+        .map_err(|e| RenderError::Navigation {
+            url: url.into(),
+            reason: e.to_string(),
+        })
 }
 
 /// A URL without its `#fragment` (CDP reports request URLs without it).
