@@ -50,6 +50,7 @@ RUN apt-get update \
         ca-certificates \
         chromium \
         chromium-driver \
+        chromium-headless-shell \
         fonts-liberation \
         fonts-noto-color-emoji \
         tini \

@@ -12,6 +12,8 @@ Prints (or writes with --out) one JSON object:
   peak_pss_mib    max over samples of the summed PSS (smaps_rollup) of the tree
   peak_rss_mib    max over samples of the summed RSS (counts shared pages once per process)
   cpu_by_name_s   cpu_total_s split by process name (e.g. scrapefarm vs chromium vs node)
+  cpu_by_role_s   cpu_total_s split by Chromium process role (browser, renderer, gpu-process,
+                  utility:network, ...; other processes by name): where the browser's CPU goes
   extra_cpu_s     CPU of the --extra-cmdline processes while the command ran (not in cpu_s)
   max_procs       most processes alive in the tree at once
   exit_code       the command's exit code (negative: killed by that signal)
@@ -78,6 +80,24 @@ def read_pss(pid):
     return 0
 
 
+def role_of(pid, comm):
+    """A Chromium process's role from its command line (`--type=`, the utility's sub-type);
+    the browser process has no type. Other processes go by their name."""
+    if not comm.startswith("chrom") and comm != "exe":
+        return comm
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            # Chromium rewrites its title as one space-separated string.
+            args = f.read().decode("utf-8", "replace").replace("\0", " ").split()
+    except OSError:
+        return "chromium:?"
+    kind = next((a.split("=", 1)[1] for a in args if a.startswith("--type=")), "browser")
+    sub = next((a.split("=", 1)[1] for a in args if a.startswith("--utility-sub-type=")), None)
+    if sub:
+        kind += ":" + sub.rsplit(".", 1)[-1]
+    return kind
+
+
 def is_renderer(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -94,6 +114,7 @@ class Tree:
         self.exclude = exclude
         self.cpu_ticks = {}  # (pid, starttime) -> last utime+stime seen
         self.comms = {}  # (pid, starttime) -> process name
+        self.roles = {}  # (pid, starttime) -> Chromium role (see role_of), read once
         self.members = {}  # pid -> (ppid, ticks, start, rss, comm) of the latest scan
         self.extra_match = None  # cmdline substring of outside processes to account separately
         self.extra_ticks = {}  # (pid, starttime) -> (ticks at first sight, last ticks)
@@ -118,6 +139,10 @@ class Tree:
         for pid, (_, ticks, start, _, comm) in members.items():
             self.cpu_ticks[(pid, start)] = ticks
             self.comms[(pid, start)] = comm
+            # A fork shows its parent's command line (or name) until it execs or sets its
+            # title: read it again until it names a role.
+            if self.roles.get((pid, start), "browser") in ("browser", "exe", "zygote"):
+                self.roles[(pid, start)] = role_of(pid, comm)
         self.members = members
         if self.extra_match:
             self.scan_extra(table)
@@ -149,6 +174,13 @@ class Tree:
         for key, ticks in self.cpu_ticks.items():
             name = self.comms.get(key, "?")
             out[name] = out.get(name, 0) + ticks / CLK_TCK
+        return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+    def cpu_by_role(self):
+        out = {}
+        for key, ticks in self.cpu_ticks.items():
+            role = self.roles.get(key, "?")
+            out[role] = out.get(role, 0) + ticks / CLK_TCK
         return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
     def cpu_s(self):
@@ -373,6 +405,7 @@ def main():
         "peak_rss_mib": round(peak_rss / MIB, 1),
         "max_procs": max_procs,
         "cpu_by_name_s": tree.cpu_by_name(),
+        "cpu_by_role_s": tree.cpu_by_role(),
         "extra_cpu_s": round(tree.extra_cpu_s(), 2) if args.extra_cmdline else None,
         "exit_code": proc.returncode,
         "done_epoch_s": done,

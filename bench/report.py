@@ -17,7 +17,12 @@ import re
 import statistics
 import sys
 
-CONTENDERS = [("farm", "farm (scrapefarm worker)"), ("limit", "limit (bare_loop)"), ("crawlee", "Crawlee PlaywrightCrawler")]
+CONTENDERS = [
+    ("farm", "farm (scrapefarm worker)"),
+    ("limit", "limit (bare_loop)"),
+    ("shell-limit", "bare_loop on the headless shell"),
+    ("crawlee", "Crawlee PlaywrightCrawler"),
+]
 
 
 def last_json(path):
@@ -64,6 +69,7 @@ def cmd_record(args):
         "max_procs": m.get("max_procs"),
         "db_cpu_s": m.get("extra_cpu_s"),
         "cpu_by_name_s": m.get("cpu_by_name_s"),
+        "cpu_by_role_s": m.get("cpu_by_role_s"),
         "process_wall_s": m.get("process_wall_s"),
         "exit_code": m.get("exit_code"),
         "load1": args.load,
@@ -126,15 +132,16 @@ def table_rows(rows):
 def ratio_rows(by, levels):
     out = [
         "",
-        "| C | pages/s farm÷limit | pages/s farm÷Crawlee | CPU/page farm÷limit | CPU/page farm÷Crawlee | PSS farm÷Crawlee |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| C | pages/s farm÷limit | pages/s farm÷Crawlee | CPU/page farm÷limit | CPU/page farm÷Crawlee | PSS farm÷Crawlee | CPU/page farm÷shell loop |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in levels:
         f, l, k = by.get(("farm", c), {}), by.get(("limit", c), {}), by.get(("crawlee", c), {})
+        sh = by.get(("shell-limit", c), {})
         out.append(
             f"| {c} | {ratio(f.get('pages_per_s'), l.get('pages_per_s'))} | {ratio(f.get('pages_per_s'), k.get('pages_per_s'))} "
             f"| {ratio(f.get('cpu_per_page_s'), l.get('cpu_per_page_s'))} | {ratio(f.get('cpu_per_page_s'), k.get('cpu_per_page_s'))} "
-            f"| {ratio(f.get('peak_pss_mib'), k.get('peak_pss_mib'))} |"
+            f"| {ratio(f.get('peak_pss_mib'), k.get('peak_pss_mib'))} | {ratio(f.get('cpu_per_page_s'), sh.get('cpu_per_page_s'))} |"
         )
     return out
 
@@ -152,12 +159,13 @@ def stage_rows(by, levels):
 
 
 def cpu_split_rows(by, levels):
-    out = ["", "CPU s by process name (whole run, start-up and shutdown included):", ""]
+    out = ["", "CPU s by process (whole run, start-up and shutdown included; Chromium by role):", ""]
     for c in levels:
         for key, name in CONTENDERS:
-            split = (by.get((key, c)) or {}).get("cpu_by_name_s") or {}
+            row = by.get((key, c)) or {}
+            split = row.get("cpu_by_role_s") or row.get("cpu_by_name_s") or {}
             if split:
-                top = ", ".join(f"{k} {v:.1f}" for k, v in list(split.items())[:4])
+                top = ", ".join(f"{k} {v:.1f}" for k, v in list(split.items())[:6])
                 out.append(f"- C={c} {name}: {top}")
     return out if len(out) > 3 else []
 

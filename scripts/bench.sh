@@ -5,7 +5,7 @@
 # is measured by bench/measure.py. See bench/README.md.
 #
 #   scripts/bench.sh [--concurrency "1 2 4 8"] [--listings 200] [--long] [--long-pages 5000]
-#                    [--contenders "farm limit crawlee"] [--query lamp] [--amqp URL | --embedded-queue] [--keep]
+#                    [--contenders "farm limit shell-limit crawlee"] [--query lamp] [--amqp URL | --embedded-queue] [--keep]
 #                    [--repeat N]  (N interleaved runs of each contender; the median is reported)
 #                    [--no-build]  (reuse target/release binaries as they are)
 #                    [--farm-args "--no-blocking"] [--limit-args "--block fetch"]
@@ -14,7 +14,10 @@
 #
 # The farm runs on PostgreSQL and RabbitMQ (AMQP_URL, default the local broker); --embedded-queue
 # keeps its jobs in the PostgreSQL database instead.
-# Needs: cargo, Chromium at $CHROME_BIN (/usr/bin/chromium), PostgreSQL at $BENCH_PG
+# The farm launches what it launches by default (`--cdp-browser auto`: Chromium's headless shell,
+# see src/render/build.rs); `--farm-args "--cdp-browser full"` runs it on the full browser instead.
+# Needs: cargo, Chromium at $CHROME_BIN (/usr/bin/chromium) and its headless shell at
+# $CHROME_HEADLESS_SHELL_BIN (/usr/lib/chromium/chromium-headless-shell), PostgreSQL at $BENCH_PG
 # (postgres://postgres@127.0.0.1:5432, trust auth: each farm run gets a fresh database, dropped
 # afterwards unless --keep), node + npm (Crawlee is installed into bench/crawlee/node_modules).
 # Writes the table to bench/results-<date>.md and raw data to .bench/<run id>/.
@@ -24,7 +27,7 @@ CONCURRENCY="1 2 4 8"
 LISTINGS=200
 LONG=0
 LONG_PAGES=5000
-CONTENDERS="farm limit crawlee"
+CONTENDERS="farm limit shell-limit crawlee"
 QUERY=lamp
 AMQP="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 KEEP=0
@@ -56,6 +59,7 @@ done
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHROME_BIN="${CHROME_BIN:-/usr/bin/chromium}"
+SHELL_BIN="${CHROME_HEADLESS_SHELL_BIN:-/usr/lib/chromium/chromium-headless-shell}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 RUN_ID="$(date +%Y%m%d_%H%M%S)_$$"
 WORK="$REPO/.bench/$RUN_ID"
@@ -155,15 +159,18 @@ run_farm() {
     --expected "$n" --worker-log "$dir/worker.log" --load "$load" >>"$RESULTS"
 }
 
+# run_limit C [KEY CHROMIUM]: the bare loop on the system Chromium ("limit"), or with
+# "shell-limit" on the headless shell the farm launches by default (how much of the farm's lead is
+# the browser build rather than the farm).
 run_limit() {
-  local c="$1" dir="$WORK/limit-c$1-r${REP:-1}"
+  local c="$1" key="${2:-limit}" chrome="${3:-$CHROME_BIN}" dir="$WORK/${2:-limit}-c$1-r${REP:-1}"
   mkdir -p "$dir"
   local load; load="$(load1)"
-  log "limit C=$c: bare_loop (load $load)…"
-  "${MEASURE[@]}" --out "$dir/measure.json" \
+  log "$key C=$c: bare_loop on $chrome (load $load)…"
+  CHROME_BIN="$chrome" "${MEASURE[@]}" --out "$dir/measure.json" \
     --done-cmd "${REPORT[*]} field '$dir/out.json' done_epoch_ms" \
     -- "$BARE" --urls "$WORK/urls.txt" --concurrency "$c" --profile-dir "$dir/profile" $LIMIT_ARGS >"$dir/out.json" 2>"$dir/stderr.log" || true
-  "${REPORT[@]}" record --contender limit --concurrency "$c" --measure "$dir/measure.json" \
+  "${REPORT[@]}" record --contender "$key" --concurrency "$c" --measure "$dir/measure.json" \
     --program-json "$dir/out.json" --expected "$LISTINGS" --load "$load" >>"$RESULTS"
 }
 
@@ -193,6 +200,10 @@ run_long() {
 
 main() {
   build
+  if has shell-limit && [[ ! -x $SHELL_BIN ]]; then
+    log "Skipping shell-limit: no headless shell at $SHELL_BIN (scripts/setup.sh installs it)."
+    CONTENDERS="${CONTENDERS/shell-limit/}"
+  fi
   log "Run $RUN_ID: contenders [$CONTENDERS], concurrency [$CONCURRENCY], $LISTINGS listings; raw data in $WORK"
   local load_start; load_start="$(cat /proc/loadavg)"
   QUEUE_KIND="embedded (in the PostgreSQL database)"
@@ -204,6 +215,7 @@ main() {
       for REP in $(seq "$REPEAT"); do
         if has farm; then run_farm "$c" "$LISTINGS" "$FIXTURE_URL"; fi
         if has limit; then run_limit "$c"; fi
+        if has shell-limit; then run_limit "$c" shell-limit "$SHELL_BIN"; fi
         if has crawlee; then run_crawlee "$c"; fi
         sleep 2
       done

@@ -38,10 +38,13 @@ wait_port() { # port name seconds
 }
 
 # --- Chromium ---------------------------------------------------------------------------------
-if [ -x "${CHROME_BIN:-/usr/bin/chromium}" ] && command -v chromedriver >/dev/null 2>&1; then
-  say "Chromium: $("${CHROME_BIN:-/usr/bin/chromium}" --version 2>/dev/null || echo present)"
+# The browser (chromedriver drives it) and its headless shell (what the CDP renderer launches by
+# default, see src/render/build.rs): two packages of the same Chromium version.
+shell_bin="${CHROME_HEADLESS_SHELL_BIN:-/usr/lib/chromium/chromium-headless-shell}"
+if [ -x "${CHROME_BIN:-/usr/bin/chromium}" ] && command -v chromedriver >/dev/null 2>&1 && [ -x "$shell_bin" ]; then
+  say "Chromium: $("${CHROME_BIN:-/usr/bin/chromium}" --version 2>/dev/null || echo present); headless shell at $shell_bin"
 else
-  apt_install chromium chromium-driver fonts-liberation
+  apt_install chromium chromium-driver chromium-headless-shell fonts-liberation
 fi
 
 [ "$want_services" = 1 ] || exit 0

@@ -14,7 +14,8 @@ use crate::fixture_site::{Defences, FixtureConfig, FixtureSite};
 use crate::pipeline::Pipeline;
 use crate::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
 use crate::render::{
-    AnyRenderer, BrowserSettings, CdpRenderer, Renderer, Retirement, WebDriverRenderer, profile,
+    AnyRenderer, BrowserBuild, BrowserSettings, CdpRenderer, Renderer, Retirement,
+    WebDriverRenderer, build, profile,
 };
 use crate::site::Sites;
 use crate::store::{ListingFilter, Store};
@@ -61,15 +62,14 @@ pub async fn launch_renderer(
     tabs: usize,
     block_resources: bool,
 ) -> anyhow::Result<AnyRenderer> {
-    if !common.chrome.exists() {
-        bail!(
-            "Chromium not found at {}. Install it with `apt-get install chromium` or set CHROME_BIN.",
-            common.chrome.display()
-        );
-    }
+    // chromedriver drives the full browser; the CDP renderer may use the headless shell.
+    let chrome = match common.renderer.as_str() {
+        "webdriver" => build::pick(BrowserBuild::Full, &common.chrome, &common.headless_shell)?,
+        _ => build::pick(common.cdp_browser, &common.chrome, &common.headless_shell)?,
+    };
     let profile_dir = profile::claim(&common.profile_dir, worker_id)?;
     let settings = BrowserSettings {
-        chrome: common.chrome.clone(),
+        chrome,
         profile_dir,
         tabs,
         nav_timeout: Duration::from_secs(30),

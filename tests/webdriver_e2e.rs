@@ -37,7 +37,7 @@ fn chromedriver() -> Option<PathBuf> {
 
 fn settings(profile_dir: PathBuf, tabs: usize) -> BrowserSettings {
     BrowserSettings {
-        chrome: common::chrome(),
+        chrome: common::full_chrome(),
         profile_dir,
         tabs,
         nav_timeout: Duration::from_secs(30),

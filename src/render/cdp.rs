@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use chromiumoxide::cdp::browser_protocol::network::ResourceType;
+use chromiumoxide::cdp::browser_protocol::network::{ResourceType, SetUserAgentOverrideParams};
 use chromiumoxide::{Browser, BrowserConfig, Page as Tab};
 use deadpool::Runtime;
 use deadpool::managed::{Object, Pool, PoolError};
@@ -54,6 +54,8 @@ pub struct BrowserSlot {
 struct Live {
     browser: Browser,
     handler: JoinHandle<()>,
+    /// What every tab says it is, when the browser's own user agent gives headless away.
+    user_agent: Option<String>,
 }
 
 impl BrowserSlot {
@@ -68,7 +70,8 @@ impl BrowserSlot {
         child.as_mut_inner().id()
     }
 
-    /// Opens a tab, launching (or relaunching a dead) browser first.
+    /// Opens a tab (with the user agent override, see `build::user_agent`), launching (or
+    /// relaunching a dead) browser first.
     pub async fn new_tab(&self) -> Result<(Tab, u64), RenderError> {
         let mut live = self.live.lock().await;
         if live.as_mut().is_none_or(|l| !is_alive(&mut l.browser)) {
@@ -84,8 +87,16 @@ impl BrowserSlot {
             *live = Some(launch(&self.settings).await?);
         }
         let generation = self.generation();
-        let browser = &live.as_ref().expect("launched just above").browser;
-        match tokio::time::timeout(Duration::from_secs(20), browser.new_page("about:blank")).await {
+        let live = live.as_ref().expect("launched just above");
+        let open = async {
+            let tab = live.browser.new_page("about:blank").await?;
+            if let Some(agent) = &live.user_agent {
+                tab.set_user_agent(SetUserAgentOverrideParams::new(agent.clone()))
+                    .await?;
+            }
+            Ok::<_, chromiumoxide::error::CdpError>(tab)
+        };
+        match tokio::time::timeout(Duration::from_secs(20), open).await {
             Ok(Ok(tab)) => Ok((tab, generation)),
             Ok(Err(e)) => Err(RenderError::Browser(format!("Failed to open a tab: {e}"))),
             Err(_) => Err(RenderError::Browser("opening a tab timed out".into())),
@@ -203,7 +214,10 @@ const LEAN_FEATURES_OFF: &str = "IsolateOrigins,site-per-process,BackForwardCach
 
 async fn launch(settings: &BrowserSettings) -> Result<Live, RenderError> {
     let chrome = super::profile::launcher(&settings.profile_dir, &settings.chrome);
-    let mut builder = BrowserConfig::builder().arg(("disable-features", LEAN_FEATURES_OFF));
+    let mut builder = BrowserConfig::builder()
+        .arg(("disable-features", LEAN_FEATURES_OFF))
+        // chromiumoxide passes --enable-automation, which sets `navigator.webdriver`.
+        .arg(("disable-blink-features", "AutomationControlled"));
     for flag in LEAN_FLAGS {
         builder = builder.arg(flag);
     }
@@ -239,8 +253,19 @@ async fn launch(settings: &BrowserSettings) -> Result<Live, RenderError> {
             }
         }
     });
-    tracing::info!(profile = %settings.profile_dir.display(), "Chromium launched.");
-    Ok(Live { browser, handler })
+    let reported = browser.user_agent().await.unwrap_or_default();
+    let user_agent = super::build::user_agent(&reported);
+    tracing::info!(
+        profile = %settings.profile_dir.display(),
+        chrome = %settings.chrome.display(),
+        user_agent = user_agent.as_deref().unwrap_or(&reported),
+        "Chromium launched."
+    );
+    Ok(Live {
+        browser,
+        handler,
+        user_agent,
+    })
 }
 
 async fn shut_down(mut live: Live, grace: Duration) {

@@ -2,6 +2,7 @@
 //! HTML once the site's ready condition holds, timings. `cdp` drives Chromium over the DevTools
 //! protocol with a pool of tabs (`pool`) on one browser with a persistent profile (`profile`).
 
+pub mod build;
 pub mod cdp;
 mod navigate;
 pub mod pool;
@@ -11,6 +12,7 @@ pub mod retire;
 use std::future::Future;
 use std::time::Duration;
 
+pub use build::BrowserBuild;
 pub use cdp::{BrowserSettings, CdpRenderer};
 pub use navigate::wait_ready;
 pub use retire::Retirement;

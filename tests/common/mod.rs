@@ -21,8 +21,22 @@ use tokio_util::sync::CancellationToken;
 pub const PG_BASE: &str = "postgres://postgres@127.0.0.1:5432";
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-pub fn chrome() -> PathBuf {
+/// The full browser (what chromedriver drives).
+pub fn full_chrome() -> PathBuf {
     PathBuf::from(std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+}
+
+/// The browser the CDP renderer launches by default (`--cdp-browser auto`): the headless shell
+/// when installed, else the full browser. Panics, naming the package, when neither is there.
+pub fn chrome() -> PathBuf {
+    let shell = std::env::var("CHROME_HEADLESS_SHELL_BIN")
+        .unwrap_or_else(|_| scrapefarm::render::build::HEADLESS_SHELL.into());
+    let build = std::env::var("SCRAPEFARM_CDP_BROWSER").unwrap_or_else(|_| "auto".into());
+    let build = build
+        .parse()
+        .expect("SCRAPEFARM_CDP_BROWSER is auto, shell or full");
+    scrapefarm::render::build::pick(build, &full_chrome(), Path::new(&shell))
+        .unwrap_or_else(|e| panic!("{e} (scripts/setup.sh installs both)"))
 }
 
 /// A unique name for this test's database and queues.

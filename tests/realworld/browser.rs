@@ -8,7 +8,9 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use scrapefarm::render::{BrowserSettings, CdpRenderer, RenderRequest, profile};
+use scrapefarm::render::{
+    BrowserBuild, BrowserSettings, CdpRenderer, RenderRequest, build, profile,
+};
 
 type Pages = Arc<BTreeMap<String, Vec<u8>>>;
 
@@ -49,13 +51,13 @@ pub async fn serve(pages: BTreeMap<String, Vec<u8>>) -> PageServer {
 
 /// One Chromium with one tab, as a worker runs it (images, fonts and media blocked).
 pub async fn launch(profiles: &Path) -> CdpRenderer {
-    let chrome =
+    // The worker's default build (`--cdp-browser auto`): the headless shell when installed.
+    let full =
         PathBuf::from(std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    assert!(
-        chrome.exists(),
-        "Chromium not found at {} (run scripts/setup.sh)",
-        chrome.display()
-    );
+    let shell = std::env::var("CHROME_HEADLESS_SHELL_BIN")
+        .unwrap_or_else(|_| scrapefarm::render::build::HEADLESS_SHELL.into());
+    let chrome = build::pick(BrowserBuild::Auto, &full, Path::new(&shell))
+        .unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
     CdpRenderer::launch(BrowserSettings {
         chrome,
         profile_dir: profile::claim(profiles, "realworld").unwrap(),
