@@ -134,6 +134,16 @@ pub struct Common {
 }
 
 impl Common {
+    /// An empty `DATABASE_URL=` or `AMQP_URL=` (how env files and manifests often "unset" a
+    /// variable) means unset — the embedded default — not a URL that fails to parse.
+    pub fn unset_empty(&mut self) {
+        for url in [&mut self.database_url, &mut self.amqp_url] {
+            if url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+                *url = None;
+            }
+        }
+    }
+
     /// The database URL: the given one, or the embedded SQLite file in the data dir.
     pub fn database_url(&self) -> String {
         match &self.database_url {
@@ -381,4 +391,38 @@ pub struct HealthArgs {
         default_value = "/tmp/scrapefarm-ready"
     )]
     pub ready_file: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_database_and_broker_urls_mean_the_embedded_default() {
+        let mut cli = Cli::try_parse_from([
+            "scrapefarm",
+            "--database-url",
+            "",
+            "--amqp-url",
+            " ",
+            "migrate",
+        ])
+        .unwrap();
+        cli.common.unset_empty();
+        assert_eq!(cli.common.database_url, None);
+        assert_eq!(cli.common.amqp_url, None);
+        assert!(cli.common.database_url().starts_with("sqlite://"));
+        let mut cli = Cli::try_parse_from([
+            "scrapefarm",
+            "--database-url",
+            "postgres://postgres@127.0.0.1/x",
+            "migrate",
+        ])
+        .unwrap();
+        cli.common.unset_empty();
+        assert_eq!(
+            cli.common.database_url.as_deref(),
+            Some("postgres://postgres@127.0.0.1/x")
+        );
+    }
 }

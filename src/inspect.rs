@@ -30,8 +30,10 @@ pub enum InspectError {
     },
     #[error(transparent)]
     Site(#[from] SiteError),
-    #[error("Failed to render {url}: {source}")]
-    Render { url: String, source: RenderError },
+    /// `cause` is not the error's `source`: its text is already in the message, and a source
+    /// would print it a second time in anyhow's `{:#}` chain.
+    #[error("Failed to render {url}: {cause}")]
+    Render { url: String, cause: RenderError },
     #[error("Failed to write the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -73,15 +75,15 @@ where
 {
     let site = sites.get(site)?;
     let page = if target.starts_with("http://") || target.starts_with("https://") {
-        let renderer = launch().await.map_err(|source| InspectError::Render {
+        let renderer = launch().await.map_err(|cause| InspectError::Render {
             url: target.to_string(),
-            source,
+            cause,
         })?;
         let page = renderer.render(&render_request(site, target)).await;
         renderer.close().await;
-        page.map_err(|source| InspectError::Render {
+        page.map_err(|cause| InspectError::Render {
             url: target.to_string(),
-            source,
+            cause,
         })?
     } else {
         saved_page(Path::new(target), site)?

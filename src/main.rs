@@ -10,7 +10,8 @@ use scrapefarm::operator;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.common.unset_empty();
     scrapefarm::telemetry::init(cli.common.log_format == "json");
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chromiumoxide::cdp::browser_protocol::network::{ResourceType, SetUserAgentOverrideParams};
+use chromiumoxide::cdp::js_protocol::heap_profiler::CollectGarbageParams;
 use chromiumoxide::{Browser, BrowserConfig, Page as Tab};
 use deadpool::Runtime;
 use deadpool::managed::{Object, Pool, PoolError};
@@ -268,6 +269,22 @@ async fn launch(settings: &BrowserSettings) -> Result<Live, RenderError> {
     })
 }
 
+/// Pages between two forced garbage collections (`purge_memory`).
+pub const PURGE_EVERY: u64 = 100;
+
+/// Runs a full garbage collection in the tab's renderer. With one renderer per site, every page
+/// of the browser's life runs in the same renderer, and V8 left the documents of pages long gone
+/// to a major collection that, on small pages, hardly ever came: 226 dead documents were still
+/// held after ~700 fixture pages and the renderer's PSS climbed 95 → 219 MiB over a browser's
+/// life (a collection brought them to 5). A simulated memory-pressure signal did not help.
+async fn purge_memory(tab: &Tab) {
+    let collect = CollectGarbageParams::default();
+    let done = tokio::time::timeout(Duration::from_secs(5), tab.execute(collect)).await;
+    if !matches!(done, Ok(Ok(_))) {
+        tracing::debug!("The renderer's garbage collection did not answer.");
+    }
+}
+
 async fn shut_down(mut live: Live, grace: Duration) {
     let closed = tokio::time::timeout(grace, live.browser.close()).await;
     if !matches!(closed, Ok(Ok(_))) {
@@ -359,7 +376,12 @@ impl CdpRenderer {
     async fn render_in_pool(&self, request: &RenderRequest) -> Result<Page, RenderError> {
         let tab = self.tab().await?;
         match render_in(&tab.tab, request, self.nav_timeout).await {
-            Ok(page) => Ok(page),
+            Ok(page) => {
+                if (self.slot.pages.load(Ordering::SeqCst) + 1).is_multiple_of(PURGE_EVERY) {
+                    purge_memory(&tab.tab).await;
+                }
+                Ok(page)
+            }
             Err(e) => {
                 // A tab that failed may hang or belong to a dead browser: never reuse it.
                 let broken = Object::take(tab);

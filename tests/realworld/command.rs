@@ -101,6 +101,37 @@ async fn extract_command_reads_a_saved_fixture_page_as_the_pipeline_would() {
     assert!(text.contains("  * css .ended-banner"), "{text}");
 }
 
+/// The binary, on a URL nothing answers: a clear error naming the URL, its reason said once.
+#[test]
+fn extract_command_says_once_why_a_url_failed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/item/1", listener.local_addr().unwrap());
+    drop(listener); // nothing listens there any more: the connection is refused
+    let profiles = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
+        .args(["extract", &url, "--site", "fixture"])
+        .env(
+            "SCRAPEFARM_SITES_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"),
+        )
+        .env("SCRAPEFARM_PROFILE_DIR", profiles.path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Failed to render {url}")),
+        "{stderr}"
+    );
+    let reason = format!("navigation to {url} failed");
+    assert_eq!(
+        stderr.matches(&reason).count(),
+        1,
+        "the reason once: {stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extract_command_renders_a_url_in_the_browser_it_launches() {
     use scrapefarm::fixture_site::{FixtureConfig, FixtureSite};
