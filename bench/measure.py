@@ -169,18 +169,12 @@ class Tree:
     def extra_cpu_s(self):
         return sum(last - first for first, last in self.extra_ticks.values()) / CLK_TCK
 
-    def cpu_by_name(self):
+    def cpu_split(self, labels):
+        """CPU seconds summed by label (`labels`: (pid, starttime) -> label), largest first."""
         out = {}
         for key, ticks in self.cpu_ticks.items():
-            name = self.comms.get(key, "?")
-            out[name] = out.get(name, 0) + ticks / CLK_TCK
-        return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
-
-    def cpu_by_role(self):
-        out = {}
-        for key, ticks in self.cpu_ticks.items():
-            role = self.roles.get(key, "?")
-            out[role] = out.get(role, 0) + ticks / CLK_TCK
+            label = labels.get(key, "?")
+            out[label] = out.get(label, 0) + ticks / CLK_TCK
         return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
     def cpu_s(self):
@@ -404,8 +398,8 @@ def main():
         "peak_pss_mib": round(peak_pss / MIB, 1),
         "peak_rss_mib": round(peak_rss / MIB, 1),
         "max_procs": max_procs,
-        "cpu_by_name_s": tree.cpu_by_name(),
-        "cpu_by_role_s": tree.cpu_by_role(),
+        "cpu_by_name_s": tree.cpu_split(tree.comms),
+        "cpu_by_role_s": tree.cpu_split(tree.roles),
         "extra_cpu_s": round(tree.extra_cpu_s(), 2) if args.extra_cmdline else None,
         "exit_code": proc.returncode,
         "done_epoch_s": done,

@@ -71,7 +71,7 @@ pub struct Common {
         long,
         env = "CHROME_BIN",
         global = true,
-        default_value = "/usr/bin/chromium"
+        default_value = crate::render::build::CHROMIUM
     )]
     pub chrome: PathBuf,
     /// Chromium build of the CDP renderer: `auto` (the headless shell when installed, else

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use scrapefarm::render::{
-    BrowserBuild, BrowserSettings, CdpRenderer, RenderRequest, Renderer, build, profile,
+    BrowserBuild, BrowserSettings, CdpRenderer, RenderRequest, Renderer, profile,
 };
 
 /// The page writes what the browser says about itself into the DOM, then marks itself ready.
@@ -49,15 +49,8 @@ async fn serve() -> (String, Agents, tokio::task::JoinHandle<()>) {
     (base, agents, task)
 }
 
-fn shell() -> PathBuf {
-    std::env::var("CHROME_HEADLESS_SHELL_BIN")
-        .unwrap_or_else(|_| build::HEADLESS_SHELL.into())
-        .into()
-}
-
 async fn renders_without_giving_headless_away(build: BrowserBuild) {
-    let chrome = build::pick(build, &common::full_chrome(), &shell())
-        .unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
+    let chrome = common::chrome_of(build);
     let (base, agents, server) = serve().await;
     let dir = tempfile::tempdir().unwrap();
     let renderer = CdpRenderer::launch(BrowserSettings {

@@ -21,6 +21,9 @@ use super::RenderError;
 /// script would leave the browser running).
 pub const HEADLESS_SHELL: &str = "/usr/lib/chromium/chromium-headless-shell";
 
+/// Where Debian's `chromium` package puts the full browser.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
 /// The operator's choice of build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrowserBuild {
@@ -69,6 +72,18 @@ pub fn pick(build: BrowserBuild, full: &Path, shell: &Path) -> Result<PathBuf, R
         }
         BrowserBuild::Auto | BrowserBuild::Full => Ok(full.to_path_buf()),
     }
+}
+
+/// [`pick`] with the paths the command line would read: `CHROME_BIN` and
+/// `CHROME_HEADLESS_SHELL_BIN`, else Debian's.
+pub fn pick_from_env(build: BrowserBuild) -> Result<PathBuf, RenderError> {
+    let path =
+        |var: &str, default: &str| PathBuf::from(std::env::var(var).unwrap_or(default.into()));
+    pick(
+        build,
+        &path("CHROME_BIN", CHROMIUM),
+        &path("CHROME_HEADLESS_SHELL_BIN", HEADLESS_SHELL),
+    )
 }
 
 /// The user agent to send instead of the browser's own, if that one gives headless away.

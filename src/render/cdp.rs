@@ -297,6 +297,8 @@ async fn shut_down(mut live: Live, grace: Duration) {
 /// Renders pages in pooled tabs of one Chromium.
 pub struct CdpRenderer {
     slot: Arc<BrowserSlot>,
+    /// Pages rendered, for `purge_memory` every `PURGE_EVERY`.
+    rendered: AtomicU64,
     pool: Pool<TabManager>,
     nav_timeout: Duration,
 }
@@ -334,6 +336,7 @@ impl CdpRenderer {
             .map_err(|e| RenderError::Browser(format!("Failed to build the tab pool: {e}")))?;
         Ok(CdpRenderer {
             slot,
+            rendered: AtomicU64::new(0),
             pool,
             nav_timeout,
         })
@@ -377,7 +380,8 @@ impl CdpRenderer {
         let tab = self.tab().await?;
         match render_in(&tab.tab, request, self.nav_timeout).await {
             Ok(page) => {
-                if (self.slot.pages.load(Ordering::SeqCst) + 1).is_multiple_of(PURGE_EVERY) {
+                let rendered = self.rendered.fetch_add(1, Ordering::Relaxed) + 1;
+                if rendered.is_multiple_of(PURGE_EVERY) {
                     purge_memory(&tab.tab).await;
                 }
                 Ok(page)

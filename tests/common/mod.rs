@@ -10,7 +10,9 @@ use scrapefarm::collect::{CollectReport, collect};
 use scrapefarm::fixture_site::{FixtureConfig, FixtureSite, TruthListing};
 use scrapefarm::pipeline::{BackoffPolicy, Pipeline};
 use scrapefarm::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
-use scrapefarm::render::{BrowserSettings, CdpRenderer, Renderer, Retirement, profile};
+use scrapefarm::render::{
+    BrowserBuild, BrowserSettings, CdpRenderer, Renderer, Retirement, profile,
+};
 use scrapefarm::report::ListingJson;
 use scrapefarm::site::Sites;
 use scrapefarm::store::Store;
@@ -21,22 +23,27 @@ use tokio_util::sync::CancellationToken;
 pub const PG_BASE: &str = "postgres://postgres@127.0.0.1:5432";
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// The full browser (what chromedriver drives).
-pub fn full_chrome() -> PathBuf {
-    PathBuf::from(std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+/// The browser of `build` (see `--cdp-browser`), as the command line would find it. Panics,
+/// naming the package, when it is not installed.
+pub fn chrome_of(build: BrowserBuild) -> PathBuf {
+    scrapefarm::render::build::pick_from_env(build)
+        .unwrap_or_else(|e| panic!("{e} (scripts/setup.sh installs both)"))
 }
 
-/// The browser the CDP renderer launches by default (`--cdp-browser auto`): the headless shell
-/// when installed, else the full browser. Panics, naming the package, when neither is there.
+/// The full browser (what chromedriver drives).
+pub fn full_chrome() -> PathBuf {
+    chrome_of(BrowserBuild::Full)
+}
+
+/// The browser the CDP renderer launches by default (`SCRAPEFARM_CDP_BROWSER`, else `auto`:
+/// the headless shell when installed, else the full browser).
 pub fn chrome() -> PathBuf {
-    let shell = std::env::var("CHROME_HEADLESS_SHELL_BIN")
-        .unwrap_or_else(|_| scrapefarm::render::build::HEADLESS_SHELL.into());
     let build = std::env::var("SCRAPEFARM_CDP_BROWSER").unwrap_or_else(|_| "auto".into());
-    let build = build
-        .parse()
-        .expect("SCRAPEFARM_CDP_BROWSER is auto, shell or full");
-    scrapefarm::render::build::pick(build, &full_chrome(), Path::new(&shell))
-        .unwrap_or_else(|e| panic!("{e} (scripts/setup.sh installs both)"))
+    chrome_of(
+        build
+            .parse()
+            .expect("SCRAPEFARM_CDP_BROWSER is auto, shell or full"),
+    )
 }
 
 /// A unique name for this test's database and queues.

@@ -1,7 +1,7 @@
 //! Serving saved pages from 127.0.0.1 and rendering them in the real CDP renderer.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,11 +52,7 @@ pub async fn serve(pages: BTreeMap<String, Vec<u8>>) -> PageServer {
 /// One Chromium with one tab, as a worker runs it (images, fonts and media blocked).
 pub async fn launch(profiles: &Path) -> CdpRenderer {
     // The worker's default build (`--cdp-browser auto`): the headless shell when installed.
-    let full =
-        PathBuf::from(std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    let shell = std::env::var("CHROME_HEADLESS_SHELL_BIN")
-        .unwrap_or_else(|_| scrapefarm::render::build::HEADLESS_SHELL.into());
-    let chrome = build::pick(BrowserBuild::Auto, &full, Path::new(&shell))
+    let chrome = build::pick_from_env(BrowserBuild::Auto)
         .unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
     CdpRenderer::launch(BrowserSettings {
         chrome,
