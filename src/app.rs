@@ -132,21 +132,18 @@ pub async fn enqueue(common: &Common, args: &EnqueueArgs) -> anyhow::Result<()> 
     let queue = connect_queue(common, &store).await?;
     if let Some(path) = &args.urls {
         let text = read_url_list(path)?;
-        let (jobs, rejected) = jobs_from_urls(site, &text);
+        let (jobs, rejected) = jobs_from_urls(site, &text, store.db_now_ms().await?);
         for job in &jobs {
             queue.publish(job).await?;
         }
         queue.close().await;
         println!("Published {} jobs for site {}.", jobs.len(), site.name);
         for r in &rejected {
-            eprintln!(
-                "line {}: `{}` is not a listing URL of site {}",
-                r.line, r.text, site.name
-            );
+            eprintln!("line {}: `{}`: {}", r.line, r.text, r.reason);
         }
         if !rejected.is_empty() {
             bail!(
-                "{} lines were not listing URLs and were not queued",
+                "{} lines were not valid listing URLs and were not queued",
                 rejected.len()
             );
         }

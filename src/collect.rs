@@ -13,8 +13,8 @@ use crate::domain::Job;
 use crate::extract::extract_search;
 use crate::queue::{Queue, QueueError};
 use crate::render::{ChallengeWait, RenderError, RenderRequest, Renderer};
-use crate::site::Site;
-use crate::store::{Store, StoreError, now_ms};
+use crate::site::{ListingUrlError, Site};
+use crate::store::{Store, StoreError};
 
 /// How long a search page may take to become ready.
 const SEARCH_READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -102,8 +102,9 @@ pub async fn collect_into<R: Renderer, Q: Queue>(
             .iter()
             .filter(|(_, h)| !recorded.contains(&h.external_id))
         {
+            let now = store.db_now_ms().await?;
             queue
-                .publish(&new_job(site, &hit.url, Some(search_id)))
+                .publish(&new_job(site, &hit.url, Some(search_id), now))
                 .await?;
             report.jobs_published += 1;
         }
@@ -174,10 +175,10 @@ async fn search_page<R: Renderer>(
     Ok((parsed.hits, parsed.next_page))
 }
 
-/// A job with a fresh id.
-pub fn new_job(site: &Site, url: &str, search_id: Option<i64>) -> Job {
+/// A job with a fresh id, published at `now` (epoch ms on the database's clock, which the
+/// worker's "already stored since" check compares with).
+pub fn new_job(site: &Site, url: &str, search_id: Option<i64>, now: i64) -> Job {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let now = now_ms();
     Job {
         id: Job::new_id(now, SEQ.fetch_add(1, Ordering::Relaxed)),
         published_at: now,
@@ -192,11 +193,13 @@ pub fn new_job(site: &Site, url: &str, search_id: Option<i64>) -> Job {
 pub struct RejectedUrl {
     pub line: usize,
     pub text: String,
+    pub reason: ListingUrlError,
 }
 
 /// Turns a list of listing URLs (one per line, `#` comments and blanks ignored) into jobs,
-/// rejecting lines that are not listing URLs of `site`.
-pub fn jobs_from_urls(site: &Site, text: &str) -> (Vec<Job>, Vec<RejectedUrl>) {
+/// rejecting lines that are not listing URLs of `site` (or are too long to be real ones). `now`
+/// is the publish time on the database's clock.
+pub fn jobs_from_urls(site: &Site, text: &str, now: i64) -> (Vec<Job>, Vec<RejectedUrl>) {
     let mut jobs = Vec::new();
     let mut rejected = Vec::new();
     let mut seen = HashSet::new();
@@ -205,12 +208,14 @@ pub fn jobs_from_urls(site: &Site, text: &str) -> (Vec<Job>, Vec<RejectedUrl>) {
         if url.is_empty() || url.starts_with('#') {
             continue;
         }
-        match site.listing_id(url) {
-            Some(id) if seen.insert(id.clone()) => jobs.push(new_job(site, url, None)),
-            Some(_) => {}
-            None => rejected.push(RejectedUrl {
+        match site.check_listing_url(url) {
+            Ok(id) if seen.insert(id.clone()) => jobs.push(new_job(site, url, None, now)),
+            Ok(_) => {}
+            Err(reason) => rejected.push(RejectedUrl {
                 line: i + 1,
-                text: url.to_string(),
+                // An over-long line is shown by its start only.
+                text: url.chars().take(120).collect(),
+                reason,
             }),
         }
     }

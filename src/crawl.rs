@@ -131,12 +131,9 @@ async fn queue_url_list(
     store: &Store,
     queue: &AnyQueue,
 ) -> anyhow::Result<(usize, usize)> {
-    let (jobs, rejected) = jobs_from_urls(site, text);
+    let (jobs, rejected) = jobs_from_urls(site, text, store.db_now_ms().await?);
     for r in &rejected {
-        eprintln!(
-            "line {}: `{}` is not a listing URL of site {}; skipped",
-            r.line, r.text, site.name
-        );
+        eprintln!("line {}: `{}`: {}; skipped", r.line, r.text, r.reason);
     }
     let recorded: std::collections::HashSet<String> =
         store.search_hit_ids(search_id).await?.into_iter().collect();

@@ -10,6 +10,13 @@ use crate::price::Money;
 /// Largest job body we accept; anything bigger is malformed (a listing job is a URL and a few ids).
 pub const MAX_JOB_BYTES: usize = 64 * 1024;
 
+/// Longest listing URL we accept (browsers and servers commonly stop near 8 KiB; listing URLs
+/// are far shorter).
+pub const MAX_URL_BYTES: usize = 4096;
+/// Longest listing id we accept: real ids are a few dozen characters, and PostgreSQL cannot index
+/// a key above ~2.7 KB at all.
+pub const MAX_LISTING_ID_CHARS: usize = 200;
+
 /// One listing URL to enrich. Serialized as JSON in the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
@@ -152,6 +159,62 @@ pub struct Record {
     pub description_url: Option<String>,
 }
 
+/// `text` without NUL characters (PostgreSQL refuses them in text) and cut to at most `max`
+/// characters, on a character boundary.
+pub fn bounded_text(text: &str, max: usize) -> String {
+    text.chars().filter(|c| *c != '\0').take(max).collect()
+}
+
+/// Longest text kept per field; a page can say anything, the row has to stay storable.
+const MAX_SHORT_FIELD: usize = 2_000;
+const MAX_DESCRIPTION: usize = 200_000;
+const MAX_SPECIFICS: usize = 500;
+const MAX_IMAGES: usize = 200;
+
+impl Record {
+    /// The record as the store keeps it: NUL stripped from every text and every field cut to a
+    /// length no real listing reaches, so a hostile or broken page cannot produce a row the
+    /// database refuses.
+    pub fn bounded(&self) -> Record {
+        let short = |t: &Option<String>| t.as_deref().map(|t| bounded_text(t, MAX_SHORT_FIELD));
+        Record {
+            external_id: bounded_text(&self.external_id, MAX_LISTING_ID_CHARS),
+            title: short(&self.title),
+            condition: short(&self.condition),
+            seller: short(&self.seller),
+            shipping: short(&self.shipping),
+            location: short(&self.location),
+            description: self
+                .description
+                .as_deref()
+                .map(|t| bounded_text(t, MAX_DESCRIPTION)),
+            specifics: self
+                .specifics
+                .iter()
+                .take(MAX_SPECIFICS)
+                .map(|(k, v)| {
+                    let key = bounded_text(k, MAX_SHORT_FIELD);
+                    (key, bounded_text(v, MAX_SHORT_FIELD))
+                })
+                .collect(),
+            images: self
+                .images
+                .iter()
+                .take(MAX_IMAGES)
+                .map(|u| bounded_text(u, MAX_URL_BYTES))
+                .collect(),
+            item_id: short(&self.item_id),
+            translated_title: short(&self.translated_title),
+            status_text: short(&self.status_text),
+            description_url: self
+                .description_url
+                .as_deref()
+                .map(|u| bounded_text(u, MAX_URL_BYTES)),
+            ..self.clone()
+        }
+    }
+}
+
 /// One result row on a search page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchHit {
@@ -175,6 +238,24 @@ mod tests {
             published_at: 1,
         };
         assert_eq!(Job::parse(&job.to_body()).unwrap(), job);
+    }
+
+    #[test]
+    fn bounded_records_lose_nul_and_overlong_text_but_nothing_else() {
+        let record = Record {
+            title: Some("Lamp\0 shade".into()),
+            description: Some("x".repeat(MAX_DESCRIPTION + 10)),
+            specifics: [("Col\0or".to_string(), "é".repeat(5000))].into(),
+            images: vec!["http://x/1.jpg".into(); MAX_IMAGES + 5],
+            seller_score: Some(12),
+            ..Record::default()
+        };
+        let kept = record.bounded();
+        assert_eq!(kept.title.as_deref(), Some("Lamp shade"));
+        assert_eq!(kept.description.unwrap().len(), MAX_DESCRIPTION);
+        assert_eq!(kept.specifics["Color"].chars().count(), MAX_SHORT_FIELD);
+        assert_eq!(kept.images.len(), MAX_IMAGES);
+        assert_eq!(kept.seller_score, Some(12));
     }
 
     #[test]

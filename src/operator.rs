@@ -10,7 +10,7 @@ use crate::app::{connect_queue, connect_store, load_sites};
 use crate::cli::{Common, DlqArgs, ExtractArgs, FailuresArgs, HealthArgs, JsonArg, ListingsArgs};
 use crate::queue::{DeadJob, Queue};
 use crate::report::ListingJson;
-use crate::store::{ListingFilter, now_ms};
+use crate::store::ListingFilter;
 
 pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()> {
     let store = connect_store(common).await?;
@@ -62,7 +62,9 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
     let queue = connect_queue(common, &store).await?;
     let depths = queue.depths().await?;
     queue.close().await;
-    let stored_5min = store.enriched_after(now_ms() - 5 * 60_000).await?;
+    let stored_5min = store
+        .enriched_after(store.db_now_ms().await? - 5 * 60_000)
+        .await?;
     let in_progress: Vec<_> = store
         .searches()
         .await?

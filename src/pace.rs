@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::store::{Store, StoreError, now_ms};
+use crate::classify::MAX_RETRY_AFTER;
+use crate::store::{Store, StoreError};
 
 /// How often a worker re-reads the shared pace of a site.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -105,11 +106,7 @@ impl Pacer {
             "Rate limited; slowing the site down."
         );
         self.store
-            .slow_site(
-                site,
-                now_ms() + retry_after.as_millis() as i64,
-                (rate * 1000.0) as i64,
-            )
+            .slow_site(site, retry_after, (rate * 1000.0) as i64)
             .await
     }
 
@@ -119,6 +116,24 @@ impl Pacer {
         if let Some(pace) = sites.get_mut(site) {
             pace.paused_until = pace.paused_until.max(Instant::now() + cooldown);
         }
+    }
+
+    /// How long this worker still leaves `site` alone (a shared pause or a cooldown).
+    pub fn paused_for(&self, site: &str) -> Duration {
+        let sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
+        sites.get(site).map_or(Duration::ZERO, |p| {
+            p.paused_until.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// Reads the shared pace of `site` now (normally done at most once a second by `acquire`).
+    pub async fn refresh(&self, site: &str, max_rps: u32) -> Result<(), StoreError> {
+        self.sites
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(site.to_string())
+            .or_insert_with(|| SitePace::new(max_rps));
+        self.sync(site).await
     }
 
     /// The current rate of a site in this worker (requests per second).
@@ -143,15 +158,13 @@ impl Pacer {
             return Ok(());
         };
         pace.last_sync = Some(Instant::now());
-        let Some((paused_until_ms, rate_milli, updated_at)) = shared else {
+        let Some((pause_left_ms, rate_milli, age_ms)) = shared else {
             return Ok(());
         };
-        let now = now_ms();
-        if paused_until_ms > now {
-            let wait = Duration::from_millis((paused_until_ms - now) as u64);
+        if let Some(wait) = shared_pause(pause_left_ms) {
             pace.paused_until = pace.paused_until.max(Instant::now() + wait);
         }
-        let recovered = shared_rate(rate_milli, now - updated_at).min(pace.max_rate);
+        let recovered = shared_rate(rate_milli, age_ms).min(pace.max_rate);
         if recovered < pace.rate {
             pace.ceiling = pace.ceiling.min(pace.rate);
             pace.rate = recovered;
@@ -174,6 +187,12 @@ impl SitePace {
     }
 }
 
+/// The wait a shared pause asks for, clamped to the longest Retry-After we honour: a row written
+/// by a worker whose clock ran ahead (or a hostile Retry-After) cannot stall a site for longer.
+fn shared_pause(pause_left_ms: i64) -> Option<Duration> {
+    (pause_left_ms > 0).then(|| Duration::from_millis(pause_left_ms as u64).min(MAX_RETRY_AFTER))
+}
+
 /// The shared rate `age_ms` after it was lowered: it doubles back every half-life.
 fn shared_rate(rate_milli: i64, age_ms: i64) -> f64 {
     let rate = rate_milli as f64 / 1000.0;
@@ -183,6 +202,13 @@ fn shared_rate(rate_milli: i64, age_ms: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_pause_is_clamped_to_the_longest_retry_after() {
+        assert_eq!(shared_pause(-5), None);
+        assert_eq!(shared_pause(1500), Some(Duration::from_millis(1500)));
+        assert_eq!(shared_pause(86_400_000), Some(MAX_RETRY_AFTER));
+    }
 
     #[test]
     fn a_shared_slowdown_recovers_when_the_site_is_quiet() {

@@ -57,6 +57,8 @@ pub enum AttemptError {
     Store(#[from] StoreError),
     #[error("the worker is shutting down")]
     ShuttingDown,
+    #[error("page too large: {0} bytes of HTML, over the {MAX_PAGE_BYTES}-byte limit")]
+    TooLarge(usize),
 }
 
 /// Retry delays: exponential with jitter, computed by backon.
@@ -97,9 +99,16 @@ impl AttemptError {
     pub fn disposition(&self, attempt: u32, policy: &BackoffPolicy) -> Disposition {
         let reason = self.to_string();
         match self {
+            // The database refused this listing's row: waiting will not change its mind.
+            AttemptError::Store(e) if e.is_rejected() => Disposition::DeadLetter { reason },
             AttemptError::Store(_) => Disposition::Halt { reason },
+            // A full or failing disk is the worker's problem, not the job's: halt until it
+            // takes writes again instead of burning every job's attempts.
+            AttemptError::Snapshot(e) if is_disk_fault(e) => Disposition::Halt { reason },
             AttemptError::ShuttingDown => Disposition::GiveBack,
-            AttemptError::Extract(_) => Disposition::DeadLetter { reason },
+            AttemptError::Extract(_) | AttemptError::TooLarge(_) => {
+                Disposition::DeadLetter { reason }
+            }
             AttemptError::Page(PageClass::RateLimited { retry_after }) => Disposition::Retry {
                 after: *retry_after,
                 reason,
@@ -139,6 +148,14 @@ pub struct Pipeline<R> {
     stopping: CancellationToken,
 }
 
+/// Unsettled deliveries after which a job is dead-lettered: enough to ride out a broker restart,
+/// a store outage and a pod eviction, few enough that a job which kills its worker every time
+/// stops after a handful of crashes (each one costs a browser and its in-flight pages).
+pub const MAX_REDELIVERIES: u32 = 3;
+/// Largest rendered page we process: real listing pages are 0.1–3 MB; beyond this a page costs
+/// more to parse, snapshot and store than any listing is worth.
+pub const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Consecutive blocks after which the profile starts a fresh identity.
 pub const BLOCKS_BEFORE_NEW_IDENTITY: u32 = 3;
 /// How long a blocked profile leaves the site alone.
@@ -173,13 +190,28 @@ impl<R: Renderer> Pipeline<R> {
         }
     }
 
+    /// Whether the worker can take jobs again after a halt: the store answers and the snapshot
+    /// directory takes writes.
+    pub async fn ready_to_resume(&self) -> Result<(), String> {
+        self.store.ping().await.map_err(|e| e.to_string())?;
+        let root = self.snapshot_root.clone();
+        let probe = tokio::task::spawn_blocking(move || probe_writable(&root)).await;
+        match probe {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("snapshot directory not writable: {e}")),
+            Err(e) => Err(format!("snapshot probe task: {e}")),
+        }
+    }
+
     /// No job starts a page after this; those waiting for a tab are given back.
     pub fn stop_starting(&self) {
         self.stopping.cancel();
     }
 
-    /// Runs one delivery through every stage and says what to do with it.
-    pub async fn run_job(&self, body: &[u8], attempt: u32) -> Disposition {
+    /// Runs one delivery through every stage and says what to do with it. `redelivered`: the
+    /// queue handed this job out before and it was never settled (its worker died holding it,
+    /// or gave it back).
+    pub async fn run_job(&self, body: &[u8], attempt: u32, redelivered: bool) -> Disposition {
         let job = match Job::parse(body) {
             Ok(job) => job,
             Err(e) => {
@@ -196,21 +228,26 @@ impl<R: Renderer> Pipeline<R> {
                 };
             }
         };
-        let Some(external_id) = site.listing_id(&job.url) else {
-            let reason = format!(
-                "URL {} is not a listing URL of site `{}`",
-                job.url, site.name
-            );
-            return Disposition::DeadLetter { reason };
+        let external_id = match site.check_listing_url(&job.url) {
+            Ok(id) => id,
+            Err(e) => {
+                let url: String = job.url.chars().take(200).collect();
+                let reason = format!("URL {url} cannot be a job: {e}");
+                return Disposition::DeadLetter { reason };
+            }
         };
         match self.already_satisfied(&job, site, &external_id).await {
             Ok(true) => return Disposition::Ack,
             Ok(false) => {}
-            Err(e) => {
-                return Disposition::Halt {
-                    reason: e.to_string(),
-                };
-            }
+            Err(e) => return AttemptError::Store(e).disposition(attempt, &self.backoff),
+        }
+        if redelivered && let Some(stop) = self.count_redelivery(&job).await {
+            return stop;
+        }
+        match self.duplicate_copy(&job, attempt, redelivered).await {
+            Ok(true) => return Disposition::Ack,
+            Ok(false) => {}
+            Err(e) => return AttemptError::Store(e).disposition(attempt, &self.backoff),
         }
         let started = Instant::now();
         match self
@@ -253,10 +290,14 @@ impl<R: Renderer> Pipeline<R> {
             _ = self.stopping.cancelled() => return Err(AttemptError::ShuttingDown),
             tab = start => tab?,
         };
+        tracing::debug!(attempt, url = %job.url, "Rendering.");
         let t = Instant::now();
         let page = self.renderer.render(&request).await?;
         self.stats.record(Stage::Render, t.elapsed());
         drop(tab);
+        if page.html.len() > MAX_PAGE_BYTES {
+            return Err(AttemptError::TooLarge(page.html.len()));
+        }
         let (page, class, record) = self.classify_and_extract(page, site, &job.url).await?;
         self.react(site, &class).await?;
         let (status, record) = match (class.clone(), record) {
@@ -299,6 +340,47 @@ impl<R: Renderer> Pipeline<R> {
             _ => &self.stats.stored,
         });
         Ok(())
+    }
+
+    /// Counts a redelivery of `job`; a disposition when the job must not run again: dead-lettered
+    /// after [`MAX_REDELIVERIES`] (the page kills or hangs whoever renders it), or a halt when the
+    /// count cannot be written.
+    async fn count_redelivery(&self, job: &Job) -> Option<Disposition> {
+        match self.store.note_redelivery(&job.id).await {
+            Ok(n) if n >= MAX_REDELIVERIES => {
+                let reason = format!(
+                    "delivered {} times without being settled: the worker holding it died \
+                     (crash, out of memory or killed) or hung each time",
+                    n + 1
+                );
+                Some(Disposition::DeadLetter { reason })
+            }
+            Ok(_) => None,
+            Err(e) => Some(AttemptError::Store(e).disposition(1, &self.backoff)),
+        }
+    }
+
+    /// Whether this delivery is a second copy of a retry that already ran: a worker that died
+    /// between publishing a retry and acking the original leaves the original to be redelivered,
+    /// which publishes the same retry again. A fresh (not redelivered) copy of attempt N whose
+    /// attempt N was already logged is that duplicate: the copy that ran took care of what came
+    /// next, so dropping this one loses nothing. Attempt 1 is exempt (`dlq requeue` starts a job
+    /// over at attempt 1 under the same id).
+    async fn duplicate_copy(
+        &self,
+        job: &Job,
+        attempt: u32,
+        redelivered: bool,
+    ) -> Result<bool, StoreError> {
+        if redelivered || attempt <= 1 {
+            return Ok(false);
+        }
+        let ran = self.store.attempt_logged(&job.id, attempt).await?;
+        if ran {
+            tracing::debug!(url = %job.url, attempt, "Duplicate copy of a retry that already ran; dropped.");
+            Stats::bump(&self.stats.skipped);
+        }
+        Ok(ran)
     }
 
     /// Whether the listing was enriched after this job was published: then a redelivered or
@@ -474,6 +556,11 @@ impl<R: Renderer> Pipeline<R> {
             .await;
         match logged {
             Ok(_) => disposition,
+            // The row itself is refused (the reason it failed): the dead letter still carries it.
+            Err(e) if e.is_rejected() => {
+                tracing::warn!(url = %job.url, error = %e, "Could not mark the listing failed.");
+                disposition
+            }
             Err(e) => Disposition::Halt {
                 reason: e.to_string(),
             },
@@ -490,6 +577,34 @@ fn outcome_of(error: &AttemptError) -> &'static str {
         AttemptError::Snapshot(_) => "snapshot_error",
         AttemptError::Store(_) => "store_error",
         AttemptError::ShuttingDown => "shutting_down",
+        AttemptError::TooLarge(_) => "too_large",
+    }
+}
+
+/// Writes, syncs and removes a small file in `root`: whether the snapshot disk takes writes.
+fn probe_writable(root: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(root)?;
+    let path = root.join(format!(".probe-{}.tmp", std::process::id()));
+    let written = std::fs::File::create(&path).and_then(|mut f| {
+        f.write_all(&[0u8; 4096])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&path);
+    written
+}
+
+/// Whether a snapshot failed because the disk is full, read-only or failing (not the page).
+fn is_disk_fault(e: &SnapshotError) -> bool {
+    const ENOSPC: i32 = 28;
+    const EIO: i32 = 5;
+    const EROFS: i32 = 30;
+    const EDQUOT: i32 = 122;
+    match e {
+        SnapshotError::Write { source, .. } => {
+            matches!(source.raw_os_error(), Some(ENOSPC | EIO | EROFS | EDQUOT))
+        }
+        _ => false,
     }
 }
 

@@ -16,6 +16,7 @@ use regex::Regex;
 use scraper::Selector;
 use url::Url;
 
+use crate::domain::{MAX_LISTING_ID_CHARS, MAX_URL_BYTES};
 use crate::price::Currency;
 
 /// A site definition file could not be used.
@@ -203,8 +204,26 @@ pub struct Site {
 impl Site {
     /// The listing id in `url`, if the URL is a listing page of this site.
     pub fn listing_id(&self, url: &str) -> Option<String> {
-        let caps = self.listing_url.captures(url)?;
-        caps.name("id").map(|m| m.as_str().to_string())
+        self.check_listing_url(url).ok()
+    }
+
+    /// The listing id of `url`, or why it cannot be a job: not a listing URL of this site, or a
+    /// URL or id longer than any real one (a poisonous row the database would refuse).
+    pub fn check_listing_url(&self, url: &str) -> Result<String, ListingUrlError> {
+        if url.len() > MAX_URL_BYTES {
+            return Err(ListingUrlError::UrlTooLong(url.len()));
+        }
+        let id = self
+            .listing_url
+            .captures(url)
+            .and_then(|caps| caps.name("id"))
+            .map(|m| m.as_str().to_string())
+            .ok_or_else(|| ListingUrlError::NotListing(self.name.clone()))?;
+        let chars = id.chars().count();
+        if chars > MAX_LISTING_ID_CHARS {
+            return Err(ListingUrlError::IdTooLong(chars));
+        }
+        Ok(id)
     }
 
     /// The URL of one search result page.
@@ -217,6 +236,19 @@ impl Site {
             .replace("{query}", &query)
             .replace("{page}", &page.to_string())
     }
+}
+
+/// Why a URL cannot become a listing job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListingUrlError {
+    #[error("not a listing URL of site `{0}`")]
+    NotListing(String),
+    #[error("the URL is {0} bytes long, over the {MAX_URL_BYTES}-byte limit")]
+    UrlTooLong(usize),
+    #[error(
+        "the listing id is {0} characters long, over the {MAX_LISTING_ID_CHARS}-character limit"
+    )]
+    IdTooLong(usize),
 }
 
 /// All site definitions of one directory.

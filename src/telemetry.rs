@@ -52,6 +52,8 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     /// Jobs already satisfied by a later enrichment (duplicates, redeliveries).
     pub skipped: AtomicU64,
+    /// Deliveries settled (whatever the outcome): the worker's progress, for liveness.
+    pub settled: AtomicU64,
 }
 
 impl Stats {

@@ -122,13 +122,16 @@ async fn consume<R: Renderer, Q: Queue>(
     let mut last_activity = Instant::now();
     let mut received = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut liveness = Liveness::new();
     tracing::info!(worker = %pipeline.worker_id, concurrency = settings.concurrency, "Worker consuming.");
     let stop = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break Stop::Shutdown,
             _ = halt.cancelled() => break Stop::Halted,
             _ = tick.tick() => {
-                touch(settings.ready_file.as_ref());
+                if liveness.progressing(&pipeline.stats, in_flight.load(Ordering::SeqCst)) {
+                    touch(settings.ready_file.as_ref());
+                }
                 if in_flight.load(Ordering::SeqCst) > 0 {
                     last_activity = Instant::now();
                 } else if is_idle(queue, settings, last_activity).await {
@@ -203,12 +206,15 @@ async fn handle<R: Renderer, Q: Queue>(
 ) {
     let stats = &pipeline.stats;
     Stats::bump(&stats.deliveries);
-    let disposition = pipeline.run_job(&delivery.body, delivery.attempt).await;
+    let disposition = pipeline
+        .run_job(&delivery.body, delivery.attempt, delivery.redelivered)
+        .await;
     let t = Instant::now();
     if let Err(e) = settle(queue, &delivery, &disposition, stats, halt).await {
         // Not acked: the delivery returns to the queue when the channel closes.
         tracing::warn!(error = %e, "Failed to settle a delivery; it will be redelivered.");
     }
+    Stats::bump(&stats.settled);
     stats.record(Stage::Ack, t.elapsed());
 }
 
@@ -233,7 +239,7 @@ async fn settle<Q: Queue>(
         }
         Disposition::GiveBack => Settle::Requeue,
         Disposition::Halt { reason } => {
-            tracing::error!(%reason, "Store unavailable; pausing consumption.");
+            tracing::error!(%reason, "Store or snapshot disk unavailable; pausing consumption.");
             halt.cancel();
             Settle::Requeue
         }
@@ -241,21 +247,58 @@ async fn settle<Q: Queue>(
     queue.settle(delivery, how).await
 }
 
-/// Waits until the store answers again; false if shutdown came first.
+/// Waits until the store answers and the snapshot disk takes writes again; false if shutdown
+/// came first.
 async fn wait_for_store<R: Renderer>(pipeline: &Pipeline<R>, shutdown: &CancellationToken) -> bool {
     loop {
-        let ping = sqlx::query("SELECT 1").execute(pipeline.store.pool());
-        if tokio::time::timeout(Duration::from_secs(5), ping)
-            .await
-            .is_ok_and(|r| r.is_ok())
-        {
-            tracing::info!("Store reachable again; resuming.");
-            return true;
+        match pipeline.ready_to_resume().await {
+            Ok(()) => {
+                tracing::info!("Store and snapshot disk ready again; resuming.");
+                return true;
+            }
+            Err(reason) => tracing::debug!(%reason, "Still halted."),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return false,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
+    }
+}
+
+/// How long jobs may be in flight with none settled before the worker stops saying it is alive
+/// (its liveness file ages and Kubernetes restarts the pod): far beyond a page's render, ready
+/// and challenge timeouts, so only a hung pipeline gets there.
+pub const STALL_AFTER: Duration = Duration::from_secs(300);
+
+/// Whether the pipeline makes progress: jobs settle, or there is nothing to do.
+struct Liveness {
+    settled: u64,
+    since: Instant,
+    warned: bool,
+}
+
+impl Liveness {
+    fn new() -> Liveness {
+        Liveness {
+            settled: 0,
+            since: Instant::now(),
+            warned: false,
+        }
+    }
+
+    fn progressing(&mut self, stats: &Stats, in_flight: usize) -> bool {
+        let settled = stats.settled.load(Ordering::Relaxed);
+        if settled != self.settled || in_flight == 0 {
+            (self.settled, self.since, self.warned) = (settled, Instant::now(), false);
+            return true;
+        }
+        let stalled = self.since.elapsed() >= STALL_AFTER;
+        if stalled && !self.warned {
+            self.warned = true;
+            tracing::error!(in_flight, stalled_for = ?self.since.elapsed(),
+                "No job settled for too long; no longer reporting alive.");
+        }
+        !stalled
     }
 }
 

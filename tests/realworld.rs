@@ -28,12 +28,28 @@ fn sites() -> Sites {
     Sites::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sites")).unwrap()
 }
 
-/// The real-world corpus, or `None` (with the reason printed) when this checkout has none.
+/// The real-world corpus (`SCRAPEFARM_REALWORLD_DIR`, else `../shared/realworld` beside the
+/// checkout, else the team's `/work/shared/realworld`), or `None` (with the reason printed) when
+/// there is none; under CI (`CI=true`) a missing corpus fails the test instead.
 fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld");
-    if dir.join("ebay/item").is_dir() && dir.join("challenges").is_dir() {
-        return Some(dir);
+    let candidates = [
+        std::env::var_os("SCRAPEFARM_REALWORLD_DIR").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld")),
+        Some(PathBuf::from("/work/shared/realworld")),
+    ];
+    let found = candidates
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("ebay/item").is_dir() && dir.join("challenges").is_dir());
+    if found.is_some() {
+        return found;
     }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "no real-world corpus at {} under CI (set SCRAPEFARM_REALWORLD_DIR)",
+        dir.display()
+    );
     println!(
         "SKIPPED: no real-world corpus at {} (the saved eBay and bot pages described in \
          shared/realworld/SOURCES.md are not part of this checkout)",

@@ -13,9 +13,7 @@ use common::{PG_BASE, drop_database, unique};
 use scrapefarm::domain::{Job, ListingStatus, Record, SearchHit};
 use scrapefarm::price::{Currency, Money};
 use scrapefarm::snapshot::inventory::{SnapshotEntry, SnapshotFilter};
-use scrapefarm::store::{
-    ListingFilter, ListingRow, ListingSave, SnapshotMeta, Store, Table, now_ms,
-};
+use scrapefarm::store::{ListingFilter, ListingRow, ListingSave, SnapshotMeta, Store, Table};
 
 /// A whole body; a store that stops answering fails here instead of hanging the run.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,7 +129,7 @@ async fn a_failed_save_shows_in_listings_with_its_error_and_attempts(store: Stor
 }
 
 async fn enriched_since_is_true_only_after_a_save_at_or_after_the_time(store: Store) {
-    let before = now_ms();
+    let before = store.db_now_ms().await.unwrap();
     let on = |id| store.enriched_since("fixture", id, before);
     assert!(!on("100").await.unwrap(), "an unknown listing");
 
@@ -145,7 +143,7 @@ async fn enriched_since_is_true_only_after_a_save_at_or_after_the_time(store: St
     let found = record("100", "Brass lamp", money(1999, "USD"));
     store.save(&stored(&job1, &found, None)).await.unwrap();
     assert!(on("100").await.unwrap(), "after it was stored");
-    let after = now_ms() + 1;
+    let after = store.db_now_ms().await.unwrap() + 1;
     assert!(!store.enriched_since("fixture", "100", after).await.unwrap());
     assert!(!store.enriched_since("ebay", "100", before).await.unwrap());
 
@@ -160,7 +158,7 @@ async fn enriched_since_is_true_only_after_a_save_at_or_after_the_time(store: St
 }
 
 async fn searches_and_their_hits_round_trip(store: Store) {
-    let before = now_ms();
+    let before = store.db_now_ms().await.unwrap();
     let search = store
         .create_search("fixture", "brass lamp", 3)
         .await
@@ -188,7 +186,7 @@ async fn searches_and_their_hits_round_trip(store: Store) {
     let counts = (row.status.as_str(), row.listings_found, row.jobs_published);
     assert_eq!(counts, ("collected", 3, 3));
     assert!(
-        (before..=now_ms()).contains(&row.requested_at),
+        (before..=store.db_now_ms().await.unwrap()).contains(&row.requested_at),
         "requested_at {}",
         row.requested_at
     );
@@ -354,6 +352,55 @@ async fn listing(store: &Store, external_id: &str) -> ListingRow {
         .unwrap_or_else(|| panic!("no listing fixture/{external_id}"));
     assert!(rows.next().is_none(), "one row per listing");
     row
+}
+
+async fn a_job_published_again_after_a_crash_adds_no_second_price_observation(store: Store) {
+    // The same search's listing reached by two publishes (new job ids): one observation.
+    let (mut first, mut again) = (job("j1", "100"), job("j2", "100"));
+    (first.search_id, again.search_id) = (Some(7), Some(7));
+    let found = record("100", "Brass lamp", money(1999, "USD"));
+    let id = store.save(&stored(&first, &found, None)).await.unwrap();
+    store.save(&stored(&again, &found, None)).await.unwrap();
+    assert_eq!(prices(&store, id).await, vec![(1999, "USD".into())]);
+    // A URL-list job (no search) published twice within the hour at the same price: one too.
+    let (list1, list2) = (job("u1", "100"), job("u2", "100"));
+    store.save(&stored(&list1, &found, None)).await.unwrap();
+    store.save(&stored(&list2, &found, None)).await.unwrap();
+    assert_eq!(
+        prices(&store, id).await.len(),
+        2,
+        "one for the search, one for the list"
+    );
+    // Another search of it is a new observation.
+    let mut next = job("j3", "100");
+    next.search_id = Some(8);
+    store.save(&stored(&next, &found, None)).await.unwrap();
+    assert_eq!(prices(&store, id).await.len(), 3);
+}
+
+async fn text_a_database_would_refuse_is_stored_bounded(store: Store) {
+    let job = job("j1", "100");
+    let hostile = Record {
+        title: Some(format!("Brass\0 lamp{}", "!".repeat(10_000))),
+        specifics: BTreeMap::from([("Col\0our".into(), "Br\0ass".into())]),
+        ..record("100", "", money(1999, "USD"))
+    };
+    store.save(&stored(&job, &hostile, None)).await.unwrap();
+    let row = listing(&store, "100").await;
+    let title = row.title.unwrap();
+    assert!(
+        title.starts_with("Brass lamp!") && title.chars().count() == 2000,
+        "{}",
+        title.len()
+    );
+    assert_eq!(row.specifics, r#"{"Colour":"Brass"}"#);
+}
+
+async fn redeliveries_of_a_job_are_counted(store: Store) {
+    assert_eq!(store.note_redelivery("j1").await.unwrap(), 1);
+    assert_eq!(store.note_redelivery("j1").await.unwrap(), 2);
+    assert_eq!(store.note_redelivery("j2").await.unwrap(), 1);
+    assert_eq!(store.note_redelivery("j1").await.unwrap(), 3);
 }
 
 fn job(id: &str, external_id: &str) -> Job {
@@ -552,4 +599,39 @@ on_both_stores!(
     searches_and_their_hits_round_trip,
     snapshot_rows_round_trip,
     money_stays_integer_minor_units_and_currency_byte_exact,
+    a_job_published_again_after_a_crash_adds_no_second_price_observation,
+    text_a_database_would_refuse_is_stored_bounded,
+    redeliveries_of_a_job_are_counted,
 );
+
+/// `n` pseudo-random digits (xorshift), incompressible enough to stay `n` bytes in an index.
+fn random_digits(n: usize) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'0' + (x % 10) as u8)
+        })
+        .collect()
+}
+
+/// The poison row of the reliability issue: an id PostgreSQL cannot index (6,000 digits) is
+/// refused as *rejected* (the job is dead-lettered), never as *unavailable* (which halted the
+/// worker and redelivered the job for ever), and the store still answers afterwards.
+#[tokio::test]
+async fn a_row_postgresql_cannot_index_is_rejected_not_unavailable() {
+    on_postgres(|store| async move {
+        // Random digits: a repeated one compresses below the limit.
+        let id = random_digits(6000);
+        let job = job("j1", &id);
+        let found = record(&id, "Brass lamp", money(1999, "USD"));
+        let error = store.save(&stored(&job, &found, None)).await.unwrap_err();
+        assert!(error.is_rejected(), "{error}");
+        assert!(error.to_string().contains("index row"), "{error}");
+        store.ping().await.unwrap();
+        assert_eq!(counts(&store).await.listings, 0);
+    })
+    .await;
+}

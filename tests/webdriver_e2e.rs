@@ -20,7 +20,7 @@ use scrapefarm::render::{
 use scrapefarm::snapshot;
 use scrapefarm::store::Table;
 
-/// chromedriver, or `None` with the reason printed (the test is then skipped).
+/// chromedriver, or `None` with the reason printed (the test is then skipped; under CI it fails).
 fn chromedriver() -> Option<PathBuf> {
     let path = std::env::var_os("CHROMEDRIVER_BIN")
         .map(PathBuf::from)
@@ -28,6 +28,12 @@ fn chromedriver() -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
+    // Under CI a missing driver is a failure, never a pass by skipping.
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "chromedriver not found at {} under CI (scripts/setup.sh installs chromium-driver)",
+        path.display()
+    );
     eprintln!(
         "SKIPPED: chromedriver not found at {} (apt-get install chromium-driver)",
         path.display()

@@ -49,6 +49,18 @@ pub struct FixtureConfig {
     pub render_delay_ms: u64,
     /// Anti-bot defences on listing pages (all off by default).
     pub defences: Defences,
+    /// Listing pages that misbehave on purpose (none by default).
+    pub poison: Poison,
+}
+
+/// Listing ids whose pages misbehave on purpose, for the poison-job tests.
+#[derive(Debug, Clone, Default)]
+pub struct Poison {
+    /// Pages whose script exhausts the renderer's memory: Chromium's renderer dies every time.
+    pub crash_ids: Vec<String>,
+    /// Pages answered only after `slow_secs` (a job its worker holds for long).
+    pub slow_ids: Vec<String>,
+    pub slow_secs: u64,
 }
 
 impl Default for FixtureConfig {
@@ -59,6 +71,7 @@ impl Default for FixtureConfig {
             per_page: 50,
             render_delay_ms: 30,
             defences: Defences::default(),
+            poison: Poison::default(),
         }
     }
 }

@@ -146,6 +146,15 @@ fn pagination(query: &str, page: usize, pages: usize) -> String {
     nav
 }
 
+/// A listing page whose script allocates until V8 gives up: the renderer process dies with an
+/// out-of-memory crash every time it is loaded.
+pub(crate) fn renderer_killer() -> String {
+    "<!doctype html><html><head><title>Heavy listing</title></head><body><h1>Loading…</h1>\n\
+     <script>const hoard = []; for (;;) { hoard.push(new Array(1 << 20).fill(1.5)); }</script>\n\
+     </body></html>"
+        .to_string()
+}
+
 /// `GET /item/ID` for a live listing: an empty shell that JavaScript fills in.
 pub(crate) fn item_shell(base_url: &str, id: &str, render_delay_ms: u64) -> String {
     let head = format!(

@@ -107,6 +107,13 @@ async fn search(State(st): Shared, Query(params): Params) -> Html<String> {
 /// `GET /item/ID`: defended; a JS-filled shell for live listings, else 404.
 async fn item(State(st): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
     st.counters.bump(Counter::ListingPages);
+    let poison = &st.config.poison;
+    if poison.crash_ids.contains(&id) {
+        return Html(pages::renderer_killer()).into_response();
+    }
+    if poison.slow_ids.contains(&id) {
+        tokio::time::sleep(std::time::Duration::from_secs(poison.slow_secs)).await;
+    }
     let identity = client_identity(&headers);
     let clearance = cookie(&headers, "clearance");
     if let Some(verdict) = st.defender.check(&identity, clearance, Instant::now()) {

@@ -269,6 +269,7 @@ async fn claim_loop(
                     break Ok(Delivery {
                         body,
                         attempt: attempt.max(1) as u32,
+                        redelivered: false,
                         acker: Acker::Embedded(lease),
                     });
                 }

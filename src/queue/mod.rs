@@ -18,6 +18,8 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// 1-based attempt number.
     pub attempt: u32,
+    /// Handed out before and never settled (a worker died holding it, or gave it back).
+    pub redelivered: bool,
     pub acker: Acker,
 }
 

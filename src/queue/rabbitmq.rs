@@ -318,6 +318,7 @@ impl Consumer for RabbitMqConsumer {
         match self.inner.next().await? {
             Ok(d) => Some(Ok(Delivery {
                 attempt: attempt_of(&d.properties),
+                redelivered: d.redelivered,
                 body: d.data,
                 acker: Acker::RabbitMq(d.acker),
             })),

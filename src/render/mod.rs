@@ -70,6 +70,9 @@ pub enum RenderError {
     Navigation { url: String, reason: String },
     #[error("browser failed: {0}")]
     Browser(String),
+    /// The tab's renderer process died (out of memory, killed or crashed) while it rendered.
+    #[error("the renderer crashed while rendering {url}")]
+    Crashed { url: String },
     #[error("no tab free within the wait timeout")]
     PoolExhausted,
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use chromiumoxide::Page as Tab;
 use chromiumoxide::cdp::IntoEventKind;
+use chromiumoxide::cdp::browser_protocol::inspector;
 use chromiumoxide::cdp::browser_protocol::network::{
     EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived, LoaderId, ResourceType,
 };
@@ -20,7 +21,29 @@ use futures::{FutureExt, StreamExt};
 use super::{Page, RenderError, RenderRequest};
 
 /// Navigates one tab and reads the page once the ready condition holds (or its timeout passes).
+/// A renderer that dies meanwhile (out of memory, killed, crashed) ends the render at once with
+/// [`RenderError::Crashed`] instead of leaving it to wait out its timeouts.
 pub(super) async fn render_in(
+    tab: &Tab,
+    request: &RenderRequest,
+    nav_timeout: Duration,
+) -> Result<Page, RenderError> {
+    let browser_err = |e: chromiumoxide::error::CdpError| RenderError::Browser(e.to_string());
+    // `Inspector.targetCrashed` is only sent once the Inspector domain is enabled.
+    tab.execute(inspector::EnableParams::default())
+        .await
+        .map_err(browser_err)?;
+    let mut crashed = tab
+        .event_listener::<inspector::EventTargetCrashed>()
+        .await
+        .map_err(browser_err)?;
+    tokio::select! {
+        rendered = render_steps(tab, request, nav_timeout) => rendered,
+        Some(_) = crashed.next() => Err(RenderError::Crashed { url: request.url.clone() }),
+    }
+}
+
+async fn render_steps(
     tab: &Tab,
     request: &RenderRequest,
     nav_timeout: Duration,

@@ -2,6 +2,7 @@
 //! is an idempotent upsert keyed by (site, external id) or by the job id, because delivery is
 //! at-least-once. `write` holds the pipeline's writes, `read` the operator queries.
 
+mod error;
 mod read;
 mod snapshots;
 mod write;
@@ -11,23 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection};
 
+pub use error::StoreError;
 pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table};
 pub use write::{ListingSave, SnapshotMeta};
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// A store failure. Every one of these means "the store is unavailable or broken": the worker
-/// halts instead of acknowledging work it could not write.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("Failed to connect to the database at {host}: {source}")]
-    Connect { host: String, source: sqlx::Error },
-    #[error("database query failed: {0}")]
-    Query(#[from] sqlx::Error),
-    #[error("Failed to apply migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -59,6 +49,13 @@ impl Store {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
+                    if backend == Backend::Postgres {
+                        // No statement may hang a worker: a stuck lock or a dying server ends in
+                        // an error (unavailable) the worker waits out.
+                        sqlx::query("SET statement_timeout = 30000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     if backend == Backend::Sqlite {
                         sqlx::query("PRAGMA journal_mode=WAL")
                             .execute(&mut *conn)
@@ -91,6 +88,23 @@ impl Store {
         Ok(())
     }
 
+    /// The database's clock, epoch ms. Every time two machines compare ("enriched since this job
+    /// was published", "paused until") is read from here, so a worker's skewed clock cannot
+    /// skip work or stall a site.
+    pub async fn db_now_ms(&self) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        db_now(&mut conn, self.backend).await
+    }
+
+    /// Whether the database answers a trivial query within 5 s.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let ping = sqlx::query("SELECT 1").execute(&self.pool);
+        match tokio::time::timeout(std::time::Duration::from_secs(5), ping).await {
+            Ok(done) => done.map(|_| ()).map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -102,6 +116,18 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The database's clock on `conn`, epoch ms.
+pub(crate) async fn db_now(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<i64, StoreError> {
+    let sql = match backend {
+        Backend::Postgres => "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        Backend::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+    };
+    Ok(sqlx::query_scalar(sql).fetch_one(conn).await?)
 }
 
 /// Creates the PostgreSQL database named in `url` when it does not exist yet.

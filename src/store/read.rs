@@ -166,6 +166,18 @@ impl Store {
         Ok(hit.is_some())
     }
 
+    /// Whether attempt `attempt` of job `job_id` already ran to an outcome (logged in `attempts`).
+    pub async fn attempt_logged(&self, job_id: &str, attempt: u32) -> Result<bool, StoreError> {
+        let hit: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM attempts WHERE job_id = $1 AND attempt = $2 LIMIT 1",
+        )
+        .bind(job_id)
+        .bind(i64::from(attempt))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(hit.is_some())
+    }
+
     /// The unfinished search of `site` for `query` (killed before it was done), if any.
     pub async fn unfinished_search(
         &self,
@@ -208,15 +220,18 @@ impl Store {
         Ok(n)
     }
 
-    /// The shared pace of a site: (paused until, rate in milli-requests/s, updated at), epoch ms.
+    /// The shared pace of a site, measured on the database's clock: how long it stays paused
+    /// (ms, ≤ 0 when not paused), its rate in milli-requests/s, and how long ago it was set (ms).
     pub async fn site_pace(&self, site: &str) -> Result<Option<(i64, i64, i64)>, StoreError> {
-        let row = sqlx::query_as(
+        let mut conn = self.pool.acquire().await?;
+        let now = super::db_now(&mut conn, self.backend).await?;
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
             "SELECT paused_until, rate_milli, updated_at FROM site_pace WHERE site = $1",
         )
         .bind(site)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
-        Ok(row)
+        Ok(row.map(|(until, rate, updated)| (until - now, rate, now - updated)))
     }
 
     pub async fn searches(&self) -> Result<Vec<SearchRow>, StoreError> {

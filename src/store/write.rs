@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Transaction};
 
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError, db_now};
 use crate::domain::{Job, ListingStatus, Record, SearchHit};
 
 /// A written snapshot, as recorded in the `snapshots` table.
@@ -45,6 +45,7 @@ impl Store {
         query: &str,
         max_pages: u32,
     ) -> Result<i64, StoreError> {
+        let now = self.db_now_ms().await?;
         let id = sqlx::query_scalar(
             "INSERT INTO searches (site, query, max_pages, requested_at, status) \
              VALUES ($1, $2, $3, $4, 'collecting') RETURNING id",
@@ -52,7 +53,7 @@ impl Store {
         .bind(site)
         .bind(query)
         .bind(max_pages as i64)
-        .bind(now_ms())
+        .bind(now)
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -67,8 +68,9 @@ impl Store {
         hits: &[(usize, SearchHit)],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        let now = db_now(&mut tx, self.backend).await?;
         for (rank, hit) in hits {
-            let listing_id = upsert_listing(&mut tx, site, &hit.external_id, &hit.url).await?;
+            let listing_id = upsert_listing(&mut tx, site, &hit.external_id, &hit.url, now).await?;
             sqlx::query(
                 "INSERT INTO search_hits (search_id, listing_id, rank, page) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (search_id, listing_id) DO NOTHING",
@@ -104,13 +106,17 @@ impl Store {
         Ok(())
     }
 
-    /// Records a site slowdown for every worker: the later pause wins, the new rate replaces.
+    /// Records a site slowdown for every worker: paused for `pause` from now on the database's
+    /// clock (the later pause wins), the new rate replaces the old.
     pub async fn slow_site(
         &self,
         site: &str,
-        paused_until: i64,
+        pause: std::time::Duration,
         rate_milli: i64,
     ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let now = db_now(&mut conn, self.backend).await?;
+        let paused_until = now.saturating_add(pause.as_millis().min(i64::MAX as u128) as i64);
         sqlx::query(
             "INSERT INTO site_pace (site, paused_until, rate_milli, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (site) DO UPDATE SET rate_milli = excluded.rate_milli, updated_at = excluded.updated_at, \
@@ -120,8 +126,8 @@ impl Store {
         .bind(site)
         .bind(paused_until)
         .bind(rate_milli)
-        .bind(now_ms())
-        .execute(&self.pool)
+        .bind(now)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
@@ -137,23 +143,45 @@ impl Store {
     }
 
     /// Writes one attempt in one transaction; returns the listing's row id.
+    /// Text is bounded first (NUL stripped, lengths capped: see [`Record::bounded`]), so no page
+    /// can produce a row the database refuses.
     pub async fn save(&self, save: &ListingSave<'_>) -> Result<i64, StoreError> {
-        let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let id = upsert_listing(&mut tx, &save.job.site, save.external_id, &save.job.url).await?;
-        match (save.record, save.status) {
+        let now = db_now(&mut tx, self.backend).await?;
+        let id = upsert_listing(
+            &mut tx,
+            &save.job.site,
+            save.external_id,
+            &save.job.url,
+            now,
+        )
+        .await?;
+        match (save.record.map(Record::bounded), save.status) {
             (Some(record), Some(status)) => {
-                update_record(&mut tx, id, record, status, save.attempt, now).await?;
+                update_record(&mut tx, id, &record, status, save.attempt, now).await?;
                 if let Some(price) = &record.price {
+                    // Counted once per (listing, search), or per price and hour for jobs of no
+                    // search: a job published again after a crash adds no second observation.
+                    let key = match save.job.search_id {
+                        Some(search) => format!("search:{search}"),
+                        None => format!(
+                            "hour:{}:{}:{}",
+                            now / 3_600_000,
+                            price.minor,
+                            price.currency.as_str()
+                        ),
+                    };
                     sqlx::query(
-                        "INSERT INTO price_observations (listing_id, job_id, observed_at, price_minor, currency) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (listing_id, job_id) DO NOTHING",
+                        "INSERT INTO price_observations \
+                         (listing_id, job_id, observed_at, price_minor, currency, observation_key) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                     )
                     .bind(id)
                     .bind(&save.job.id)
                     .bind(now)
                     .bind(price.minor)
                     .bind(price.currency.as_str())
+                    .bind(key)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -174,7 +202,7 @@ impl Store {
         .bind(save.attempt as i64)
         .bind(save.worker)
         .bind(save.outcome)
-        .bind(save.detail)
+        .bind(save.detail.map(bounded_detail))
         .bind(save.duration_ms)
         .bind(now)
         .execute(&mut *tx)
@@ -182,6 +210,28 @@ impl Store {
         tx.commit().await?;
         Ok(id)
     }
+
+    /// Counts one more delivery of `job_id` that came back without being settled (its worker
+    /// died, or it was given back); returns how many there have been.
+    pub async fn note_redelivery(&self, job_id: &str) -> Result<u32, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let now = db_now(&mut conn, self.backend).await?;
+        let n: i64 = sqlx::query_scalar(
+            "INSERT INTO job_deliveries (job_id, redeliveries, last_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (job_id) DO UPDATE SET redeliveries = job_deliveries.redeliveries + 1, \
+             last_at = excluded.last_at RETURNING redeliveries",
+        )
+        .bind(job_id)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+}
+
+/// The attempt log's detail, NUL-free and at most 2,000 characters.
+fn bounded_detail(detail: &str) -> String {
+    crate::domain::bounded_text(detail, 2000)
 }
 
 async fn upsert_listing(
@@ -189,6 +239,7 @@ async fn upsert_listing(
     site: &str,
     external_id: &str,
     url: &str,
+    now: i64,
 ) -> Result<i64, StoreError> {
     let id = sqlx::query_scalar(
         "INSERT INTO listings (site, external_id, url, status, first_seen) VALUES ($1, $2, $3, 'pending', $4) \
@@ -197,7 +248,7 @@ async fn upsert_listing(
     .bind(site)
     .bind(external_id)
     .bind(url)
-    .bind(now_ms())
+    .bind(now)
     .fetch_one(&mut **tx)
     .await?;
     Ok(id)
@@ -250,7 +301,7 @@ async fn update_status(
     let enriched = matches!(status, Some(ListingStatus::Gone)).then_some(now);
     let error = match status {
         Some(ListingStatus::Gone) => None,
-        _ => save.detail,
+        _ => save.detail.map(bounded_detail),
     };
     sqlx::query(
         "UPDATE listings SET status = COALESCE($2, status), attempts = $3, last_error = $4, \
