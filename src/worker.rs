@@ -118,6 +118,8 @@ async fn consume<R: Renderer, Q: Queue>(
     let mut consumer = queue.consume(prefetch, &pipeline.worker_id).await?;
     let tracker = TaskTracker::new();
     let halt = CancellationToken::new();
+    // Cancels the deliveries still running at the shutdown deadline (see `wind_down`).
+    let abandon = CancellationToken::new();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut last_activity = Instant::now();
     let mut received = false;
@@ -140,10 +142,15 @@ async fn consume<R: Renderer, Q: Queue>(
                     last_activity = Instant::now();
                     received = true;
                     in_flight.fetch_add(1, Ordering::SeqCst);
-                    let (pipeline, queue, halt, in_flight) =
-                        (pipeline.clone(), queue.clone(), halt.clone(), in_flight.clone());
+                    let (pipeline, queue, halt, in_flight, abandon) = (
+                        pipeline.clone(), queue.clone(), halt.clone(), in_flight.clone(),
+                        abandon.clone(),
+                    );
                     tracker.spawn(async move {
-                        handle(&pipeline, &queue, delivery, &halt).await;
+                        tokio::select! {
+                            _ = abandon.cancelled() => {}
+                            _ = handle(&pipeline, &queue, delivery, &halt) => {}
+                        }
                         in_flight.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
@@ -159,12 +166,23 @@ async fn consume<R: Renderer, Q: Queue>(
     if matches!(stop, Stop::Shutdown) {
         pipeline.stop_starting();
     }
-    wind_down(consumer, tracker, settings.shutdown_deadline).await;
+    wind_down(consumer, tracker, abandon, settings.shutdown_deadline).await;
     Ok((stop, received))
 }
 
-/// Stops deliveries, lets in-flight pages finish up to `deadline`, and closes the consumer.
-async fn wind_down<C: Consumer>(mut consumer: C, tracker: TaskTracker, deadline: Duration) {
+/// How long abandoned deliveries may take to stop: they stop at their next await, so this only
+/// covers a task stuck in blocking code.
+const ABANDON_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Stops deliveries, lets in-flight pages finish up to `deadline`, cancels those still running,
+/// and only then closes the consumer, which gives their deliveries back: a late task must not
+/// settle a job that another worker has taken since.
+async fn wind_down<C: Consumer>(
+    mut consumer: C,
+    tracker: TaskTracker,
+    abandon: CancellationToken,
+    deadline: Duration,
+) {
     consumer.cancel().await;
     tracker.close();
     if tokio::time::timeout(deadline, tracker.wait())
@@ -172,8 +190,15 @@ async fn wind_down<C: Consumer>(mut consumer: C, tracker: TaskTracker, deadline:
         .is_err()
     {
         tracing::warn!(
-            "In-flight pages did not finish before the deadline; the broker will redeliver them."
+            "In-flight pages did not finish before the deadline; cancelled, the queue redelivers them."
         );
+        abandon.cancel();
+        if tokio::time::timeout(ABANDON_TIMEOUT, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("Cancelled pages did not stop; closing the consumer anyway.");
+        }
     }
     consumer.close().await;
 }
