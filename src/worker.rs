@@ -291,3 +291,76 @@ fn touch(path: Option<&PathBuf>) {
         tracing::debug!(error = %e, "Failed to touch the ready file.");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Job;
+    use crate::queue::{EmbeddedQueue, QueueDepths};
+    use crate::store::Store;
+
+    /// A job whose page never finishes: at the deadline its task is cancelled before the
+    /// consumer closes, so the job is ready for another worker and the late task never settles.
+    #[tokio::test]
+    async fn wind_down_cancels_a_task_past_the_deadline_before_giving_its_job_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let queue = EmbeddedQueue::new(&store, "listings");
+        let job = Job {
+            id: "job-1".into(),
+            site: "fixture".into(),
+            url: "http://127.0.0.1:1/item/1".into(),
+            search_id: None,
+            published_at: 0,
+        };
+        queue.publish(&job).await.unwrap();
+        let mut consumer = queue.consume(1, "test").await.unwrap();
+        let delivery = consumer.next().await.unwrap().unwrap();
+
+        let (tracker, abandon) = (TaskTracker::new(), CancellationToken::new());
+        let settled = Arc::new(AtomicUsize::new(0));
+        let (late, q, s) = (abandon.clone(), queue.clone(), settled.clone());
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = late.cancelled() => {}
+                _ = async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    let _ = q.settle(&delivery, Settle::Ack).await;
+                    s.fetch_add(1, Ordering::SeqCst);
+                } => {}
+            }
+        });
+        let started = Instant::now();
+        wind_down(
+            consumer,
+            tracker.clone(),
+            abandon,
+            Duration::from_millis(200),
+        )
+        .await;
+
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "returned at the deadline"
+        );
+        assert!(tracker.is_empty(), "the late task is gone");
+        assert_eq!(
+            settled.load(Ordering::SeqCst),
+            0,
+            "the late task never settled"
+        );
+        let ready = QueueDepths {
+            ready: 1,
+            unacked: Some(0),
+            ..QueueDepths::default()
+        };
+        assert_eq!(
+            queue.depths().await.unwrap(),
+            ready,
+            "the job is ready again"
+        );
+        store.close().await;
+    }
+}
