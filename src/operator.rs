@@ -81,7 +81,7 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
     // Unknown is not zero: RabbitMQ reports unacked messages only through its management API.
     let unacked = match depths.unacked {
         Some(n) => n.to_string(),
-        None => "unknown (enable rabbitmq_management)".into(),
+        None => "unknown (no management API, or not sampled yet)".into(),
     };
     println!(
         "queue {}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",

@@ -287,8 +287,11 @@ impl Queue for RabbitMqQueue {
             Settle::Requeue => return self.finish(ticket, true).await,
         };
         if let Err(e) = published {
-            // Not acked: give it back now rather than holding it until the consumer closes.
-            self.abandon(ticket).await;
+            // Give it back now rather than hold it until the consumer closes; if even the nack
+            // fails, `finish` closes the channel.
+            if let Err(nack) = self.finish(ticket, true).await {
+                tracing::debug!(error = %nack, "Giving back a delivery failed; its channel was closed.");
+            }
             return Err(e);
         }
         // Only after the retry or dead letter was confirmed.
