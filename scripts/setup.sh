@@ -79,4 +79,15 @@ else
   as_root rabbitmq-server -detached || true
   wait_port 5672 RabbitMQ 120
 fi
+# The management API gives `status` the unacked count and live consumers (AMQP does not).
+# Enabling an enabled plugin is a no-op, so this is safe to run again on a running node.
+if command -v rabbitmq-plugins >/dev/null 2>&1; then
+  if as_root rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_management; then
+    say "RabbitMQ: management plugin enabled"
+  else
+    say "RabbitMQ: enabling the management plugin (http://127.0.0.1:15672)"
+    as_root rabbitmq-plugins enable rabbitmq_management >/dev/null \
+      || say "WARNING: could not enable rabbitmq_management; status shows unacked as unknown"
+  fi
+fi
 say "ready"

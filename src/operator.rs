@@ -80,9 +80,14 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
         println!("{status}");
         return Ok(());
     }
+    // Unknown is not zero: RabbitMQ reports unacked messages only through its management API.
+    let unacked = match depths.unacked {
+        Some(n) => n.to_string(),
+        None => "unknown (no management API, or not sampled yet)".into(),
+    };
     println!(
         "queue {}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",
-        common.queue, depths.ready, depths.unacked, depths.retrying, depths.dead, depths.consumers
+        common.queue, depths.ready, unacked, depths.retrying, depths.dead, depths.consumers
     );
     println!(
         "stored per minute (last 5 min): {:.1}",
@@ -174,8 +179,11 @@ pub async fn dlq_requeue(common: &Common, args: &DlqArgs) -> anyhow::Result<()> 
     let pick = |d: &DeadJob| {
         args.all || listing_of(d).is_some_and(|id| Some(&id) == args.listing.as_ref())
     };
-    let moved = queue.requeue_dead(&pick).await?;
+    let moved = queue.requeue_dead(&pick).await;
     queue.close().await;
+    // Each job is acked in the dead-letter queue only after its republish was confirmed, so a
+    // failure midway leaves the rest dead (and at most one job in both queues).
+    let moved = moved.context("Failed to requeue dead-lettered jobs; those not moved stay dead")?;
     println!("Requeued {moved} dead-lettered jobs.");
     if moved == 0 && args.listing.is_some() {
         bail!(

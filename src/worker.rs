@@ -118,6 +118,8 @@ async fn consume<R: Renderer, Q: Queue>(
     let mut consumer = queue.consume(prefetch, &pipeline.worker_id).await?;
     let tracker = TaskTracker::new();
     let halt = CancellationToken::new();
+    // Cancels the deliveries still running at the shutdown deadline (see `wind_down`).
+    let abandon = CancellationToken::new();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut last_activity = Instant::now();
     let mut received = false;
@@ -143,10 +145,15 @@ async fn consume<R: Renderer, Q: Queue>(
                     last_activity = Instant::now();
                     received = true;
                     in_flight.fetch_add(1, Ordering::SeqCst);
-                    let (pipeline, queue, halt, in_flight) =
-                        (pipeline.clone(), queue.clone(), halt.clone(), in_flight.clone());
+                    let (pipeline, queue, halt, in_flight, abandon) = (
+                        pipeline.clone(), queue.clone(), halt.clone(), in_flight.clone(),
+                        abandon.clone(),
+                    );
                     tracker.spawn(async move {
-                        handle(&pipeline, &queue, delivery, &halt).await;
+                        tokio::select! {
+                            _ = abandon.cancelled() => {}
+                            _ = handle(&pipeline, &queue, delivery, &halt) => {}
+                        }
                         in_flight.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
@@ -162,12 +169,23 @@ async fn consume<R: Renderer, Q: Queue>(
     if matches!(stop, Stop::Shutdown) {
         pipeline.stop_starting();
     }
-    wind_down(consumer, tracker, settings.shutdown_deadline).await;
+    wind_down(consumer, tracker, abandon, settings.shutdown_deadline).await;
     Ok((stop, received))
 }
 
-/// Stops deliveries, lets in-flight pages finish up to `deadline`, and closes the consumer.
-async fn wind_down<C: Consumer>(mut consumer: C, tracker: TaskTracker, deadline: Duration) {
+/// How long abandoned deliveries may take to stop: they stop at their next await, so this only
+/// covers a task stuck in blocking code.
+const ABANDON_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Stops deliveries, lets in-flight pages finish up to `deadline`, cancels those still running,
+/// and only then closes the consumer, which gives their deliveries back: a late task must not
+/// settle a job that another worker has taken since.
+async fn wind_down<C: Consumer>(
+    mut consumer: C,
+    tracker: TaskTracker,
+    abandon: CancellationToken,
+    deadline: Duration,
+) {
     consumer.cancel().await;
     tracker.close();
     if tokio::time::timeout(deadline, tracker.wait())
@@ -175,8 +193,15 @@ async fn wind_down<C: Consumer>(mut consumer: C, tracker: TaskTracker, deadline:
         .is_err()
     {
         tracing::warn!(
-            "In-flight pages did not finish before the deadline; the broker will redeliver them."
+            "In-flight pages did not finish before the deadline; cancelled, the queue redelivers them."
         );
+        abandon.cancel();
+        if tokio::time::timeout(ABANDON_TIMEOUT, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("Cancelled pages did not stop; closing the consumer anyway.");
+        }
     }
     consumer.close().await;
 }
@@ -307,5 +332,78 @@ fn touch(path: Option<&PathBuf>) {
         && let Err(e) = std::fs::write(path, b"ready\n")
     {
         tracing::debug!(error = %e, "Failed to touch the ready file.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Job;
+    use crate::queue::{EmbeddedQueue, QueueDepths};
+    use crate::store::Store;
+
+    /// A job whose page never finishes: at the deadline its task is cancelled before the
+    /// consumer closes, so the job is ready for another worker and the late task never settles.
+    #[tokio::test]
+    async fn wind_down_cancels_a_task_past_the_deadline_before_giving_its_job_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let queue = EmbeddedQueue::new(&store, "listings");
+        let job = Job {
+            id: "job-1".into(),
+            site: "fixture".into(),
+            url: "http://127.0.0.1:1/item/1".into(),
+            search_id: None,
+            published_at: 0,
+        };
+        queue.publish(&job).await.unwrap();
+        let mut consumer = queue.consume(1, "test").await.unwrap();
+        let delivery = consumer.next().await.unwrap().unwrap();
+
+        let (tracker, abandon) = (TaskTracker::new(), CancellationToken::new());
+        let settled = Arc::new(AtomicUsize::new(0));
+        let (late, q, s) = (abandon.clone(), queue.clone(), settled.clone());
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = late.cancelled() => {}
+                _ = async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    let _ = q.settle(&delivery, Settle::Ack).await;
+                    s.fetch_add(1, Ordering::SeqCst);
+                } => {}
+            }
+        });
+        let started = Instant::now();
+        wind_down(
+            consumer,
+            tracker.clone(),
+            abandon,
+            Duration::from_millis(200),
+        )
+        .await;
+
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "returned at the deadline"
+        );
+        assert!(tracker.is_empty(), "the late task is gone");
+        assert_eq!(
+            settled.load(Ordering::SeqCst),
+            0,
+            "the late task never settled"
+        );
+        let ready = QueueDepths {
+            ready: 1,
+            unacked: Some(0),
+            ..QueueDepths::default()
+        };
+        assert_eq!(
+            queue.depths().await.unwrap(),
+            ready,
+            "the job is ready again"
+        );
+        store.close().await;
     }
 }

@@ -11,8 +11,8 @@ use common::{AMQP, PG_BASE, drop_database, unique};
 use scrapefarm::domain::Job;
 use scrapefarm::queue::rabbitmq::RETRY_TIERS_SECS;
 use scrapefarm::queue::{
-    Consumer, DeadJob, Delivery, EmbeddedQueue, Queue, QueueDepths, QueueNames, RabbitMqQueue,
-    Settle,
+    Consumer, DeadJob, Delivery, EmbeddedQueue, MAX_JOB_BYTES, Queue, QueueDepths, QueueError,
+    QueueNames, RabbitMqQueue, Settle,
 };
 use scrapefarm::store::Store;
 
@@ -238,6 +238,130 @@ async fn purge_all_empties_every_queue<Q: Queue>(queue: Q) {
     consumer.close().await;
 }
 
+async fn a_delivery_is_redelivered_only_after_its_consumer_let_it_go_unsettled<Q: Queue>(queue: Q) {
+    queue.publish(&job(1)).await.unwrap();
+    let mut consumer = queue.consume(1, "contract").await.unwrap();
+    let first = next(&mut consumer).await;
+    assert!(!first.redelivered, "the first delivery");
+    consumer.close().await;
+
+    let mut consumer = queue.consume(1, "contract").await.unwrap();
+    let again = next(&mut consumer).await;
+    assert_eq!(
+        (number(&again), again.attempt),
+        (1, 1),
+        "same job, same attempt"
+    );
+    assert!(
+        again.redelivered,
+        "delivered again after its consumer closed"
+    );
+    queue
+        .settle(&again, Settle::Retry(RETRY_DELAY))
+        .await
+        .unwrap();
+    let retried = next(&mut consumer).await;
+    assert_eq!(retried.attempt, 2);
+    assert!(
+        !retried.redelivered,
+        "a retry is a new attempt, not a redelivery"
+    );
+    queue.settle(&retried, Settle::Ack).await.unwrap();
+    consumer.close().await;
+}
+
+async fn two_consumers_on_one_queue_never_get_the_same_job<Q: Queue>(queue: Q) {
+    const JOBS: u32 = 30;
+    for n in 1..=JOBS {
+        queue.publish(&job(n)).await.unwrap();
+    }
+    let drain = |tag: &'static str| {
+        let queue = queue.clone();
+        async move {
+            let mut consumer = queue.consume(4, tag).await.unwrap();
+            let mut got = Vec::new();
+            // Until the other consumer has taken the rest: the queue stays quiet.
+            while let Ok(Some(Ok(delivery))) =
+                tokio::time::timeout(QUIET * 2, consumer.next()).await
+            {
+                // Holding the job a little lets the other consumer claim concurrently.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                queue.settle(&delivery, Settle::Ack).await.unwrap();
+                got.push(number(&delivery));
+            }
+            consumer.close().await;
+            got
+        }
+    };
+    let (a, b) = tokio::join!(drain("contract-a"), drain("contract-b"));
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both consumers worked: {a:?} {b:?}"
+    );
+    let all = sorted([a, b].concat());
+    assert_eq!(
+        all,
+        (1..=JOBS).collect::<Vec<_>>(),
+        "every job exactly once"
+    );
+    assert_eq!(depths(&queue).await, QueueDepths::default());
+}
+
+async fn depths_count_a_consumers_unsettled_deliveries_and_the_consumer<Q: Queue>(queue: Q) {
+    for n in 1..=5 {
+        queue.publish(&job(n)).await.unwrap();
+    }
+    let mut consumer = queue.consume(3, "contract").await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(next(&mut consumer).await);
+    }
+    let expected = QueueDepths {
+        ready: 2,
+        unacked: Some(3),
+        consumers: 1,
+        ..QueueDepths::default()
+    };
+    // RabbitMQ's management API samples its counts every few seconds.
+    let seen = settled_depths(&queue, expected).await;
+    assert_eq!(seen, expected, "depths while 3 deliveries are unsettled");
+    for delivery in &held {
+        queue.settle(delivery, Settle::Ack).await.unwrap();
+    }
+    consumer.close().await;
+    let idle = QueueDepths {
+        ready: 2,
+        unacked: Some(0),
+        ..QueueDepths::default()
+    };
+    let after = settled_depths(&queue, idle).await;
+    assert_eq!(after, idle, "depths once the consumer settled and closed");
+}
+
+async fn publish_refuses_a_body_over_the_job_size_cap<Q: Queue>(queue: Q) {
+    let largest = vec![b'x'; MAX_JOB_BYTES];
+    queue.publish_raw(largest).await.unwrap();
+    let over = queue.publish_raw(vec![b'x'; MAX_JOB_BYTES + 1]).await;
+    assert!(
+        matches!(over, Err(QueueError::TooLarge { .. })),
+        "a body one byte over the cap: {over:?}"
+    );
+    assert_eq!(depths(&queue).await, ready(1), "only the body at the cap");
+}
+
+/// Depths polled until they equal `expected` (RabbitMQ's unacked count lags), at most 15 s;
+/// the last reading either way.
+async fn settled_depths<Q: Queue>(queue: &Q, expected: QueueDepths) -> QueueDepths {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = queue.depths().await.unwrap();
+        if seen == expected || Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// A listing job numbered `n`.
 fn job(n: u32) -> Job {
     Job {
@@ -283,11 +407,14 @@ fn ready(n: u64) -> QueueDepths {
     }
 }
 
-/// The message counts, without `consumers`: the embedded queue does not count its consumers.
+/// The message counts, without `consumers` and `unacked` (RabbitMQ samples its unacked count
+/// every few seconds: `depths_count_a_consumers_unsettled_deliveries_and_the_consumer` checks
+/// both, waiting for the sample).
 async fn depths<Q: Queue>(queue: &Q) -> QueueDepths {
     let depths = queue.depths().await.unwrap();
     QueueDepths {
         consumers: 0,
+        unacked: None,
         ..depths
     }
 }
@@ -416,4 +543,8 @@ on_every_queue!(
     requeued_delivery_is_delivered_again_untouched,
     deliveries_unsettled_when_the_consumer_closes_go_to_the_next_consumer,
     purge_all_empties_every_queue,
+    a_delivery_is_redelivered_only_after_its_consumer_let_it_go_unsettled,
+    two_consumers_on_one_queue_never_get_the_same_job,
+    depths_count_a_consumers_unsettled_deliveries_and_the_consumer,
+    publish_refuses_a_body_over_the_job_size_cap,
 );

@@ -9,23 +9,30 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use embedded::EmbeddedQueue;
-pub use rabbitmq::{QueueNames, RabbitMqQueue};
+pub use rabbitmq::{DeadSweep, QueueNames, RabbitMqQueue};
 
 use crate::domain::Job;
+
+/// The largest job body a queue accepts (a publish above it is refused); `Job::parse` caps
+/// deliveries with the same number before parsing.
+pub use crate::domain::MAX_JOB_BYTES;
 
 /// One hand-over of a job.
 pub struct Delivery {
     pub body: Vec<u8>,
     /// 1-based attempt number.
     pub attempt: u32,
-    /// Handed out before and never settled (a worker died holding it, or gave it back).
+    /// This attempt was handed over before and not settled (its consumer died, closed, or gave
+    /// it back): the pipeline counts such deliveries so that a job that kills its worker ends
+    /// dead-lettered. RabbitMQ's own flag; the embedded queue's claim counter since the last
+    /// publish or retry.
     pub redelivered: bool,
     pub acker: Acker,
 }
 
 /// How a delivery is acknowledged; each queue knows its own.
 pub enum Acker {
-    RabbitMq(lapin::Acker),
+    RabbitMq(rabbitmq::Ticket),
     Embedded(embedded::Lease),
 }
 
@@ -45,8 +52,9 @@ pub enum Settle<'a> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueDepths {
     pub ready: u64,
-    /// Delivered and not yet settled.
-    pub unacked: u64,
+    /// Delivered and not yet settled; `None` when the queue cannot tell (RabbitMQ without its
+    /// management API: AMQP reports only ready messages).
+    pub unacked: Option<u64>,
     pub retrying: u64,
     pub dead: u64,
     pub consumers: u64,
@@ -83,8 +91,26 @@ pub enum QueueError {
     Broker(#[from] lapin::Error),
     #[error("the broker did not confirm a publish to {0}")]
     NotConfirmed(String),
+    #[error("RabbitMQ did not answer within {after:?} to {what}")]
+    TimedOut { what: &'static str, after: Duration },
     #[error("embedded queue error: {0}")]
     Embedded(#[from] sqlx::Error),
+    /// The lease expired and another consumer took the job: this result is dropped, theirs counts.
+    #[error("the lease on embedded job {0} expired and another consumer took it")]
+    LeaseLost(i64),
+    #[error("a job body of {size} bytes is over the {max}-byte limit; not published")]
+    TooLarge { size: usize, max: usize },
+}
+
+/// Refuses a body over [`MAX_JOB_BYTES`].
+fn check_size(body: &[u8]) -> Result<(), QueueError> {
+    if body.len() > MAX_JOB_BYTES {
+        return Err(QueueError::TooLarge {
+            size: body.len(),
+            max: MAX_JOB_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Where jobs come from. Implemented by [`RabbitMqQueue`] and [`EmbeddedQueue`].
@@ -95,7 +121,8 @@ pub trait Queue: Clone + Send + Sync + 'static {
     fn publish(&self, job: &Job) -> impl Future<Output = Result<(), QueueError>> + Send {
         self.publish_raw(job.to_body())
     }
-    /// Publishes an arbitrary body (other producers; tests of malformed input).
+    /// Publishes an arbitrary body (other producers; tests of malformed input); refuses one over
+    /// [`MAX_JOB_BYTES`].
     fn publish_raw(&self, body: Vec<u8>) -> impl Future<Output = Result<(), QueueError>> + Send;
     /// Starts delivering jobs, at most `prefetch` unsettled at once.
     fn consume(

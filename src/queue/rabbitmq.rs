@@ -4,35 +4,52 @@
 //!   into `<work>` (per-queue, not per-message, TTLs: mixed TTLs in one queue block each other);
 //! - `<work>.dead`: parked jobs, with the reason in the `x-reason` header.
 //!
-//! Every publish waits for the broker's confirm. The attempt number travels in `x-attempt`.
+//! Every publish waits for the broker's confirm, at most [`CONFIRM_TIMEOUT`]. The attempt number
+//! travels in `x-attempt`. Publishing and consuming use separate connections (see `link`).
 //!
 //! Reconnects are ours, not lapin's auto-recovery (see `link`): every operation takes the live
-//! connection and confirm-mode publisher, reopened first if they died. A consumer whose connection
-//! dies yields an error and ends; the worker backs off and consumes again, which reconnects.
-//! Deliveries unsettled on the dead connection were requeued by the broker, so settling them fails
-//! instead of republishing a retry or dead letter that would duplicate the job.
+//! connection, reopened first if it died. A consumer whose connection dies yields an error and
+//! ends; the worker backs off and consumes again, which reconnects. Deliveries unsettled on the
+//! dead connection were requeued by the broker, so settling them fails instead of republishing a
+//! retry or dead letter that would duplicate the job. A settle that fails or hangs closes the
+//! delivery's channel, so the broker redelivers it rather than holding it unacked for ever.
 
 mod link;
+mod management;
+mod sweep;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
     BasicPublishOptions, BasicQosOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 
-use super::{Acker, Consumer, DeadJob, Delivery, Queue, QueueDepths, QueueError, Settle};
+use super::{
+    Acker, Consumer, DeadJob, Delivery, Queue, QueueDepths, QueueError, Settle, check_size,
+};
 
-use link::{Link, Links, io_error};
+use link::{Links, io_error};
+pub use management::MANAGEMENT_URL_ENV;
+use management::Management;
+pub use sweep::{DeadSweep, TakenDead};
 
 /// Delay tiers for retries; a retry goes to the smallest tier at least as long as its delay.
 pub const RETRY_TIERS_SECS: [u64; 6] = [1, 5, 15, 60, 300, 900];
 /// Jobs older than this in the work queue are dead-lettered rather than dropped.
 const WORK_TTL_MS: i32 = 12 * 60 * 60 * 1000;
+/// How long a publish may wait for the broker's confirm. A healthy broker confirms a persistent
+/// message in milliseconds; longer means flow control (a memory or disk alarm) or a dying node,
+/// and the caller is better off failing (the delivery is then redelivered) than hanging.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an ack or nack may take before the delivery's channel is closed instead.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long reading the queue counts may take (`status`, the worker's idle check).
+const DEPTHS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Queue names of one farm; several farms (and tests) can share a broker with different names.
 #[derive(Debug, Clone)]
@@ -57,11 +74,19 @@ const STALE: &str = "the delivery's channel is closed; the broker redelivers it"
 /// How long cancelling or closing a consumer's channel may take (the connection may be dead).
 const CHANNEL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A connection to RabbitMQ with a confirm-mode channel for publishing, reopened when it dies.
-/// Clones share the connection.
+/// How a RabbitMQ delivery is settled: its acker and the channel it came on (closed when the
+/// settle fails, so that the broker redelivers it).
+pub struct Ticket {
+    acker: lapin::Acker,
+    channel: Channel,
+}
+
+/// Connections to RabbitMQ (one publishing, one consuming), reopened when they die.
+/// Clones share the connections.
 #[derive(Clone)]
 pub struct RabbitMqQueue {
     links: Arc<Links>,
+    management: Option<Arc<Management>>,
 }
 
 impl RabbitMqQueue {
@@ -70,6 +95,7 @@ impl RabbitMqQueue {
         let links = Links::connect(url, names).await?;
         Ok(RabbitMqQueue {
             links: Arc::new(links),
+            management: Management::locate(url).map(Arc::new),
         })
     }
 
@@ -77,10 +103,12 @@ impl RabbitMqQueue {
         &self.links.names
     }
 
-    async fn link(&self) -> Result<Link, QueueError> {
-        self.links.current().await
+    /// Starts a one-message-at-a-time pass over the dead-letter queue (see [`DeadSweep`]).
+    pub async fn dead_sweep(&self) -> Result<DeadSweep, QueueError> {
+        DeadSweep::open(self.clone()).await
     }
 
+    /// Publishes `body` to `queue` and waits for the broker's confirm.
     async fn publish_to(
         &self,
         queue: &str,
@@ -102,66 +130,121 @@ impl RabbitMqQueue {
             mandatory: true,
             ..Default::default()
         };
-        let confirm = self
-            .link()
-            .await?
-            .publisher
-            .basic_publish("".into(), queue.to_string().into(), options, body, props)
-            .await?
-            .await?;
+        let publisher = self.links.publisher().await?.channel;
+        let confirmed = async {
+            let routing = queue.to_string().into();
+            let sent = publisher.basic_publish("".into(), routing, options, body, props);
+            sent.await?.await
+        };
+        let confirm = tokio::time::timeout(CONFIRM_TIMEOUT, confirmed)
+            .await
+            .map_err(|_| QueueError::TimedOut {
+                what: "confirm a publish",
+                after: CONFIRM_TIMEOUT,
+            })??;
         if !confirm.is_ack() || confirm.take_message().is_some() {
             return Err(QueueError::NotConfirmed(queue.to_string()));
         }
         Ok(())
     }
 
-    /// Takes every dead message, hands each to `keep`, and returns (kept, left) bodies: kept ones
-    /// are acked (removed), left ones are returned to the dead queue in their order.
-    async fn sweep_dead(
-        &self,
-        keep: &(dyn Fn(&DeadJob) -> bool + Sync),
-    ) -> Result<Vec<DeadJob>, QueueError> {
-        let ch = self.link().await?.conn.create_channel().await?;
-        let mut taken = Vec::new();
-        let mut left = Vec::new();
-        while let Some(msg) = ch
-            .basic_get(self.links.names.dead().into(), BasicGetOptions::default())
-            .await?
-        {
-            let delivery = msg.delivery;
-            let dead = DeadJob {
-                reason: header_string(&delivery.properties, "x-reason").unwrap_or_default(),
-                attempt: attempt_of(&delivery.properties),
-                body: delivery.data.clone(),
-            };
-            if keep(&dead) {
-                taken.push((dead, delivery.acker));
-            } else {
-                left.push(delivery.acker);
+    /// Acks or nacks (with requeue) within [`SETTLE_TIMEOUT`]; on failure the delivery's channel
+    /// is closed so that the broker redelivers it.
+    async fn finish(&self, ticket: &Ticket, requeue: bool) -> Result<(), QueueError> {
+        let done = async {
+            match requeue {
+                false => ticket.acker.ack(BasicAckOptions::default()).await,
+                true => {
+                    let nack = BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    };
+                    ticket.acker.nack(nack).await
+                }
+            }
+        };
+        let failed = match tokio::time::timeout(SETTLE_TIMEOUT, done).await {
+            Ok(Ok(true)) => return Ok(()),
+            Ok(Ok(false)) => stale(),
+            Ok(Err(e)) => QueueError::Broker(e),
+            Err(_) => QueueError::TimedOut {
+                what: "settle a delivery",
+                after: SETTLE_TIMEOUT,
+            },
+        };
+        self.abandon(ticket).await;
+        Err(failed)
+    }
+
+    /// Closes the delivery's channel (the broker requeues what it held); if even that hangs,
+    /// the whole consuming connection.
+    async fn abandon(&self, ticket: &Ticket) {
+        if !ticket.channel.status().connected() {
+            return;
+        }
+        let close = ticket.channel.close(200, "a settle failed".into());
+        match tokio::time::timeout(CHANNEL_CLOSE_TIMEOUT, close).await {
+            Ok(_) if !ticket.channel.status().connected() => {}
+            _ => {
+                tracing::warn!(
+                    "A delivery's channel did not close; closing the consuming connection."
+                );
+                self.links.drop_consuming().await;
             }
         }
-        let mut out = Vec::new();
-        for (dead, acker) in taken {
-            acker.ack(BasicAckOptions::default()).await?;
-            out.push(dead);
-        }
-        // Closing the channel returns the un-acked (left) messages to the dead queue.
-        drop(left);
-        let _ = ch.close(200, "done".into()).await;
-        Ok(out)
     }
+
+    /// Ready and consumer counts of the work queue, the retry and dead totals (AMQP only).
+    async fn amqp_depths(&self) -> Result<QueueDepths, QueueError> {
+        let ch = self.links.consuming().await?.channel;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declare = |name: String| ch.queue_declare(name.into(), passive, FieldTable::default());
+        let work = declare(self.links.names.work.clone()).await?;
+        let mut retrying = 0;
+        for tier in RETRY_TIERS_SECS {
+            retrying += u64::from(declare(self.links.names.retry(tier)).await?.message_count());
+        }
+        let dead = declare(self.links.names.dead()).await?;
+        Ok(QueueDepths {
+            consumers: u64::from(work.consumer_count()),
+            ready: u64::from(work.message_count()),
+            unacked: None,
+            retrying,
+            dead: u64::from(dead.message_count()),
+        })
+    }
+
+    /// The work queue's unacked messages from the management API; `None` when it is unreachable.
+    async fn unacked(&self) -> Option<u64> {
+        let management = self.management.as_ref()?;
+        match management.unacked(&self.links.names.work).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::debug!(error = %e, "Unacked count unknown.");
+                None
+            }
+        }
+    }
+}
+
+fn stale() -> QueueError {
+    QueueError::Broker(io_error(std::io::ErrorKind::NotConnected, STALE))
 }
 
 impl Queue for RabbitMqQueue {
     type Consumer = RabbitMqConsumer;
 
     async fn publish_raw(&self, body: Vec<u8>) -> Result<(), QueueError> {
+        check_size(&body)?;
         self.publish_to(&self.links.names.work, &body, 1, None)
             .await
     }
 
     async fn consume(&self, prefetch: u16, tag: &str) -> Result<RabbitMqConsumer, QueueError> {
-        let channel = self.link().await?.conn.create_channel().await?;
+        let channel = self.links.consuming().await?.conn.create_channel().await?;
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
@@ -181,118 +264,94 @@ impl Queue for RabbitMqQueue {
     }
 
     async fn settle(&self, delivery: &Delivery, how: Settle<'_>) -> Result<(), QueueError> {
-        let Acker::RabbitMq(acker) = &delivery.acker else {
-            unreachable!("a RabbitMQ delivery carries a RabbitMQ acker");
+        let Acker::RabbitMq(ticket) = &delivery.acker else {
+            unreachable!("a RabbitMQ delivery carries a RabbitMQ ticket");
         };
         // A delivery of a dead connection was requeued by the broker: republishing it as a
         // retry or dead letter would duplicate the job.
-        let stale = || QueueError::Broker(io_error(std::io::ErrorKind::NotConnected, STALE));
-        if !acker.usable() {
+        if !ticket.acker.usable() {
             return Err(stale());
         }
-        match how {
-            Settle::Ack => {}
+        let published = match how {
+            Settle::Ack => Ok(()),
             Settle::Retry(after) => {
                 let queue = self.links.names.retry(retry_tier(after));
                 self.publish_to(&queue, &delivery.body, delivery.attempt + 1, None)
-                    .await?;
+                    .await
             }
             Settle::Dead(reason) => {
                 let dead = self.links.names.dead();
                 self.publish_to(&dead, &delivery.body, delivery.attempt, Some(reason))
-                    .await?;
+                    .await
             }
-            Settle::Requeue => {
-                let requeue = BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                };
-                return match acker.nack(requeue).await? {
-                    true => Ok(()),
-                    false => Err(stale()),
-                };
+            Settle::Requeue => return self.finish(ticket, true).await,
+        };
+        if let Err(e) = published {
+            // Give it back now rather than hold it until the consumer closes; if even the nack
+            // fails, `finish` closes the channel.
+            if let Err(nack) = self.finish(ticket, true).await {
+                tracing::debug!(error = %nack, "Giving back a delivery failed; its channel was closed.");
             }
+            return Err(e);
         }
         // Only after the retry or dead letter was confirmed.
-        match acker.ack(BasicAckOptions::default()).await? {
-            true => Ok(()),
-            false => Err(stale()),
-        }
+        self.finish(ticket, false).await
     }
 
     async fn depths(&self) -> Result<QueueDepths, QueueError> {
-        let ch = self.link().await?.conn.create_channel().await?;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let count = |q: lapin::Queue| u64::from(q.message_count());
-        let work = ch
-            .queue_declare(
-                self.links.names.work.clone().into(),
-                passive,
-                FieldTable::default(),
-            )
-            .await?;
-        let mut retrying = 0;
-        for tier in RETRY_TIERS_SECS {
-            let q = ch
-                .queue_declare(
-                    self.links.names.retry(tier).into(),
-                    passive,
-                    FieldTable::default(),
-                )
-                .await?;
-            retrying += count(q);
-        }
-        let dead = ch
-            .queue_declare(
-                self.links.names.dead().into(),
-                passive,
-                FieldTable::default(),
-            )
-            .await?;
-        let _ = ch.close(200, "done".into()).await;
-        Ok(QueueDepths {
-            consumers: u64::from(work.consumer_count()),
-            ready: count(work),
-            // The broker's queue.declare-ok does not report unacked messages.
-            unacked: 0,
-            retrying,
-            dead: count(dead),
-        })
+        let amqp = tokio::time::timeout(DEPTHS_TIMEOUT, self.amqp_depths());
+        let (amqp, unacked) = tokio::join!(amqp, self.unacked());
+        let depths = amqp.map_err(|_| QueueError::TimedOut {
+            what: "report queue depths",
+            after: DEPTHS_TIMEOUT,
+        })??;
+        Ok(QueueDepths { unacked, ..depths })
     }
 
     async fn dead_jobs(&self) -> Result<Vec<DeadJob>, QueueError> {
-        let seen = std::sync::Mutex::new(Vec::new());
-        self.sweep_dead(&|d| {
-            if let Ok(mut seen) = seen.lock() {
-                seen.push(d.clone());
-            }
-            false
-        })
-        .await?;
-        Ok(seen.into_inner().unwrap_or_default())
+        let mut sweep = self.dead_sweep().await?;
+        let mut seen = Vec::new();
+        while let Some(taken) = sweep.take_next().await? {
+            seen.push(taken.dead().clone());
+            sweep.leave(taken);
+        }
+        sweep.close().await;
+        Ok(seen)
     }
 
+    /// One message at a time: take it (unacked), republish it and wait for the confirm, then ack
+    /// it. A crash in between leaves it in the dead-letter queue as well (a duplicate, which the
+    /// store's upsert absorbs), never in neither. Messages not picked stay unacked on the sweep's
+    /// channel until the end, so each is seen once, and return to the dead-letter queue in order.
     async fn requeue_dead(
         &self,
         pick: &(dyn Fn(&DeadJob) -> bool + Sync),
     ) -> Result<usize, QueueError> {
-        let taken = self.sweep_dead(pick).await?;
-        for dead in &taken {
-            self.publish_to(&self.links.names.work, &dead.body, 1, None)
-                .await?;
+        let mut sweep = self.dead_sweep().await?;
+        let mut moved = 0;
+        let result = async {
+            while let Some(taken) = sweep.take_next().await? {
+                if pick(taken.dead()) {
+                    sweep.republish(&taken).await?;
+                    sweep.ack(taken).await?;
+                    moved += 1;
+                } else {
+                    sweep.leave(taken);
+                }
+            }
+            Ok(())
         }
-        Ok(taken.len())
+        .await;
+        sweep.close().await;
+        result.map(|()| moved)
     }
 
     async fn purge_all(&self) -> Result<(), QueueError> {
         let mut names = vec![self.links.names.work.clone(), self.links.names.dead()];
         names.extend(RETRY_TIERS_SECS.iter().map(|t| self.links.names.retry(*t)));
-        let publisher = self.link().await?.publisher;
+        let channel = self.links.consuming().await?.channel;
         for name in names {
-            publisher
+            channel
                 .queue_purge(name.into(), QueuePurgeOptions::default())
                 .await?;
         }
@@ -320,7 +379,10 @@ impl Consumer for RabbitMqConsumer {
                 attempt: attempt_of(&d.properties),
                 redelivered: d.redelivered,
                 body: d.data,
-                acker: Acker::RabbitMq(d.acker),
+                acker: Acker::RabbitMq(Ticket {
+                    acker: d.acker,
+                    channel: self.channel.clone(),
+                }),
             })),
             Err(e) => Some(Err(e.into())),
         }
@@ -367,19 +429,6 @@ fn attempt_of(props: &BasicProperties) -> u32 {
         Some(AMQPValue::LongLongInt(n)) => n.clamp(1, u32::MAX as i64) as u32,
         Some(AMQPValue::LongInt(n)) => n.max(1) as u32,
         _ => 1,
-    }
-}
-
-fn header_string(props: &BasicProperties, name: &str) -> Option<String> {
-    match props
-        .headers()
-        .as_ref()?
-        .inner()
-        .get(&ShortString::from(name))?
-    {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
     }
 }
 
