@@ -2,7 +2,9 @@
 //! is an idempotent upsert keyed by (site, external id) or by the job id, because delivery is
 //! at-least-once. `write` holds the pipeline's writes, `read` the operator queries.
 
+pub mod leases;
 mod read;
+pub mod roles;
 mod snapshots;
 mod write;
 
@@ -84,6 +86,9 @@ impl Store {
 
     /// Applies the backend's migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        if self.schema_is_current().await {
+            return Ok(()); // a worker role may not run even sqlx's CREATE TABLE IF NOT EXISTS
+        }
         match self.backend {
             Backend::Postgres => PG_MIGRATOR.run(&self.pool).await?,
             Backend::Sqlite => SQLITE_MIGRATOR.run(&self.pool).await?,
