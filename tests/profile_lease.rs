@@ -65,6 +65,25 @@ async fn an_expired_lease_is_taken_over(store: &Store) {
     );
 }
 
+/// A holder that stopped heartbeating (a crashed pod) is waited out, not refused: its lease
+/// runs out within [`scrapefarm::store::leases::LEASE`] and the successor takes the profile.
+async fn a_silent_holder_is_waited_out(store: &Store) {
+    let silent = "UPDATE profile_leases SET heartbeat_at = heartbeat_at - 30000, \
+                  lease_until = heartbeat_at - 30000 + 32000 WHERE profile = 'worker-3'";
+    sqlx::query(silent).execute(store.pool()).await.unwrap();
+    let started = Instant::now();
+    let d = ProfileLease::acquire(store, "worker-3", "worker-3 (pid 8)", "pod-d").await;
+    assert!(
+        d.is_ok(),
+        "the silent holder's profile is taken once its lease ran out"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+}
+
 #[tokio::test]
 async fn profile_leases_on_postgres() {
     let name = unique("sf_lease");
@@ -74,6 +93,7 @@ async fn profile_leases_on_postgres() {
     store.migrate().await.unwrap();
     a_live_lease_is_refused_to_another_host_and_free_once_released(&store).await;
     an_expired_lease_is_taken_over(&store).await;
+    a_silent_holder_is_waited_out(&store).await;
     store.close().await;
     drop_database(&name).await;
 }
@@ -86,6 +106,7 @@ async fn profile_leases_on_sqlite() {
     store.migrate().await.unwrap();
     a_live_lease_is_refused_to_another_host_and_free_once_released(&store).await;
     an_expired_lease_is_taken_over(&store).await;
+    a_silent_holder_is_waited_out(&store).await;
 }
 
 fn worker(farm: &Farm, host: &str) -> Command {
