@@ -3,7 +3,12 @@
 # scrapefarm image: one binary; one container = one worker = one headless Chromium + one profile.
 #
 #   docker build -t scrapefarm:0.1.0 .
-#   docker run --rm --shm-size=1g -e DATABASE_URL=... -e AMQP_URL=... scrapefarm:0.1.0 worker
+#   docker run --rm --shm-size=1g -e DATABASE_URL=... -e AMQP_URL=... \
+#     --security-opt seccomp=k8s/seccomp/scrapefarm-chromium.json scrapefarm:0.1.0 worker
+#
+# The seccomp profile lets Chromium's sandbox create its user namespaces (Docker's default profile
+# denies them); without it the worker logs a WARN and runs Chromium with --no-sandbox. Chromium
+# and chromedriver never see DATABASE_URL/AMQP_URL: they start with a minimal environment.
 #
 # Credentials are never baked in: DATABASE_URL and AMQP_URL come from the environment at run time
 # (in Kubernetes from the Secret `scrapefarm-credentials`, see k8s/).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Common, DemoArgs, EnqueueArgs, FixtureArgs, WorkerArgs};
+use crate::cli::{Common, DemoArgs, EnqueueArgs, FixtureArgs, GrantWorkerArgs, WorkerArgs};
 use crate::collect::{collect, jobs_from_urls};
 use crate::fixture_site::{Defences, FixtureConfig, FixtureSite};
 use crate::pipeline::Pipeline;
@@ -18,6 +18,8 @@ use crate::render::{
     WebDriverRenderer, build, profile,
 };
 use crate::site::Sites;
+use crate::store::leases::{ProfileLease, lease_host};
+use crate::store::roles;
 use crate::store::{ListingFilter, Store};
 use crate::worker::{WorkerSettings, run_worker};
 
@@ -103,6 +105,31 @@ pub async fn migrate(common: &Common) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `scrapefarm db grant-worker ROLE`: the workers' least-privilege role (see `store::roles`).
+pub async fn grant_worker(common: &Common, args: &GrantWorkerArgs) -> anyhow::Result<()> {
+    let store = connect_store(common).await?;
+    let password = std::env::var(roles::PASSWORD_VAR)
+        .ok()
+        .filter(|p| !p.is_empty());
+    let granted = store.grant_worker(&args.role, password.as_deref()).await?;
+    let what = if granted.created {
+        "created"
+    } else {
+        "updated"
+    };
+    let password = if granted.password_set {
+        format!("password from {}", roles::PASSWORD_VAR)
+    } else {
+        "password unchanged".into()
+    };
+    println!(
+        "Role {} {what} ({password}); it may read and write the farm's tables in {} and nothing else.",
+        args.role,
+        crate::store::redact(&common.database_url())
+    );
+    Ok(())
+}
+
 pub async fn fixture_site(args: &FixtureArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = FixtureConfig {
         seed: args.seed,
@@ -150,7 +177,7 @@ pub async fn enqueue(common: &Common, args: &EnqueueArgs) -> anyhow::Result<()> 
         return Ok(());
     }
     let query = args.query.as_deref().unwrap_or_default();
-    let renderer = launch_renderer(common, "enqueue", 1, true).await?;
+    let renderer = launch_renderer(common, &args.profile, 1, true).await?;
     let result = collect(site, query, args.max_pages, &renderer, &store, &queue).await;
     renderer.close().await;
     let report = result?;
@@ -211,6 +238,10 @@ pub async fn worker(
     let sites = load_sites(common, None)?;
     let store = connect_store(common).await?;
     let queue = connect_queue(common, &store).await?;
+    // One browser per profile across pods: the lease comes before the browser.
+    let owner = format!("{worker_id} (pid {})", std::process::id());
+    let lease = ProfileLease::acquire(&store, &worker_id, &owner, &lease_host()).await?;
+    lease.keep_alive(shutdown.clone());
     let pipeline = build_pipeline(
         common,
         sites,
@@ -220,7 +251,14 @@ pub async fn worker(
         args.max_attempts,
         !args.no_blocking,
     )
-    .await?;
+    .await;
+    let pipeline = match pipeline {
+        Ok(pipeline) => pipeline,
+        Err(e) => {
+            lease.release().await;
+            return Err(e);
+        }
+    };
     let settings = WorkerSettings {
         concurrency: args.concurrency,
         exit_when_idle: args.exit_when_idle.map(Duration::from_secs),
@@ -231,6 +269,7 @@ pub async fn worker(
     tracing::info!(worker = %worker_id, profile = %profile.display(), "Worker starting.");
     let exit = run_worker(pipeline.clone(), queue.clone(), settings, shutdown).await;
     pipeline.renderer.close().await;
+    lease.release().await;
     queue.close().await;
     let _ = std::fs::remove_file(&args.ready_file);
     eprintln!("{}", pipeline.stats);

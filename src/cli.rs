@@ -26,10 +26,11 @@ pub struct Cli {
 pub struct Common {
     /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://file.db?mode=rwc`) URL; without one, the
     /// embedded default `<data dir>/scrapefarm.db` (SQLite).
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    // hide_env_values: these URLs hold passwords, which `--help` must never print.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// RabbitMQ URL; without one, jobs queue in the database (the embedded queue).
-    #[arg(long, env = "AMQP_URL", global = true)]
+    #[arg(long, env = "AMQP_URL", global = true, hide_env_values = true)]
     pub amqp_url: Option<String>,
     /// Folder of the embedded database.
     #[arg(long, env = "SCRAPEFARM_DATA_DIR", global = true, default_value = ".")]
@@ -216,6 +217,9 @@ pub enum Command {
     /// The dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Database administration (PostgreSQL): the least-privilege role the workers connect as.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Exit 0 when the worker's ready file was touched within 60 s (container health check).
     #[command(after_help = "Example:\n  scrapefarm health")]
     Health(HealthArgs),
@@ -257,6 +261,10 @@ pub struct EnqueueArgs {
     /// File of listing URLs, one per line (`-` for stdin).
     #[arg(long)]
     pub urls: Option<PathBuf>,
+    /// Browser profile (subfolder of the profile root) that renders the search; give concurrent
+    /// enqueuers (a Job and a CronJob) different ones, and never a worker's.
+    #[arg(long, env = "SCRAPEFARM_ENQUEUE_PROFILE", default_value = "enqueue")]
+    pub profile: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -381,6 +389,24 @@ pub struct DlqArgs {
     /// Only the jobs of this listing (external id).
     #[arg(long)]
     pub listing: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create (or update) the role workers connect as: LOGIN, no superuser, no CREATEDB or
+    /// CREATEROLE; SELECT/INSERT/UPDATE/DELETE on the farm's tables and USAGE on their sequences,
+    /// also for tables later migrations add. Run it as the owner (the role `migrate` runs as),
+    /// after `migrate`. The password is read from SCRAPEFARM_WORKER_DB_PASSWORD, never printed.
+    #[command(
+        after_help = "Example:\n  SCRAPEFARM_WORKER_DB_PASSWORD=$(openssl rand -hex 24) \\\n    DATABASE_URL=postgres://owner:…@db/scrapefarm scrapefarm db grant-worker scrapefarm_worker"
+    )]
+    GrantWorker(GrantWorkerArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GrantWorkerArgs {
+    /// Role name (lowercase letters, digits, underscores).
+    pub role: String,
 }
 
 #[derive(Debug, Clone, Args)]

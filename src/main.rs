@@ -5,7 +5,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use scrapefarm::app;
-use scrapefarm::cli::{Cli, Command, DlqCommand};
+use scrapefarm::cli::{Cli, Command, DbCommand, DlqCommand};
 use scrapefarm::operator;
 
 #[tokio::main]
@@ -31,6 +31,7 @@ async fn main() -> std::process::ExitCode {
         Command::Failures(args) => operator::failures(common, args).await,
         Command::Dlq(DlqCommand::Requeue(args)) => operator::dlq_requeue(common, args).await,
         Command::Health(args) => operator::health(args),
+        Command::Db(DbCommand::GrantWorker(args)) => app::grant_worker(common, args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

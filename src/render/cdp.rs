@@ -214,13 +214,18 @@ const LEAN_FLAGS: [&str; 2] = ["process-per-site", "disable-site-isolation-trial
 const LEAN_FEATURES_OFF: &str = "IsolateOrigins,site-per-process,BackForwardCache";
 
 async fn launch(settings: &BrowserSettings) -> Result<Live, RenderError> {
-    let chrome = super::profile::launcher(&settings.profile_dir, &settings.chrome);
+    let chrome = super::profile::launcher(&settings.profile_dir, &settings.chrome)
+        .map_err(|e| RenderError::Browser(e.to_string()))?;
+    let sandbox = super::confine::detect_in_background(&settings.chrome).await?;
     let mut builder = BrowserConfig::builder()
         .arg(("disable-features", LEAN_FEATURES_OFF))
         // chromiumoxide passes --enable-automation, which sets `navigator.webdriver`.
         .arg(("disable-blink-features", "AutomationControlled"));
     for flag in LEAN_FLAGS {
         builder = builder.arg(flag);
+    }
+    if !sandbox.is_on() {
+        builder = builder.no_sandbox();
     }
     if settings.block_resources {
         // Blink never requests images: cheaper than failing each request through Fetch.
@@ -230,7 +235,6 @@ async fn launch(settings: &BrowserSettings) -> Result<Live, RenderError> {
         .chrome_executable(&chrome)
         .user_data_dir(&settings.profile_dir)
         .new_headless_mode()
-        .no_sandbox()
         // Keys without leading dashes: chromiumoxide adds them (see notes/crates.md §1).
         .arg("disable-gpu")
         .arg("disable-quic")
@@ -260,6 +264,7 @@ async fn launch(settings: &BrowserSettings) -> Result<Live, RenderError> {
         profile = %settings.profile_dir.display(),
         chrome = %settings.chrome.display(),
         user_agent = user_agent.as_deref().unwrap_or(&reported),
+        sandbox = sandbox.is_on(),
         "Chromium launched."
     );
     Ok(Live {

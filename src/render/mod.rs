@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod cdp;
+pub mod confine;
 mod navigate;
 pub mod pool;
 pub mod profile;

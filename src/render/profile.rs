@@ -61,32 +61,43 @@ pub fn claim(root: &Path, worker_id: &str) -> Result<PathBuf, ProfileError> {
     Ok(dir)
 }
 
-/// A launcher for `chrome` that dies with its parent: `setpriv --pdeathsig KILL` makes the kernel
-/// kill Chromium when the worker dies, even by SIGKILL (Chromium's own children follow their
-/// browser process). Written into the profile; without `setpriv`, `chrome` itself is returned and
+/// A launcher for `chrome`, written into the profile: it starts Chromium with only the
+/// environment `confine::browser_env` allows (never the worker's credentials), through
+/// `setpriv --pdeathsig KILL` where installed, so the kernel kills Chromium when the worker dies,
+/// even by SIGKILL (Chromium's own children follow their browser process); without `setpriv`,
 /// orphans are only killed at the next start (`claim`).
-pub fn launcher(profile_dir: &Path, chrome: &Path) -> PathBuf {
-    let setpriv = Path::new("/usr/bin/setpriv");
-    if !setpriv.exists() {
-        return chrome.to_path_buf();
-    }
+pub fn launcher(profile_dir: &Path, chrome: &Path) -> Result<PathBuf, ProfileError> {
     let script = profile_dir.join("scrapefarm-chromium.sh");
-    let text = format!(
-        "#!/bin/sh\n# Written by scrapefarm: Chromium dies with the worker that launched it.\nexec {} --pdeathsig KILL -- '{}' \"$@\"\n",
-        setpriv.display(),
-        chrome.display()
+    let text = launcher_script(
+        chrome,
+        &super::confine::browser_env_of_process(),
+        Path::new("/usr/bin/setpriv").exists(),
     );
     let written = std::fs::write(&script, text).and_then(|()| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
     });
-    match written {
-        Ok(()) => script,
-        Err(e) => {
-            tracing::warn!(error = %e, "Could not write the Chromium launcher; orphans are killed at the next start.");
-            chrome.to_path_buf()
-        }
+    written.map_err(|source| ProfileError::Io {
+        dir: profile_dir.to_path_buf(),
+        source,
+    })?;
+    Ok(script)
+}
+
+/// The launcher's text: `env -i` with the allowed variables, then (optionally) `setpriv`.
+fn launcher_script(chrome: &Path, env: &[(String, String)], setpriv: bool) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut line = String::from("exec /usr/bin/env -i");
+    for (key, value) in env {
+        line.push_str(&format!(" {key}={}", quote(value)));
     }
+    if setpriv {
+        line.push_str(" /usr/bin/setpriv --pdeathsig KILL --");
+    }
+    line.push_str(&format!(" {} \"$@\"\n", quote(&chrome.to_string_lossy())));
+    format!(
+        "#!/bin/sh\n# Written by scrapefarm: Chromium gets a minimal environment and dies with the worker.\n{line}"
+    )
 }
 
 /// Whether `pid` is still alive after up to two seconds (a killed orphan takes a moment to go).
@@ -217,6 +228,31 @@ mod tests {
             claim(root.path(), "w4").is_ok(),
             "a dead owner's profile is taken over"
         );
+    }
+
+    #[test]
+    fn the_launcher_passes_only_the_allowed_environment_quoted() {
+        let env = [("HOME".to_string(), "/tmp/it's".to_string())];
+        let text = launcher_script(Path::new("/usr/bin/chromium"), &env, true);
+        let last = text.lines().last().unwrap();
+        assert_eq!(
+            last,
+            "exec /usr/bin/env -i HOME='/tmp/it'\\''s' /usr/bin/setpriv --pdeathsig KILL -- '/usr/bin/chromium' \"$@\""
+        );
+        // Run with `env` as the browser: it prints exactly what the browser would get.
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("launch.sh");
+        std::fs::write(
+            &script,
+            launcher_script(Path::new("/usr/bin/env"), &env, false),
+        )
+        .unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(&script)
+            .env("DATABASE_URL", "postgres://u:s3cret@h/db")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "HOME=/tmp/it's\n");
     }
 
     #[test]

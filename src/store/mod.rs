@@ -3,7 +3,9 @@
 //! at-least-once. `write` holds the pipeline's writes, `read` the operator queries.
 
 mod error;
+pub mod leases;
 mod read;
+pub mod roles;
 mod snapshots;
 mod write;
 
@@ -81,6 +83,9 @@ impl Store {
 
     /// Applies the backend's migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        if self.schema_is_current().await {
+            return Ok(()); // a worker role may not run even sqlx's CREATE TABLE IF NOT EXISTS
+        }
         match self.backend {
             Backend::Postgres => PG_MIGRATOR.run(&self.pool).await?,
             Backend::Sqlite => SQLITE_MIGRATOR.run(&self.pool).await?,

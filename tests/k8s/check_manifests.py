@@ -19,6 +19,12 @@ from pathlib import Path
 import yaml
 
 SECRET_NAME = "scrapefarm-credentials"
+# The workers' least-privilege database role (`scrapefarm db grant-worker`); the owner's
+# DATABASE_URL in SECRET_NAME is for the migration Job only.
+WORKER_SECRET_NAME = "scrapefarm-worker-credentials"
+# Localhost seccomp profile that lets Chromium's sandbox create user namespaces.
+CHROMIUM_SECCOMP = "profiles/scrapefarm-chromium.json"
+CHROMIUM_SECCOMP_FILE = "seccomp/scrapefarm-chromium.json"
 WORKER_JOB = "scrapefarm-worker"
 COMPLETION_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 APP_COMPONENTS = {"worker", "migrate", "enqueue"}
@@ -174,11 +180,14 @@ def check_pod_security(c: Checks, w: Workload) -> None:
         c.check(f"{where} has cpu and memory limits", "cpu" in limits and "memory" in limits,
                 f"limits: {limits!r}")
         sc = k.get("securityContext") or {}
-        c.check(f"{where} is restricted (no privilege escalation, drops ALL, RuntimeDefault seccomp)",
+        seccomp = effective(w.pod, k, "seccompProfile") or {}
+        confined = seccomp.get("type") == "RuntimeDefault" or (
+            seccomp.get("type") == "Localhost" and seccomp.get("localhostProfile") == CHROMIUM_SECCOMP)
+        c.check(f"{where} is restricted (no privilege escalation, drops ALL, RuntimeDefault or the "
+                "Chromium seccomp profile)",
                 sc.get("allowPrivilegeEscalation") is False
-                and "ALL" in ((sc.get("capabilities") or {}).get("drop") or [])
-                and (effective(w.pod, k, "seccompProfile") or {}).get("type") == "RuntimeDefault",
-                f"securityContext: {sc!r}")
+                and "ALL" in ((sc.get("capabilities") or {}).get("drop") or []) and confined,
+                f"securityContext: {sc!r}, seccomp: {seccomp!r}")
         image = k.get("image", "")
         tag = image.rsplit("/", 1)[-1].partition(":")[2]
         c.check(f"{where} image has a pinned tag", "@" in image or (tag and tag != "latest"), image)
@@ -210,7 +219,7 @@ def check_pod_details(c: Checks, w: Workload, config: dict) -> None:
                     f"mounts: {sorted(paths)}")
 
 
-def check_references(c: Checks, w: Workload, secret_keys: set[str], configmaps: set[str],
+def check_references(c: Checks, w: Workload, secret_keys: dict[str, set[str]], configmaps: set[str],
                      claims: set[str]) -> None:
     secret_refs: list[tuple[str, str | None]] = []
     config_refs: list[str] = []
@@ -237,8 +246,9 @@ def check_references(c: Checks, w: Workload, secret_keys: set[str], configmaps: 
             c.check(f"{w.ref} PVC {claim} is defined", claim in claims, f"known: {sorted(claims)}")
     for name, key in secret_refs:
         what = f"{name}/{key}" if key else f"{name} (envFrom/volume)"
-        c.check(f"{w.ref} secret ref {what}", name == SECRET_NAME and (key is None or key in secret_keys),
-                f"must name {SECRET_NAME} and a key of secret.template.yaml {sorted(secret_keys)}")
+        c.check(f"{w.ref} secret ref {what}",
+                name in secret_keys and (key is None or key in secret_keys[name]),
+                f"must name a Secret of secret.template.yaml and one of its keys: {secret_keys}")
     for name in config_refs:
         c.check(f"{w.ref} ConfigMap {name} is defined", name in configmaps, f"known: {sorted(configmaps)}")
     for k in w.containers():
@@ -247,19 +257,90 @@ def check_references(c: Checks, w: Workload, secret_keys: set[str], configmaps: 
         c.check(f"{w.ref} container {k['name']} mounts only declared volumes", not unknown, f"{unknown}")
 
 
-def check_secret_template(c: Checks, docs: list[tuple[str, dict]]) -> set[str]:
+def check_secret_template(c: Checks, docs: list[tuple[str, dict]]) -> dict[str, set[str]]:
     secrets = [(f, d) for f, d in docs if d.get("kind") == "Secret"]
-    ok = c.check("exactly one Secret, scrapefarm-credentials, in secret.template.yaml",
-                 [(f, d["metadata"]["name"]) for f, d in secrets] == [("secret.template.yaml", SECRET_NAME)],
-                 f"found: {[(f, d['metadata']['name']) for f, d in secrets]}")
+    names = [(f, d["metadata"]["name"]) for f, d in secrets]
+    want_names = [("secret.template.yaml", SECRET_NAME), ("secret.template.yaml", WORKER_SECRET_NAME)]
+    ok = c.check(f"the Secrets are {SECRET_NAME} and {WORKER_SECRET_NAME}, in secret.template.yaml",
+                 names == want_names, f"found: {names}")
     if not ok:
-        return set()
-    data = secrets[0][1].get("stringData") or {}
-    want = {"DATABASE_URL", "AMQP_URL", "POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"}
-    c.check("secret template has all credential keys", want <= set(data), f"missing: {sorted(want - set(data))}")
-    real = sorted(k for k, v in data.items() if k != "RABBITMQ_DEFAULT_USER" and "CHANGE_ME" not in str(v))
-    c.check("secret template holds placeholders only (CHANGE_ME)", not real, f"non-placeholder keys: {real}")
-    return set(data)
+        return {}
+    keys = {d["metadata"]["name"]: set(d.get("stringData") or {}) for _, d in secrets}
+    want = {
+        SECRET_NAME: {"DATABASE_URL", "AMQP_URL", "POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_USER",
+                      "RABBITMQ_DEFAULT_PASS"},
+        WORKER_SECRET_NAME: {"DATABASE_URL", "SCRAPEFARM_WORKER_DB_PASSWORD"},
+    }
+    for name, wanted in want.items():
+        c.check(f"secret template {name} has all credential keys", wanted <= keys[name],
+                f"missing: {sorted(wanted - keys[name])}")
+    for _, d in secrets:
+        data = d.get("stringData") or {}
+        real = sorted(k for k, v in data.items() if k != "RABBITMQ_DEFAULT_USER" and "CHANGE_ME" not in str(v))
+        c.check(f"secret template {d['metadata']['name']} holds placeholders only (CHANGE_ME)", not real,
+                f"non-placeholder keys: {real}")
+    return keys
+
+
+def runs_browser(w: Workload) -> bool:
+    """Pods that launch Chromium (they mount /dev/shm for it)."""
+    return any(m.get("mountPath") == "/dev/shm" for k in w.containers() for m in k.get("volumeMounts") or [])
+
+
+def check_least_privilege(c: Checks, w: Workload) -> None:
+    """Browser pods: Chromium's sandbox may create user namespaces, and the database role is the
+    worker's; only the migration Job connects as the owner."""
+    for k in w.containers():
+        if not is_scrapefarm_image(k.get("image", "")):
+            continue
+        where = f"{w.ref} container {k['name']}"
+        db = next((((e.get("valueFrom") or {}).get("secretKeyRef") or {}) for e in k.get("env") or []
+                   if e.get("name") == "DATABASE_URL"), {})
+        if w.labels.get(COMPONENT_LABEL) == "migrate":
+            continue
+        c.check(f"{where} connects as the worker role", db.get("name") == WORKER_SECRET_NAME,
+                f"DATABASE_URL from {db!r}")
+        if runs_browser(w):
+            seccomp = effective(w.pod, k, "seccompProfile") or {}
+            c.check(f"{where} runs Chromium under the sandbox-friendly seccomp profile",
+                    seccomp == {"type": "Localhost", "localhostProfile": CHROMIUM_SECCOMP}, f"{seccomp!r}")
+            c.check(f"{where} runs Chromium without privilege escalation",
+                    (k.get("securityContext") or {}).get("allowPrivilegeEscalation") is False,
+                    f"{k.get('securityContext')!r}")
+
+
+def check_chromium_seccomp(c: Checks, k8s: Path) -> None:
+    """The Localhost profile lets Chromium's sandbox make its namespaces, and denies the rest."""
+    path = k8s / CHROMIUM_SECCOMP_FILE
+    try:
+        profile = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        c.check(f"{CHROMIUM_SECCOMP_FILE} is a JSON seccomp profile", False, str(err))
+        return
+    denied = {n for rule in profile.get("syscalls") or [] if rule.get("action") != "SCMP_ACT_ALLOW"
+              for n in rule.get("names") or []}
+    needed = {"clone", "clone3", "unshare", "setns", "chroot", "seccomp", "prctl"}
+    c.check(f"{CHROMIUM_SECCOMP_FILE} allows what Chromium's sandbox needs",
+            profile.get("defaultAction") == "SCMP_ACT_ALLOW" and not (needed & denied),
+            f"defaultAction {profile.get('defaultAction')!r}, denied: {sorted(needed & denied)}")
+    c.check(f"{CHROMIUM_SECCOMP_FILE} denies kernel-level calls",
+            {"kexec_load", "init_module", "bpf", "mount"} <= denied,
+            f"denied: {sorted(denied)}")
+
+
+def check_distinct_profiles(c: Checks, workloads: list[Workload]) -> None:
+    """The enqueue Job and CronJob render with their own profiles, never a worker's."""
+    profiles = []
+    for w in workloads:
+        for k in w.containers():
+            args = [str(a) for a in k.get("args") or []]
+            if args[:1] == ["enqueue"] and "--query" in args:
+                value = args[args.index("--profile") + 1] if "--profile" in args[:-1] else "enqueue"
+                profiles.append((w.ref, value))
+    names = [p for _, p in profiles]
+    c.check("enqueuers render with distinct profiles, none a worker's",
+            len(set(names)) == len(names) and not any(n.startswith("worker-") for n in names),
+            f"{profiles}")
 
 
 def check_network_policies(c: Checks, docs: list[tuple[str, dict]], workloads: list[Workload]) -> None:
@@ -325,6 +406,9 @@ def main() -> int:
         check_pod_security(c, w)
         check_pod_details(c, w, config)
         check_references(c, w, secret_keys, set(configmaps), claims)
+        check_least_privilege(c, w)
+    check_chromium_seccomp(c, k8s)
+    check_distinct_profiles(c, workloads)
     check_network_policies(c, docs, workloads)
 
     all_args = []

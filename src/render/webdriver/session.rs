@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
+use crate::render::confine::{self, Sandbox};
 use crate::render::{BrowserSettings, RenderError, profile};
 
 /// Upper bound on one command that does not navigate (switch, script, source, screenshot).
@@ -72,9 +73,13 @@ pub(super) async fn command<T>(
 }
 
 /// Spawns chromedriver on a port it picks itself and returns it with that port.
+/// chromedriver (and the Chromium it starts, which inherits its environment) gets only
+/// `confine::browser_env`: never the worker's credentials.
 async fn spawn_chromedriver(chromedriver: &Path) -> Result<(Child, u16), RenderError> {
     let mut driver = Command::new(chromedriver)
         .args(["--port=0", "--log-level=SEVERE"])
+        .env_clear()
+        .envs(confine::browser_env_of_process())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -120,10 +125,9 @@ async fn read_port(out: ChildStdout) -> Option<u16> {
 
 /// Chromium as in `cdp::launch`, plus the background-throttling switches chromiumoxide adds by
 /// default: the windows not in front must keep running their timers.
-fn capabilities(settings: &BrowserSettings) -> Capabilities {
+fn capabilities(settings: &BrowserSettings, sandbox: &Sandbox) -> Capabilities {
     let args = [
         "--headless=new",
-        "--no-sandbox",
         "--disable-gpu",
         "--disable-quic",
         "--no-first-run",
@@ -137,6 +141,9 @@ fn capabilities(settings: &BrowserSettings) -> Capabilities {
         "--window-size=1366,768",
     ];
     let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if !sandbox.is_on() {
+        args.push("--no-sandbox".into());
+    }
     args.push(format!(
         "--user-data-dir={}",
         settings.profile_dir.display()
@@ -160,9 +167,10 @@ pub(super) async fn start_session(
     // The caller claimed the profile (`profile::claim`, which also killed orphans of a dead
     // worker); a browser this process still runs on it makes Chromium exit at once below.
     let dir = &settings.profile_dir;
+    let sandbox = confine::detect_in_background(&settings.chrome).await?;
     let (mut driver, port) = spawn_chromedriver(chromedriver).await?;
     let connect = ClientBuilder::new(HttpConnector::new())
-        .capabilities(capabilities(settings))
+        .capabilities(capabilities(settings, &sandbox))
         .connect(&format!("http://127.0.0.1:{port}"))
         .await;
     let client = match connect {
@@ -181,7 +189,7 @@ pub(super) async fn start_session(
     };
     match open_windows(&mut session, settings).await {
         Ok(()) => {
-            tracing::info!(profile = %dir.display(), port, "chromedriver session started.");
+            tracing::info!(profile = %dir.display(), port, sandbox = sandbox.is_on(), "chromedriver session started.");
             Ok(session)
         }
         Err(e) => {

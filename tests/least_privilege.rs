@@ -1,0 +1,195 @@
+//! Least privilege outside the browser: `--help` never prints a secret from the environment, and
+//! workers connect to PostgreSQL as a role that can read and write the farm's rows but cannot
+//! change the schema or read the server's secrets.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use clap::CommandFactory;
+use common::{PG_BASE, drop_database, unique};
+use scrapefarm::cli::Cli;
+use scrapefarm::fixture_site::{FixtureConfig, FixtureSite};
+use scrapefarm::store::Store;
+use sqlx::Connection;
+
+const SECRET: &str = "s3cret";
+
+/// Every subcommand path of the CLI, e.g. `["snapshots", "ls"]`.
+fn subcommand_paths(cmd: &clap::Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+    for sub in cmd.get_subcommands() {
+        let mut path = prefix.clone();
+        path.push(sub.get_name().to_string());
+        out.push(path.clone());
+        subcommand_paths(sub, path, out);
+    }
+}
+
+#[test]
+fn help_of_every_command_never_prints_secret_env_values() {
+    let mut paths = vec![Vec::new()];
+    subcommand_paths(&Cli::command(), Vec::new(), &mut paths);
+    assert!(paths.len() > 10, "{paths:?}");
+    assert!(paths.contains(&vec!["db".into(), "grant-worker".into()]));
+    for path in paths {
+        let out = Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
+            .args(&path)
+            .arg("--help")
+            .env("DATABASE_URL", format!("postgres://u:{SECRET}@h/db"))
+            .env("AMQP_URL", format!("amqp://u:{SECRET}@h/"))
+            .env("SCRAPEFARM_WORKER_DB_PASSWORD", SECRET)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{path:?} --help");
+        assert!(
+            !text.contains(SECRET),
+            "`{} --help` prints a secret:\n{text}",
+            path.join(" ")
+        );
+        if path.is_empty() || path == ["worker"] {
+            assert!(
+                text.contains("[env: DATABASE_URL]"),
+                "the variable is still named:\n{text}"
+            );
+        }
+    }
+}
+
+fn scrapefarm(db_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env_remove("AMQP_URL")
+        .env(
+            "SCRAPEFARM_SITES_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"),
+        )
+        .output()
+        .unwrap()
+}
+
+/// Runs `sql` as the worker role and returns the server's error, if any.
+async fn as_worker(url: &str, sql: &str) -> Result<(), String> {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    done.map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_role_crawls_but_cannot_change_the_schema_or_read_secrets() {
+    let name = unique("sf_role");
+    let role = format!("sf_worker_{}", name.rsplit('_').next().unwrap());
+    let owner_url = format!("{PG_BASE}/{name}");
+    let out = scrapefarm(&owner_url, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without a password a missing role is not created.
+    let out = scrapefarm(&owner_url, &["db", "grant-worker", &role]);
+    assert!(!out.status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
+        .args(["db", "grant-worker", &role])
+        .env("DATABASE_URL", &owner_url)
+        .env("SCRAPEFARM_WORKER_DB_PASSWORD", SECRET)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains(&format!("Role {role} created")), "{said}");
+    assert!(
+        !said.contains(SECRET),
+        "the password is never printed: {said}"
+    );
+    // Idempotent: a second run updates the role.
+    let out = scrapefarm(&owner_url, &["db", "grant-worker", &role]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A crawl (collect, embedded queue, render, store) connecting as the worker role.
+    let fixture = FixtureSite::start(FixtureConfig::default(), 0)
+        .await
+        .unwrap();
+    let worker_url = format!("postgres://{role}:{SECRET}@127.0.0.1:5432/{name}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
+        .args([
+            "crawl",
+            "--site",
+            "fixture",
+            "--query",
+            "lamp",
+            "--max-pages",
+            "1",
+        ])
+        .env("DATABASE_URL", &worker_url)
+        .env_remove("AMQP_URL")
+        .env("SCRAPEFARM_BASE_URL", fixture.base_url())
+        .env(
+            "SCRAPEFARM_SITES_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"),
+        )
+        .env("SCRAPEFARM_PROFILE_DIR", dir.path().join("profiles"))
+        .env("SCRAPEFARM_SNAPSHOT_DIR", dir.path().join("snapshots"))
+        .output()
+        .unwrap();
+    fixture.stop().await;
+    assert!(
+        out.status.success(),
+        "crawl as {role}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let owner = Store::connect(&owner_url, 2).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM listings WHERE status <> 'pending'")
+        .fetch_one(owner.pool())
+        .await
+        .unwrap();
+    assert!(stored > 0, "the worker role stored listings");
+    owner.close().await;
+
+    assert!(
+        as_worker(&worker_url, "SELECT COUNT(*) FROM listings")
+            .await
+            .is_ok()
+    );
+    let denied = [
+        "DROP TABLE listings",
+        "CREATE TABLE intruder (id INT)",
+        "SELECT rolpassword FROM pg_authid",
+        "ALTER TABLE listings ADD COLUMN intruder INT",
+        "TRUNCATE listings",
+        "CREATE DATABASE intruder",
+        "CREATE ROLE intruder",
+    ];
+    for sql in denied {
+        let err = as_worker(&worker_url, sql).await.expect_err(sql);
+        assert!(
+            err.contains("permission denied") || err.contains("must be owner"),
+            "{sql}: {err}"
+        );
+    }
+
+    drop_database(&name).await;
+    let mut admin = sqlx::PgConnection::connect(&format!("{PG_BASE}/postgres"))
+        .await
+        .unwrap();
+    let drop_role = format!("DROP ROLE IF EXISTS {role}");
+    sqlx::query(sqlx::AssertSqlSafe(drop_role))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
