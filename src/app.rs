@@ -32,8 +32,25 @@ pub fn load_sites(common: &Common, site: Option<&str>) -> anyhow::Result<Sites> 
     Ok(sites)
 }
 
+/// Connections of a command's pool: enough for any command but a worker's.
+const POOL_SIZE: u32 = 16;
+
+/// Connections a worker's pool may open: each delivery it holds (concurrency × prefetch per
+/// tab) needs at most one at a time, plus one for the store-outage ping. Sixteen workers of
+/// concurrency 1 then hold at most 48, well under PostgreSQL's default max_connections of 100
+/// (with the old fixed 16 they could ask for 256).
+pub fn worker_pool_size(concurrency: usize) -> u32 {
+    let deliveries = concurrency.max(1) * crate::worker::PREFETCH_PER_TAB;
+    u32::try_from(deliveries + 1).map_or(POOL_SIZE, |n| n.min(POOL_SIZE))
+}
+
 /// Connects to the database (creating the embedded one if needed) and applies migrations.
 pub async fn connect_store(common: &Common) -> anyhow::Result<Store> {
+    connect_store_with(common, POOL_SIZE).await
+}
+
+/// [`connect_store`] with a pool of at most `max_connections`.
+pub async fn connect_store_with(common: &Common, max_connections: u32) -> anyhow::Result<Store> {
     if common.database_url.is_none() {
         std::fs::create_dir_all(&common.data_dir).with_context(|| {
             format!(
@@ -42,7 +59,7 @@ pub async fn connect_store(common: &Common) -> anyhow::Result<Store> {
             )
         })?;
     }
-    let store = Store::connect(&common.database_url(), 16).await?;
+    let store = Store::connect(&common.database_url(), max_connections).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -236,7 +253,12 @@ pub async fn worker(
 ) -> anyhow::Result<()> {
     let worker_id = args.worker_id();
     let sites = load_sites(common, None)?;
-    let store = connect_store(common).await?;
+    // The embedded queue polls through the same pool, so only a RabbitMQ worker is trimmed.
+    let pool_size = match common.amqp_url {
+        Some(_) => worker_pool_size(args.concurrency),
+        None => POOL_SIZE,
+    };
+    let store = connect_store_with(common, pool_size).await?;
     let queue = connect_queue(common, &store).await?;
     // One browser per profile across pods: the lease comes before the browser.
     let owner = format!("{worker_id} (pid {})", std::process::id());

@@ -512,12 +512,18 @@ fn snapshots_arguments_are_consistent_beside_the_global_flags() {
     let parsed = Full::try_parse_from(args).unwrap();
     assert_eq!(parsed.common.snapshot_dir, Path::new("/data/s"));
     let gc = SnapshotsCommand::Gc {
-        older_than: 30,
+        older_than: Some(30),
         keep_latest: true,
+        orphans: false,
         apply: false,
     };
     assert_eq!(format!("{:?}", parsed.cmd), format!("{gc:?}"));
-    assert!(parse(&["gc"]).is_err(), "--older-than is required");
+    assert!(
+        parse(&["gc"]).is_err(),
+        "--older-than or --orphans is required"
+    );
+    assert!(parse(&["gc", "--orphans", "--keep-latest"]).is_err());
+    assert!(parse(&["gc", "--orphans", "--apply"]).is_ok());
 }
 
 /// Figures for the report: `SNAPSHOT_COUNT=1000 cargo test --test snapshots_cli -- --ignored

@@ -195,6 +195,13 @@ impl FixtureSite {
         self.state.counters.snapshot()
     }
 
+    /// How many times each listing's page (`/item/ID`, by requested id) was served past the
+    /// defences — the live page or the gone page: one per completed render, so tests can tell
+    /// a listing rendered twice from one stored twice.
+    pub fn listing_pages_served(&self) -> std::collections::HashMap<String, u64> {
+        self.state.served()
+    }
+
     /// The ground truth for `query` (the same data as `/api/ground-truth?q=`).
     pub fn ground_truth(&self, query: &str) -> Vec<TruthListing> {
         self.state.ground_truth(query)

@@ -119,6 +119,7 @@ async fn item(State(st): Shared, Path(id): Path<String>, headers: HeaderMap) -> 
     if let Some(verdict) = st.defender.check(&identity, clearance, Instant::now()) {
         return blocked(&st, verdict);
     }
+    st.count_served(&id);
     match st.lookup(&id) {
         Some(listing) if listing.status != "gone" => {
             let html = pages::item_shell(

@@ -77,6 +77,8 @@ pub(crate) struct AppState {
     pub(crate) defender: Defender,
     registry: Mutex<Registry>,
     visitor_seq: AtomicU64,
+    /// Listing pages served past the defences, per requested id: what tests count renders by.
+    served: Mutex<HashMap<String, u64>>,
 }
 
 impl AppState {
@@ -90,6 +92,7 @@ impl AppState {
             counters: CounterSet::default(),
             registry: Mutex::default(),
             visitor_seq: AtomicU64::new(0),
+            served: Mutex::default(),
         }
     }
 
@@ -145,6 +148,16 @@ impl AppState {
             &query,
             index,
         ))
+    }
+
+    /// Records that the page of listing `id` was served past the defences.
+    pub(crate) fn count_served(&self, id: &str) {
+        *lock(&self.served).entry(id.to_string()).or_default() += 1;
+    }
+
+    /// Listing pages served past the defences so far, per id.
+    pub(crate) fn served(&self) -> HashMap<String, u64> {
+        lock(&self.served).clone()
     }
 
     /// A fresh, deterministic-per-sequence visitor id for the `visitor` cookie.

@@ -208,6 +208,8 @@ async fn gone_and_unknown_items_are_404() {
         404
     );
     assert_eq!(site.counters().not_found, 3);
+    let served = site.listing_pages_served();
+    assert_eq!((served[&gone.external_id], served["999"]), (1, 1));
     site.stop().await;
 }
 
@@ -305,6 +307,10 @@ async fn captcha_blocks_with_403() {
             && resp.body.contains("Please verify yourself to continue")
     );
     assert_eq!(site.counters().captchas, 1);
+    assert!(
+        site.listing_pages_served().is_empty(),
+        "a page the defences refused was not served"
+    );
     let over_http: Counters =
         serde_json::from_str(&get(&site, "/api/counters").await.body).unwrap();
     assert_eq!(over_http, site.counters());

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::inventory::{
-    self, GcPlan, Problem, SnapshotEntry, SnapshotFilter, StatsReport, StatsRow, VerifyReport,
+    self, Problem, SnapshotEntry, SnapshotFilter, StatsReport, StatsRow, VerifyReport,
 };
-use super::{read_html, resolve, thumbnail_path_for};
-use crate::store::{Store, now_ms};
+use super::{read_html, resolve, sweep, thumbnail_path_for};
+use crate::store::Store;
 
 /// The `snapshots` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -64,17 +64,21 @@ pub enum SnapshotsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete old snapshots (files and rows); a dry run unless --apply.
+    /// Delete old snapshots (files and rows) and files no row records; a dry run unless --apply.
     #[command(
-        after_help = "Examples:\n  scrapefarm snapshots gc --older-than 30 --keep-latest\n  scrapefarm snapshots gc --older-than 30 --keep-latest --apply"
+        after_help = "Examples:\n  scrapefarm snapshots gc --older-than 30 --keep-latest\n  scrapefarm snapshots gc --older-than 30 --keep-latest --apply\n  scrapefarm snapshots gc --orphans --apply"
     )]
     Gc {
         /// Snapshots captured more than this many days ago.
-        #[arg(long, value_name = "DAYS")]
-        older_than: u32,
+        #[arg(long, value_name = "DAYS", required_unless_present = "orphans")]
+        older_than: Option<u32>,
         /// Keep each listing's newest snapshot however old it is.
-        #[arg(long)]
+        #[arg(long, requires = "older_than")]
         keep_latest: bool,
+        /// Files under the root that no row records, and stray temporary files, older than an
+        /// hour (younger ones may be writes in progress). Debug snapshots are kept.
+        #[arg(long)]
+        orphans: bool,
         /// Delete; without it, only list what would be deleted.
         #[arg(long)]
         apply: bool,
@@ -131,8 +135,18 @@ pub async fn run(
         SnapshotsCommand::Gc {
             older_than,
             keep_latest,
+            orphans,
             apply,
-        } => return gc(store, root, *older_than, *keep_latest, *apply, out).await,
+        } => {
+            let mut healthy = true;
+            if let Some(days) = older_than {
+                healthy &= sweep::old(store, root, *days, *keep_latest, *apply, out).await?;
+            }
+            if *orphans {
+                healthy &= sweep::orphans(store, root, *apply, out).await?;
+            }
+            return Ok(healthy);
+        }
     }
     Ok(true)
 }
@@ -235,59 +249,6 @@ async fn show(
     Ok(())
 }
 
-async fn gc(
-    store: &Store,
-    root: &Path,
-    older_than_days: u32,
-    keep_latest: bool,
-    apply: bool,
-    out: &mut impl Write,
-) -> anyhow::Result<bool> {
-    let cutoff = now_ms() - i64::from(older_than_days) * inventory::DAY_MS;
-    let entries = store.snapshot_entries(&SnapshotFilter::default()).await?;
-    let plan = GcPlan::build(&entries, cutoff, keep_latest);
-    let verb = if apply { "Deleting" } else { "Would delete" };
-    writeln!(
-        out,
-        "{verb} {} snapshots ({} bytes) captured before {}; {} kept as their listing's newest.",
-        plan.delete.len(),
-        plan.bytes(),
-        format_time(cutoff),
-        plan.kept_latest
-    )?;
-    for entry in &plan.delete {
-        writeln!(
-            out,
-            "  {:>6}  {}  {}",
-            entry.id,
-            format_time(entry.captured_at),
-            entry.path
-        )?;
-    }
-    if !apply {
-        writeln!(out, "Dry run: nothing deleted. Add --apply to delete.")?;
-        return Ok(true);
-    }
-    // Rows go first: a crash between the two steps leaves orphaned files (which verify reports),
-    // never rows that point at nothing.
-    let rows = store.delete_snapshots(&plan.ids()).await?;
-    let root_owned = root.to_path_buf();
-    let delete = plan.delete;
-    let removal =
-        tokio::task::spawn_blocking(move || inventory::remove_files(&root_owned, &delete))
-            .await
-            .context("The gc task panicked")?;
-    writeln!(
-        out,
-        "Deleted {rows} rows and {} files.",
-        removal.files_removed
-    )?;
-    for error in &removal.errors {
-        writeln!(out, "  could not delete: {error}")?;
-    }
-    Ok(removal.errors.is_empty())
-}
-
 fn print_entries(
     entries: &[SnapshotEntry],
     json: bool,
@@ -364,19 +325,26 @@ fn print_verify(report: &VerifyReport, json: bool, out: &mut impl Write) -> anyh
                 writeln!(out, "corrupt   #{id} {path}: {reason}")?
             }
             Problem::Orphaned { path } => writeln!(out, "orphaned  {path}")?,
+            Problem::Stray { path, age_secs } => writeln!(
+                out,
+                "stray     {path}: a temporary file {} min old",
+                age_secs / 60
+            )?,
         }
     }
     let (missing, corrupt, orphaned) = report.counts();
     writeln!(
         out,
-        "Checked {} snapshots and {} files: {missing} missing, {corrupt} corrupt, {orphaned} orphaned.",
-        report.checked, report.files_on_disk
+        "Checked {} snapshots and {} files: {missing} missing, {corrupt} corrupt, {orphaned} orphaned, {} stray temporary.",
+        report.checked,
+        report.files_on_disk,
+        report.stray()
     )?;
     Ok(())
 }
 
 /// `yyyy-mm-dd hh:mm:ss` (UTC) of an epoch-millisecond time.
-fn format_time(ms: i64) -> String {
+pub(super) fn format_time(ms: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()

@@ -4,20 +4,20 @@
 //! garbage-collection plan and its execution. Blocking I/O: call `verify` and `remove_files` from
 //! `spawn_blocking`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::path::Path;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use super::orphans::Removal;
+use super::orphans::{self, FileKind, GRACE};
 use super::{SnapshotError, day_of, resolve};
 
 /// One day in epoch milliseconds; stats group snapshots by UTC day.
 pub const DAY_MS: i64 = 86_400_000;
-
-/// Top-level folder of debug snapshots (kept once per error signature, never recorded as rows).
-const DEBUG_DIR: &str = "debug";
 
 /// One snapshot row joined to its listing's site and external id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -139,6 +139,8 @@ pub enum Problem {
     },
     /// A file under the root that no row records.
     Orphaned { path: String },
+    /// A temporary file older than any write takes (a writer killed mid-write).
+    Stray { path: String, age_secs: u64 },
 }
 
 /// `snapshots verify`: every recorded file re-hashed, every file on disk accounted for.
@@ -146,7 +148,7 @@ pub enum Problem {
 pub struct VerifyReport {
     /// Snapshot rows checked.
     pub checked: usize,
-    /// Files found under the root (temporary files and `debug/` excluded).
+    /// Snapshot and thumbnail files found under the root (temporary files and `debug/` excluded).
     pub files_on_disk: usize,
     pub problems: Vec<Problem>,
 }
@@ -156,7 +158,7 @@ impl VerifyReport {
         self.problems.is_empty()
     }
 
-    /// How many problems of each kind: (missing, corrupt, orphaned).
+    /// How many problems of each kind: (missing, corrupt, orphaned); see [`VerifyReport::stray`].
     pub fn counts(&self) -> (usize, usize, usize) {
         self.problems
             .iter()
@@ -164,20 +166,25 @@ impl VerifyReport {
                 Problem::Missing { .. } => (m + 1, c, o),
                 Problem::Corrupt { .. } => (m, c + 1, o),
                 Problem::Orphaned { .. } => (m, c, o + 1),
+                Problem::Stray { .. } => (m, c, o),
             })
+    }
+
+    /// How many stray temporary files were found.
+    pub fn stray(&self) -> usize {
+        let is_stray = |p: &&Problem| matches!(p, Problem::Stray { .. });
+        self.problems.iter().filter(is_stray).count()
     }
 }
 
-/// Re-hashes and test-decompresses every recorded snapshot, checks recorded thumbnails exist, and
-/// lists files under `root` that no entry records.
+/// Re-hashes and test-decompresses every recorded snapshot, checks recorded thumbnails exist,
+/// lists files under `root` that no entry records, and temporary files older than
+/// [`GRACE`](orphans::GRACE) (younger ones may be writes in progress).
 pub fn verify(root: &Path, entries: &[SnapshotEntry]) -> Result<VerifyReport, SnapshotError> {
     let mut problems = Vec::new();
-    let mut known = HashSet::new();
     for entry in entries {
-        known.insert(entry.path.as_str());
         problems.extend(check_snapshot(root, entry));
         if let Some(thumb) = &entry.screenshot_path {
-            known.insert(thumb.as_str());
             let present = resolve(root, thumb).is_ok_and(|path| path.is_file());
             if !present {
                 problems.push(Problem::Missing {
@@ -187,15 +194,29 @@ pub fn verify(root: &Path, entries: &[SnapshotEntry]) -> Result<VerifyReport, Sn
             }
         }
     }
-    let on_disk = files_under(root)?;
-    for path in &on_disk {
-        if !known.contains(path.as_str()) {
-            problems.push(Problem::Orphaned { path: path.clone() });
+    let known = orphans::recorded(entries);
+    let now = SystemTime::now();
+    let mut files_on_disk = 0;
+    for file in orphans::scan(root)? {
+        let path = file.relative.clone();
+        match file.kind {
+            FileKind::Debug => {}
+            FileKind::Temp if file.age(now) >= GRACE => problems.push(Problem::Stray {
+                path,
+                age_secs: file.age(now).as_secs(),
+            }),
+            FileKind::Temp => {}
+            FileKind::Recordable => {
+                files_on_disk += 1;
+                if !known.contains(path.as_str()) {
+                    problems.push(Problem::Orphaned { path });
+                }
+            }
         }
     }
     Ok(VerifyReport {
         checked: entries.len(),
-        files_on_disk: on_disk.len(),
+        files_on_disk,
         problems,
     })
 }
@@ -233,39 +254,6 @@ fn check_snapshot(root: &Path, entry: &SnapshotEntry) -> Option<Problem> {
         Ok(()) => None,
         Err(e) => Some(corrupt(format!("not valid zstd: {e}"))),
     }
-}
-
-/// Every file under `root` as a `/`-separated relative path, sorted, without temporary files
-/// (`*.tmp*`, a write in progress) and the `debug/` folder. A missing root holds no files.
-pub fn files_under(root: &Path) -> Result<Vec<String>, SnapshotError> {
-    let mut files = Vec::new();
-    let mut dirs = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = dirs.pop() {
-        let read_err = |source| SnapshotError::Read {
-            path: dir.clone(),
-            source,
-        };
-        let listing = match std::fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            Err(e) if e.kind() == ErrorKind::NotFound && prefix.is_empty() => break,
-            Err(e) => return Err(read_err(e)),
-        };
-        for item in listing {
-            let item = item.map_err(read_err)?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            let relative = format!("{prefix}{name}");
-            // `file_type` does not follow symlinks, so a link to a folder is never walked into.
-            if item.file_type().map_err(read_err)?.is_dir() {
-                if relative != DEBUG_DIR {
-                    dirs.push((item.path(), format!("{relative}/")));
-                }
-            } else if !name.contains(".tmp") {
-                files.push(relative);
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 /// What `snapshots gc` deletes: snapshots captured before the cutoff, except each listing's
@@ -319,47 +307,13 @@ impl GcPlan {
     }
 }
 
-/// Files `remove_files` deleted, and the ones it could not.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Removal {
-    pub files_removed: usize,
-    pub errors: Vec<String>,
-}
-
 /// Deletes the entries' snapshot files and thumbnails (a file already gone is not an error), then
 /// the day and site folders they leave empty.
 pub fn remove_files(root: &Path, entries: &[SnapshotEntry]) -> Removal {
-    let mut removal = Removal::default();
-    let mut dirs = HashSet::new();
     let paths = entries
         .iter()
         .flat_map(|e| std::iter::once(&e.path).chain(e.screenshot_path.as_ref()));
-    for relative in paths {
-        let path = match resolve(root, relative) {
-            Ok(path) => path,
-            Err(e) => {
-                removal.errors.push(e.to_string());
-                continue;
-            }
-        };
-        match std::fs::remove_file(&path) {
-            Ok(()) => removal.files_removed += 1,
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => removal.errors.push(format!("{}: {e}", path.display())),
-        }
-        dirs.extend(path.parent().map(Path::to_path_buf));
-    }
-    for dir in dirs {
-        // `remove_dir` fails on a folder that still holds files, which is what keeps it.
-        let mut current = dir.as_path();
-        while current != root && std::fs::remove_dir(current).is_ok() {
-            match current.parent() {
-                Some(parent) => current = parent,
-                None => break,
-            }
-        }
-    }
-    removal
+    orphans::remove(root, paths)
 }
 
 #[cfg(test)]

@@ -1,14 +1,19 @@
 //! Snapshot (stage 5): the rendered HTML, zstd-compressed, under
 //! `<root>/<site>/<yyyy-mm-dd>/<listing>-<job id>.html.zst`, with its sha256 and size; optionally a
-//! JPEG thumbnail of the screenshot beside it. Files are written to a temporary name and renamed, so
-//! a crash never leaves a half-written snapshot under its final name. Blocking I/O: call it from
-//! `spawn_blocking`. `inventory` checks the directory against the store (stats, verify, gc) and
-//! `command` is the operator's `scrapefarm snapshots` command built on it.
+//! JPEG thumbnail of the screenshot beside it. Files are written atomically and durably
+//! (`durable`: a unique temporary name, fsync, rename, fsync of the directory), so a crash never
+//! leaves a half-written snapshot under its final name. Blocking I/O: call it from
+//! `spawn_blocking`. `inventory` checks the directory against the store (stats, verify, gc),
+//! `orphans` finds and removes files no row records, and `command` (with `sweep`, its gc) is the
+//! operator's `scrapefarm snapshots` command built on them.
 
 mod command;
+pub mod durable;
 pub mod inventory;
+pub mod orphans;
+mod sweep;
 
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Component, Path, PathBuf};
 
 use image::{ImageReader, Limits};
@@ -17,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::store::{SnapshotMeta, now_ms};
 
 pub use command::{SnapshotsCommand, run};
+use durable::write_atomically;
 
 /// zstd level 3: about 10x on listing HTML at well under a millisecond per page.
 const ZSTD_LEVEL: i32 = 3;
@@ -40,6 +46,31 @@ pub enum SnapshotError {
     OutsideRoot(String),
     #[error("screenshot could not be turned into a thumbnail: {0}")]
     Image(#[from] image::ImageError),
+}
+
+/// Linux errno values of a disk that cannot take writes: no space (ENOSPC), an I/O error (EIO),
+/// a read-only filesystem (EROFS), a quota exceeded (EDQUOT). The farm runs on Linux; elsewhere
+/// the portable error kinds below still catch most of them.
+const DISK_FAULT_ERRNOS: [i32; 4] = [28, 5, 30, 122];
+
+impl SnapshotError {
+    /// Whether the disk itself failed (full, read-only, broken, over quota) rather than this one
+    /// page: every other job would fail the same way, so the worker halts instead of burning the
+    /// jobs' attempts.
+    pub fn is_disk_fault(&self) -> bool {
+        use std::io::ErrorKind;
+        let (SnapshotError::Write { source, .. } | SnapshotError::Read { source, .. }) = self
+        else {
+            return false;
+        };
+        if let Some(errno) = source.raw_os_error() {
+            return DISK_FAULT_ERRNOS.contains(&errno);
+        }
+        matches!(
+            source.kind(),
+            ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem | ErrorKind::QuotaExceeded
+        )
+    }
 }
 
 /// What to write.
@@ -166,20 +197,6 @@ pub fn thumbnail(png: &[u8]) -> Result<Vec<u8>, SnapshotError> {
     Ok(jpg)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
-    let err = |source| SnapshotError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
-}
-
 /// Keeps path components to `[A-Za-z0-9._-]`.
 fn sanitize(part: &str) -> String {
     let cleaned: String = part
@@ -296,6 +313,23 @@ mod tests {
         assert!(resolve(root, "../etc/passwd").is_err());
         assert!(resolve(root, "/etc/passwd").is_err());
         assert!(resolve(root, "fixture/2026-01-01/x.html.zst").is_ok());
+    }
+
+    #[test]
+    fn full_read_only_and_broken_disks_are_disk_faults_and_other_errors_are_not() {
+        let write = |source| SnapshotError::Write {
+            path: PathBuf::from("/s/x"),
+            source,
+        };
+        for errno in [28, 5, 30, 122] {
+            let e = write(std::io::Error::from_raw_os_error(errno));
+            assert!(e.is_disk_fault(), "errno {errno}: {e}");
+        }
+        let denied = write(std::io::Error::from_raw_os_error(13)); // EACCES
+        assert!(!denied.is_disk_fault());
+        assert!(!SnapshotError::OutsideRoot("../x".into()).is_disk_fault());
+        let full = write(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert!(full.is_disk_fault());
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! snapshot roots and the fixture marketplace on a free port — real components, no mocks.
 #![allow(dead_code)]
 
+pub mod fleet;
+pub mod private;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
