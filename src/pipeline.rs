@@ -104,7 +104,7 @@ impl AttemptError {
             AttemptError::Store(_) => Disposition::Halt { reason },
             // A full or failing disk is the worker's problem, not the job's: halt until it
             // takes writes again instead of burning every job's attempts.
-            AttemptError::Snapshot(e) if is_disk_fault(e) => Disposition::Halt { reason },
+            AttemptError::Snapshot(e) if e.is_disk_fault() => Disposition::Halt { reason },
             AttemptError::ShuttingDown => Disposition::GiveBack,
             AttemptError::Extract(_) | AttemptError::TooLarge(_) => {
                 Disposition::DeadLetter { reason }
@@ -594,20 +594,6 @@ fn probe_writable(root: &std::path::Path) -> std::io::Result<()> {
     written
 }
 
-/// Whether a snapshot failed because the disk is full, read-only or failing (not the page).
-fn is_disk_fault(e: &SnapshotError) -> bool {
-    const ENOSPC: i32 = 28;
-    const EIO: i32 = 5;
-    const EROFS: i32 = 30;
-    const EDQUOT: i32 = 122;
-    match e {
-        SnapshotError::Write { source, .. } => {
-            matches!(source.raw_os_error(), Some(ENOSPC | EIO | EROFS | EDQUOT))
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,6 +625,35 @@ mod tests {
         assert!(matches!(
             extract.disposition(1, &policy),
             Disposition::DeadLetter { .. }
+        ));
+        let refused = sqlx::Error::Protocol("index row size 6016 exceeds btree maximum".into());
+        let unavailable = AttemptError::Store(StoreError::from(refused));
+        assert!(matches!(
+            unavailable.disposition(1, &policy),
+            Disposition::Halt { .. }
+        ));
+        let rejected = AttemptError::Store(StoreError::Rejected(sqlx::Error::RowNotFound));
+        assert!(matches!(
+            rejected.disposition(1, &policy),
+            Disposition::DeadLetter { .. }
+        ));
+        let full = AttemptError::Snapshot(SnapshotError::Write {
+            path: "x".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert!(matches!(
+            full.disposition(1, &policy),
+            Disposition::Halt { .. }
+        ));
+        let too_large = AttemptError::TooLarge(MAX_PAGE_BYTES + 1);
+        assert!(matches!(
+            too_large.disposition(1, &policy),
+            Disposition::DeadLetter { reason } if reason.contains("page too large")
+        ));
+        let crashed = AttemptError::Render(RenderError::Crashed { url: "u".into() });
+        assert!(matches!(
+            crashed.disposition(1, &policy),
+            Disposition::Retry { .. }
         ));
         let blocked = AttemptError::Page(PageClass::Blocked);
         assert!(matches!(
