@@ -83,7 +83,7 @@ pub async fn run_worker<R: Renderer, Q: Queue>(
         let resume = match stop {
             Stop::Shutdown => return Ok(WorkerExit::Shutdown),
             Stop::Idle => return Ok(WorkerExit::Idle),
-            Stop::Halted => wait_for_store(&pipeline, &shutdown).await,
+            Stop::Halted => wait_for_store(&pipeline, &settings, &shutdown).await,
             Stop::Lost => {
                 tracing::warn!(retry_in = ?reconnect, "Queue unavailable; consuming again after a pause.");
                 let resume = pause(reconnect, &shutdown).await;
@@ -274,8 +274,15 @@ async fn settle<Q: Queue>(
 
 /// Waits until the store answers and the snapshot disk takes writes again; false if shutdown
 /// came first.
-async fn wait_for_store<R: Renderer>(pipeline: &Pipeline<R>, shutdown: &CancellationToken) -> bool {
+/// The worker stays alive meanwhile (its liveness file is touched): restarting it would not
+/// bring the store back.
+async fn wait_for_store<R: Renderer>(
+    pipeline: &Pipeline<R>,
+    settings: &WorkerSettings,
+    shutdown: &CancellationToken,
+) -> bool {
     loop {
+        touch(settings.ready_file.as_ref());
         match pipeline.ready_to_resume().await {
             Ok(()) => {
                 tracing::info!("Store and snapshot disk ready again; resuming.");
@@ -341,6 +348,22 @@ mod tests {
     use crate::domain::Job;
     use crate::queue::{EmbeddedQueue, QueueDepths};
     use crate::store::Store;
+
+    #[test]
+    fn liveness_follows_settled_jobs_not_the_clock() {
+        let stats = Stats::default();
+        let mut live = Liveness::new();
+        assert!(live.progressing(&stats, 0), "nothing to do is alive");
+        assert!(live.progressing(&stats, 2), "in flight, not yet stalled");
+        let long_ago = Instant::now().checked_sub(STALL_AFTER + Duration::from_secs(1));
+        live.since = long_ago.expect("the clock is past the stall window");
+        assert!(
+            !live.progressing(&stats, 2),
+            "in flight and nothing settled for too long"
+        );
+        Stats::bump(&stats.settled);
+        assert!(live.progressing(&stats, 2), "a settled job is progress");
+    }
 
     /// A job whose page never finishes: at the deadline its task is cancelled before the
     /// consumer closes, so the job is ready for another worker and the late task never settles.

@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,27 +33,14 @@ impl Drop for Worker {
 }
 
 fn worker(farm: &Farm, id: &str) -> Worker {
-    let child = Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
-        .args(["worker", "--concurrency", "1", "--worker-id", id])
-        .args(["--exit-when-idle", "6"])
+    let child = farm
+        .worker_command(id)
+        .args(["--concurrency", "1", "--exit-when-idle", "6"])
         .env(
             "DATABASE_URL",
             format!("{}?application_name={WORKER_APP}", farm.db_url),
         )
-        .env("AMQP_URL", AMQP)
-        .env("SCRAPEFARM_QUEUE", &farm.queue_name)
-        .env("SCRAPEFARM_PROFILE_DIR", farm.profiles())
-        .env("SCRAPEFARM_SNAPSHOT_DIR", farm.snapshots())
-        .env(
-            "SCRAPEFARM_READY_FILE",
-            farm.dir.path().join(format!("{id}.ready")),
-        )
-        .env(
-            "SCRAPEFARM_SITES_DIR",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"),
-        )
         .env("RUST_LOG", "scrapefarm=warn")
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("worker binary starts");

@@ -9,10 +9,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{AMQP, Farm, assert_matches_truth};
+use common::{Farm, assert_matches_truth};
 use scrapefarm::collect::new_job;
 use scrapefarm::fixture_site::{FixtureConfig, Poison};
 use scrapefarm::pipeline::MAX_REDELIVERIES;
@@ -29,28 +29,20 @@ const RUN_DEADLINE: Duration = Duration::from_secs(360);
 /// One worker process whose log goes to `log`.
 fn worker(farm: &Farm, id: &str, log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
-        .args(["worker", "--concurrency", "1", "--worker-id", id])
-        .args(["--max-attempts", MAX_ATTEMPTS, "--exit-when-idle", "8"])
+    farm.worker_command(id)
+        .args([
+            "--concurrency",
+            "1",
+            "--max-attempts",
+            MAX_ATTEMPTS,
+            "--exit-when-idle",
+            "8",
+        ])
         .env(
             "RUST_LOG",
             "info,chromiumoxide=off,scrapefarm::pipeline=debug",
         )
         .env("SCRAPEFARM_LOG_FORMAT", "json")
-        .env("DATABASE_URL", &farm.db_url)
-        .env("AMQP_URL", AMQP)
-        .env("SCRAPEFARM_QUEUE", &farm.queue_name)
-        .env("SCRAPEFARM_PROFILE_DIR", farm.profiles())
-        .env("SCRAPEFARM_SNAPSHOT_DIR", farm.snapshots())
-        .env(
-            "SCRAPEFARM_READY_FILE",
-            farm.dir.path().join(format!("{id}.ready")),
-        )
-        .env(
-            "SCRAPEFARM_SITES_DIR",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"),
-        )
-        .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("worker binary starts")

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{AMQP, Farm, PG_BASE, drop_database, unique};
+use common::{Farm, PG_BASE, drop_database, unique};
 use scrapefarm::fixture_site::FixtureConfig;
 use scrapefarm::store::Store;
 use scrapefarm::store::leases::{LeaseError, ProfileLease};
@@ -110,23 +109,13 @@ async fn profile_leases_on_sqlite() {
 }
 
 fn worker(farm: &Farm, host: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scrapefarm"));
-    cmd.args(["worker", "--concurrency", "1", "--worker-id", "worker-7"])
+    let mut cmd = farm.worker_command("worker-7");
+    cmd.args(["--concurrency", "1"])
         .env("SCRAPEFARM_HOST", host)
-        .env("DATABASE_URL", &farm.db_url)
-        .env("AMQP_URL", AMQP)
-        .env("SCRAPEFARM_QUEUE", &farm.queue_name)
-        .env("SCRAPEFARM_PROFILE_DIR", farm.profiles())
-        .env("SCRAPEFARM_SNAPSHOT_DIR", farm.snapshots())
         .env(
             "SCRAPEFARM_READY_FILE",
             farm.dir.path().join(format!("{host}.ready")),
-        )
-        .env(
-            "SCRAPEFARM_SITES_DIR",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"),
-        )
-        .stdout(Stdio::null());
+        );
     cmd
 }
 

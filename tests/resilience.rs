@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use common::{AMQP, Farm, assert_matches_truth};
+use common::{Farm, assert_matches_truth};
 use scrapefarm::fixture_site::FixtureConfig;
 use scrapefarm::queue::Queue;
 use scrapefarm::render::Renderer;
@@ -19,23 +19,9 @@ use scrapefarm::worker::{WorkerExit, WorkerSettings, run_worker};
 use tokio_util::sync::CancellationToken;
 
 fn worker(farm: &Farm, id: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
-        .args(["worker", "--concurrency", "4", "--worker-id", id])
+    farm.worker_command(id)
+        .args(["--concurrency", "4"])
         .args(extra)
-        .env("DATABASE_URL", &farm.db_url)
-        .env("AMQP_URL", AMQP)
-        .env("SCRAPEFARM_QUEUE", &farm.queue_name)
-        .env("SCRAPEFARM_PROFILE_DIR", farm.profiles())
-        .env("SCRAPEFARM_SNAPSHOT_DIR", farm.snapshots())
-        .env(
-            "SCRAPEFARM_READY_FILE",
-            farm.dir.path().join(format!("{id}.ready")),
-        )
-        .env(
-            "SCRAPEFARM_SITES_DIR",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"),
-        )
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("worker binary starts")

@@ -155,6 +155,8 @@ def check_worker_job(c: Checks, workloads: list[Workload], config: dict) -> None
                 f"args say {value!r}, ConfigMap says {config.get(setting)!r}")
     probe = ((worker.get("readinessProbe") or {}).get("exec") or {}).get("command")
     c.check("worker readinessProbe runs `scrapefarm health`", probe == ["scrapefarm", "health"], f"{probe!r}")
+    live = ((worker.get("livenessProbe") or {}).get("exec") or {}).get("command")
+    c.check("worker livenessProbe runs `scrapefarm health` (pipeline progress)", live == ["scrapefarm", "health"], f"{live!r}")
     mounts = {m["mountPath"]: m["name"] for m in worker.get("volumeMounts") or []}
     volumes = w.volumes()
     for path, claim in (("/app/profiles", "scrapefarm-profiles"), ("/app/snapshots", "scrapefarm-snapshots")):
