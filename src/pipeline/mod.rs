@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -17,114 +16,17 @@ use crate::extract::{ExtractError, extract_listing};
 use crate::pace::Pacer;
 use crate::render::{ChallengeWait, Page, RenderError, RenderRequest, Renderer};
 use crate::site::{Site, Sites};
-use crate::snapshot::{self, SnapshotError, SnapshotInput};
-use crate::store::{ListingSave, SnapshotMeta, Store, StoreError};
+use crate::snapshot::{self, SnapshotInput};
+use crate::store::{ListingSave, SnapshotMeta, Store};
 use crate::telemetry::{Stage, Stats};
 
-/// What the worker does with a delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    Ack,
-    /// Republish to a delay tier with the next attempt number, then ack.
-    Retry {
-        after: Duration,
-        reason: String,
-    },
-    /// Park in the dead-letter queue with the reason, then ack.
-    DeadLetter {
-        reason: String,
-    },
-    /// The store is down: stop consuming and leave the delivery to the broker.
-    Halt {
-        reason: String,
-    },
-    /// Not attempted (the worker is shutting down): give the delivery back untouched.
-    GiveBack,
-}
+mod disposition;
+mod guard;
 
-/// Why an attempt did not store the listing.
-#[derive(Debug, thiserror::Error)]
-pub enum AttemptError {
-    #[error(transparent)]
-    Render(#[from] RenderError),
-    #[error("page classified as {}", .0.name())]
-    Page(PageClass),
-    #[error(transparent)]
-    Extract(#[from] ExtractError),
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the worker is shutting down")]
-    ShuttingDown,
-    #[error("page too large: {0} bytes of HTML, over the {MAX_PAGE_BYTES}-byte limit")]
-    TooLarge(usize),
-}
+pub use disposition::{AttemptError, BackoffPolicy, Disposition};
+pub use guard::MAX_REDELIVERIES;
 
-/// Retry delays: exponential with jitter, computed by backon.
-#[derive(Debug, Clone, Copy)]
-pub struct BackoffPolicy {
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl Default for BackoffPolicy {
-    /// 2 s doubling to 5 min: long enough that a blocked profile cools down, short enough that a
-    /// transient 5xx is retried within the run.
-    fn default() -> Self {
-        BackoffPolicy {
-            min: Duration::from_secs(2),
-            max: Duration::from_secs(300),
-        }
-    }
-}
-
-impl BackoffPolicy {
-    /// The delay before attempt `attempt + 1`, given that `attempt` (1-based) just failed.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        ExponentialBuilder::default()
-            .with_min_delay(self.min)
-            .with_max_delay(self.max)
-            .with_factor(2.0)
-            .with_jitter()
-            .with_max_times(attempt as usize)
-            .build()
-            .nth(attempt.saturating_sub(1) as usize)
-            .unwrap_or(self.max)
-    }
-}
-
-impl AttemptError {
-    /// What happens next, before the attempt budget is considered.
-    pub fn disposition(&self, attempt: u32, policy: &BackoffPolicy) -> Disposition {
-        let reason = self.to_string();
-        match self {
-            // The database refused this listing's row: waiting will not change its mind.
-            AttemptError::Store(e) if e.is_rejected() => Disposition::DeadLetter { reason },
-            AttemptError::Store(_) => Disposition::Halt { reason },
-            // A full or failing disk is the worker's problem, not the job's: halt until it
-            // takes writes again instead of burning every job's attempts.
-            AttemptError::Snapshot(e) if e.is_disk_fault() => Disposition::Halt { reason },
-            AttemptError::ShuttingDown => Disposition::GiveBack,
-            AttemptError::Extract(_) | AttemptError::TooLarge(_) => {
-                Disposition::DeadLetter { reason }
-            }
-            AttemptError::Page(PageClass::RateLimited { retry_after }) => Disposition::Retry {
-                after: *retry_after,
-                reason,
-            },
-            AttemptError::Page(PageClass::Blocked) => Disposition::Retry {
-                // Blocks cool down slower than transient errors.
-                after: policy.delay(attempt + 2),
-                reason,
-            },
-            _ => Disposition::Retry {
-                after: policy.delay(attempt),
-                reason,
-            },
-        }
-    }
-}
+use disposition::outcome_of;
 
 /// Everything `run_job` needs; shared by the worker's tasks.
 pub struct Pipeline<R> {
@@ -148,10 +50,6 @@ pub struct Pipeline<R> {
     stopping: CancellationToken,
 }
 
-/// Unsettled deliveries after which a job is dead-lettered: enough to ride out a broker restart,
-/// a store outage and a pod eviction, few enough that a job which kills its worker every time
-/// stops after a handful of crashes (each one costs a browser and its in-flight pages).
-pub const MAX_REDELIVERIES: u32 = 3;
 /// Largest rendered page we process: real listing pages are 0.1–3 MB; beyond this a page costs
 /// more to parse, snapshot and store than any listing is worth.
 pub const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -342,69 +240,6 @@ impl<R: Renderer> Pipeline<R> {
         Ok(())
     }
 
-    /// Counts a redelivery of `job`; a disposition when the job must not run again: dead-lettered
-    /// after [`MAX_REDELIVERIES`] (the page kills or hangs whoever renders it), or a halt when the
-    /// count cannot be written.
-    async fn count_redelivery(&self, job: &Job) -> Option<Disposition> {
-        match self.store.note_redelivery(&job.id).await {
-            Ok(n) if n >= MAX_REDELIVERIES => {
-                let reason = format!(
-                    "delivered {} times without being settled: the worker holding it died \
-                     (crash, out of memory or killed) or hung each time",
-                    n + 1
-                );
-                Some(Disposition::DeadLetter { reason })
-            }
-            Ok(_) => None,
-            Err(e) => Some(AttemptError::Store(e).disposition(1, &self.backoff)),
-        }
-    }
-
-    /// Whether this delivery is a second copy of a retry that already ran: a worker that died
-    /// between publishing a retry and acking the original leaves the original to be redelivered,
-    /// which publishes the same retry again. A fresh (not redelivered) copy of attempt N whose
-    /// attempt N was already logged is that duplicate: the copy that ran took care of what came
-    /// next, so dropping this one loses nothing. Attempt 1 is exempt (`dlq requeue` starts a job
-    /// over at attempt 1 under the same id).
-    async fn duplicate_copy(
-        &self,
-        job: &Job,
-        attempt: u32,
-        redelivered: bool,
-    ) -> Result<bool, StoreError> {
-        if redelivered || attempt <= 1 {
-            return Ok(false);
-        }
-        let ran = self.store.attempt_logged(&job.id, attempt).await?;
-        if ran {
-            tracing::debug!(url = %job.url, attempt, "Duplicate copy of a retry that already ran; dropped.");
-            Stats::bump(&self.stats.skipped);
-        }
-        Ok(ran)
-    }
-
-    /// Whether the listing was enriched after this job was published: then a redelivered or
-    /// duplicated job is already done and the page is not rendered again.
-    async fn already_satisfied(
-        &self,
-        job: &Job,
-        site: &Site,
-        external_id: &str,
-    ) -> Result<bool, StoreError> {
-        if job.published_at <= 0 {
-            return Ok(false);
-        }
-        let done = self
-            .store
-            .enriched_since(&site.name, external_id, job.published_at)
-            .await?;
-        if done {
-            tracing::debug!(url = %job.url, "Already stored since this job was published.");
-            Stats::bump(&self.stats.skipped);
-        }
-        Ok(done)
-    }
-
     /// Adjusts the site's pace and this profile's identity to what the page says.
     async fn react(&self, site: &Site, class: &PageClass) -> Result<(), AttemptError> {
         match class {
@@ -568,19 +403,6 @@ impl<R: Renderer> Pipeline<R> {
     }
 }
 
-/// The attempt log's name for a failure.
-fn outcome_of(error: &AttemptError) -> &'static str {
-    match error {
-        AttemptError::Page(class) => class.name(),
-        AttemptError::Render(_) => "render_error",
-        AttemptError::Extract(_) => "extract_error",
-        AttemptError::Snapshot(_) => "snapshot_error",
-        AttemptError::Store(_) => "store_error",
-        AttemptError::ShuttingDown => "shutting_down",
-        AttemptError::TooLarge(_) => "too_large",
-    }
-}
-
 /// Writes, syncs and removes a small file in `root`: whether the snapshot disk takes writes.
 fn probe_writable(root: &std::path::Path) -> std::io::Result<()> {
     use std::io::Write;
@@ -592,73 +414,4 @@ fn probe_writable(root: &std::path::Path) -> std::io::Result<()> {
     });
     let _ = std::fs::remove_file(&path);
     written
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_stays_within_twice_the_cap() {
-        let policy = BackoffPolicy::default();
-        let first = policy.delay(1);
-        assert!(first >= policy.min && first <= policy.min * 2, "{first:?}");
-        for attempt in 1..20 {
-            let d = policy.delay(attempt);
-            assert!(d >= policy.min, "{attempt}: {d:?}");
-            assert!(d <= policy.max * 2, "{attempt}: {d:?}");
-        }
-        assert!(policy.delay(8) >= Duration::from_secs(256));
-    }
-
-    #[test]
-    fn errors_map_to_dispositions() {
-        let policy = BackoffPolicy::default();
-        let limited = AttemptError::Page(PageClass::RateLimited {
-            retry_after: Duration::from_secs(9),
-        });
-        assert!(matches!(
-            limited.disposition(1, &policy),
-            Disposition::Retry { after, .. } if after == Duration::from_secs(9)
-        ));
-        let extract = AttemptError::Extract(ExtractError::NoTitle);
-        assert!(matches!(
-            extract.disposition(1, &policy),
-            Disposition::DeadLetter { .. }
-        ));
-        let refused = sqlx::Error::Protocol("index row size 6016 exceeds btree maximum".into());
-        let unavailable = AttemptError::Store(StoreError::from(refused));
-        assert!(matches!(
-            unavailable.disposition(1, &policy),
-            Disposition::Halt { .. }
-        ));
-        let rejected = AttemptError::Store(StoreError::Rejected(sqlx::Error::RowNotFound));
-        assert!(matches!(
-            rejected.disposition(1, &policy),
-            Disposition::DeadLetter { .. }
-        ));
-        let full = AttemptError::Snapshot(SnapshotError::Write {
-            path: "x".into(),
-            source: std::io::Error::from_raw_os_error(28),
-        });
-        assert!(matches!(
-            full.disposition(1, &policy),
-            Disposition::Halt { .. }
-        ));
-        let too_large = AttemptError::TooLarge(MAX_PAGE_BYTES + 1);
-        assert!(matches!(
-            too_large.disposition(1, &policy),
-            Disposition::DeadLetter { reason } if reason.contains("page too large")
-        ));
-        let crashed = AttemptError::Render(RenderError::Crashed { url: "u".into() });
-        assert!(matches!(
-            crashed.disposition(1, &policy),
-            Disposition::Retry { .. }
-        ));
-        let blocked = AttemptError::Page(PageClass::Blocked);
-        assert!(matches!(
-            blocked.disposition(1, &policy),
-            Disposition::Retry { after, .. } if after >= Duration::from_secs(8)
-        ));
-    }
 }

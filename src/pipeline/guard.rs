@@ -1,0 +1,80 @@
+//! Guards before a job renders: work already done (stored since the job was published, or a
+//! duplicate copy of a retry that already ran) is acked without a page, and a job whose worker
+//! keeps dying with it is dead-lettered instead of being handed out again.
+
+use super::{AttemptError, Disposition, Pipeline};
+use crate::domain::Job;
+use crate::render::Renderer;
+use crate::site::Site;
+use crate::store::StoreError;
+use crate::telemetry::Stats;
+
+/// Unsettled deliveries after which a job is dead-lettered: enough to ride out a broker restart,
+/// a store outage and a pod eviction, few enough that a job which kills its worker every time
+/// stops after a handful of crashes (each one costs a browser and its in-flight pages).
+pub const MAX_REDELIVERIES: u32 = 3;
+
+impl<R: Renderer> Pipeline<R> {
+    /// Counts a redelivery of `job`; a disposition when the job must not run again: dead-lettered
+    /// after [`MAX_REDELIVERIES`] (the page kills or hangs whoever renders it), or a halt when the
+    /// count cannot be written.
+    pub(super) async fn count_redelivery(&self, job: &Job) -> Option<Disposition> {
+        match self.store.note_redelivery(&job.id).await {
+            Ok(n) if n >= MAX_REDELIVERIES => {
+                let reason = format!(
+                    "delivered {} times without being settled: the worker holding it died \
+                     (crash, out of memory or killed) or hung each time",
+                    n + 1
+                );
+                Some(Disposition::DeadLetter { reason })
+            }
+            Ok(_) => None,
+            Err(e) => Some(AttemptError::Store(e).disposition(1, &self.backoff)),
+        }
+    }
+
+    /// Whether this delivery is a second copy of a retry that already ran: a worker that died
+    /// between publishing a retry and acking the original leaves the original to be redelivered,
+    /// which publishes the same retry again. A fresh (not redelivered) copy of attempt N whose
+    /// attempt N was already logged is that duplicate: the copy that ran took care of what came
+    /// next, so dropping this one loses nothing. Attempt 1 is exempt (`dlq requeue` starts a job
+    /// over at attempt 1 under the same id).
+    pub(super) async fn duplicate_copy(
+        &self,
+        job: &Job,
+        attempt: u32,
+        redelivered: bool,
+    ) -> Result<bool, StoreError> {
+        if redelivered || attempt <= 1 {
+            return Ok(false);
+        }
+        let ran = self.store.attempt_logged(&job.id, attempt).await?;
+        if ran {
+            tracing::debug!(url = %job.url, attempt, "Duplicate copy of a retry that already ran; dropped.");
+            Stats::bump(&self.stats.skipped);
+        }
+        Ok(ran)
+    }
+
+    /// Whether the listing was enriched after this job was published: then a redelivered or
+    /// duplicated job is already done and the page is not rendered again.
+    pub(super) async fn already_satisfied(
+        &self,
+        job: &Job,
+        site: &Site,
+        external_id: &str,
+    ) -> Result<bool, StoreError> {
+        if job.published_at <= 0 {
+            return Ok(false);
+        }
+        let done = self
+            .store
+            .enriched_since(&site.name, external_id, job.published_at)
+            .await?;
+        if done {
+            tracing::debug!(url = %job.url, "Already stored since this job was published.");
+            Stats::bump(&self.stats.skipped);
+        }
+        Ok(done)
+    }
+}
