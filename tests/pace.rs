@@ -87,3 +87,26 @@ async fn retry_delays_grow_exponentially_with_jitter_under_paused_time() {
     }
     assert!(start.elapsed() >= Duration::from_secs(1 + 2 + 4 + 8 + 16 + 32 + 60));
 }
+
+/// A worker whose clock runs a day ahead (or a hostile Retry-After) writes a pause that would end
+/// tomorrow: every other worker reads it clamped to the longest Retry-After honoured, measured on
+/// the database's clock, not its own.
+#[tokio::test]
+async fn a_pause_written_with_a_future_time_is_clamped_to_the_longest_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    store
+        .slow_site("shop", Duration::from_secs(86_400), 2_000)
+        .await
+        .unwrap();
+    let other = Pacer::new(store.clone());
+    other.refresh("shop", 10).await.unwrap();
+    let paused = other.paused_for("shop");
+    let most = scrapefarm::classify::MAX_RETRY_AFTER;
+    assert!(paused <= most, "paused {paused:?}, more than {most:?}");
+    assert!(paused >= most - Duration::from_secs(5), "still paused: {paused:?}");
+    // A pause written in the past (a worker whose clock lags) does not pause anyone.
+    store.slow_site("idle", Duration::ZERO, 2_000).await.unwrap();
+    other.refresh("idle", 10).await.unwrap();
+    assert_eq!(other.paused_for("idle"), Duration::ZERO);
+}
