@@ -7,4 +7,4 @@ bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 bash tests/k8s/validate.sh
-cargo test --all-targets --locked -- --test-threads 2
+cargo test --all-targets --locked --no-fail-fast -- --test-threads 2
