@@ -223,6 +223,34 @@ pub enum Command {
     /// Exit 0 when the worker's ready file was touched within 60 s (container health check).
     #[command(after_help = "Example:\n  scrapefarm health")]
     Health(HealthArgs),
+    /// API keys of the price-tracker service: create (the key is printed once), ls, revoke.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; prints the key alone on stdout, once (only its SHA-256 is stored).
+    #[command(
+        after_help = "Example:\n  KEY=$(scrapefarm apikey create --name dashboard --scope read)"
+    )]
+    Create {
+        /// A name for the key (1–64 letters, digits, `-`, `_`, `.`), unique.
+        #[arg(long)]
+        name: String,
+        /// `read`: read only; `write`: also create, run and delete.
+        #[arg(long, value_enum, default_value = "read")]
+        scope: crate::api_key::Scope,
+    },
+    /// List keys: name, scope, live or revoked (never the key).
+    #[command(after_help = "Example:\n  scrapefarm apikey ls --json")]
+    Ls(JsonArg),
+    /// Revoke a key: it stops working at once.
+    #[command(after_help = "Example:\n  scrapefarm apikey revoke dashboard")]
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,6 +11,7 @@
 //! 7. `pipeline` runs those stages for one job and says what to do with the delivery; `worker`
 //!    consumes and settles deliveries; `collect` turns a search into jobs.
 
+pub mod api_key;
 pub mod app;
 pub mod classify;
 pub mod cli;

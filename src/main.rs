@@ -31,6 +31,7 @@ async fn main() -> std::process::ExitCode {
         Command::Failures(args) => operator::failures(common, args).await,
         Command::Dlq(DlqCommand::Requeue(args)) => operator::dlq_requeue(common, args).await,
         Command::Health(args) => operator::health(args),
+        Command::Apikey(cmd) => scrapefarm::api_key::command(common, cmd).await,
         Command::Db(DbCommand::GrantWorker(args)) => app::grant_worker(common, args).await,
     };
     match result {

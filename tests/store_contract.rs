@@ -396,11 +396,15 @@ async fn text_a_database_would_refuse_is_stored_bounded(store: Store) {
     assert_eq!(row.specifics, r#"{"Colour":"Brass"}"#);
 }
 
-async fn redeliveries_of_a_job_are_counted(store: Store) {
-    assert_eq!(store.note_redelivery("j1").await.unwrap(), 1);
-    assert_eq!(store.note_redelivery("j1").await.unwrap(), 2);
-    assert_eq!(store.note_redelivery("j2").await.unwrap(), 1);
-    assert_eq!(store.note_redelivery("j1").await.unwrap(), 3);
+async fn render_starts_are_counted_per_job_and_attempt(store: Store) {
+    assert_eq!(store.render_starts("j1", 1).await.unwrap(), 0);
+    store.note_render_start("j1", 1).await.unwrap();
+    store.note_render_start("j1", 1).await.unwrap();
+    store.note_render_start("j1", 2).await.unwrap();
+    store.note_render_start("j2", 1).await.unwrap();
+    assert_eq!(store.render_starts("j1", 1).await.unwrap(), 2);
+    assert_eq!(store.render_starts("j1", 2).await.unwrap(), 1);
+    assert_eq!(store.render_starts("j2", 1).await.unwrap(), 1);
 }
 
 fn job(id: &str, external_id: &str) -> Job {
@@ -601,7 +605,7 @@ on_both_stores!(
     money_stays_integer_minor_units_and_currency_byte_exact,
     a_job_published_again_after_a_crash_adds_no_second_price_observation,
     text_a_database_would_refuse_is_stored_bounded,
-    redeliveries_of_a_job_are_counted,
+    render_starts_are_counted_per_job_and_attempt,
 );
 
 /// `n` pseudo-random digits (xorshift), incompressible enough to stay `n` bytes in an index.

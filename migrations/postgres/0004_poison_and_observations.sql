@@ -5,10 +5,13 @@ UPDATE price_observations SET observation_key = 'job:' || job_id;
 ALTER TABLE price_observations ALTER COLUMN observation_key SET NOT NULL;
 CREATE UNIQUE INDEX price_observations_key ON price_observations (listing_id, observation_key);
 
--- Deliveries of a job that came back unsettled (its worker died holding it, or gave it back):
--- after a few the job is dead-lettered, so a page that kills its worker cannot loop for ever.
-CREATE TABLE job_deliveries (
-    job_id       TEXT   PRIMARY KEY,
-    redeliveries BIGINT NOT NULL,
-    last_at      BIGINT NOT NULL
+-- Renders of a job's attempt that were started and never finished (the worker died or hung
+-- holding it): after a few the job is dead-lettered, so a page that kills its worker cannot loop
+-- for ever. Jobs that were only prefetched beside it when the worker died are not counted.
+CREATE TABLE job_renders (
+    job_id  TEXT    NOT NULL,
+    attempt BIGINT  NOT NULL,
+    starts  BIGINT  NOT NULL,
+    last_at BIGINT  NOT NULL,
+    PRIMARY KEY (job_id, attempt)
 );

@@ -4,10 +4,13 @@ ALTER TABLE price_observations ADD COLUMN observation_key TEXT;
 UPDATE price_observations SET observation_key = 'job:' || job_id;
 CREATE UNIQUE INDEX price_observations_key ON price_observations (listing_id, observation_key);
 
--- Deliveries of a job that came back unsettled (its worker died holding it, or gave it back):
--- after a few the job is dead-lettered, so a page that kills its worker cannot loop for ever.
-CREATE TABLE job_deliveries (
-    job_id       TEXT    PRIMARY KEY,
-    redeliveries INTEGER NOT NULL,
-    last_at      INTEGER NOT NULL
+-- Renders of a job's attempt that were started and never finished (the worker died or hung
+-- holding it): after a few the job is dead-lettered, so a page that kills its worker cannot loop
+-- for ever. Jobs that were only prefetched beside it when the worker died are not counted.
+CREATE TABLE job_renders (
+    job_id  TEXT    NOT NULL,
+    attempt INTEGER  NOT NULL,
+    starts  INTEGER  NOT NULL,
+    last_at INTEGER  NOT NULL,
+    PRIMARY KEY (job_id, attempt)
 );

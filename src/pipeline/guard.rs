@@ -9,27 +9,27 @@ use crate::site::Site;
 use crate::store::StoreError;
 use crate::telemetry::Stats;
 
-/// Unsettled deliveries after which a job is dead-lettered: enough to ride out a broker restart,
-/// a store outage and a pod eviction, few enough that a job which kills its worker every time
-/// stops after a handful of crashes (each one costs a browser and its in-flight pages).
-pub const MAX_REDELIVERIES: u32 = 3;
+/// Renders of one attempt started and never finished after which the job is dead-lettered:
+/// enough to ride out a broker restart, a store outage and a pod eviction, few enough that a
+/// page which kills its worker every time stops after a handful of crashes (each one costs a
+/// browser and its in-flight pages). Jobs that were only prefetched beside it are not counted.
+pub const MAX_UNFINISHED_RENDERS: u32 = 3;
 
 impl<R: Renderer> Pipeline<R> {
-    /// Counts a redelivery of `job`; a disposition when the job must not run again: dead-lettered
-    /// after [`MAX_REDELIVERIES`] (the page kills or hangs whoever renders it), or a halt when the
-    /// count cannot be written.
-    pub(super) async fn count_redelivery(&self, job: &Job) -> Option<Disposition> {
-        match self.store.note_redelivery(&job.id).await {
-            Ok(n) if n >= MAX_REDELIVERIES => {
+    /// For a redelivered job: a dead letter when its renders keep dying unfinished
+    /// ([`MAX_UNFINISHED_RENDERS`]: the page kills or hangs whoever renders it), a halt when the
+    /// count cannot be read.
+    pub(super) async fn unfinished_renders(&self, job: &Job, attempt: u32) -> Option<Disposition> {
+        match self.store.render_starts(&job.id, attempt).await {
+            Ok(n) if n >= MAX_UNFINISHED_RENDERS => {
                 let reason = format!(
-                    "delivered {} times without being settled: the worker holding it died \
-                     (crash, out of memory or killed) or hung each time",
-                    n + 1
+                    "rendering it started {n} times and never finished: the worker holding it \
+                     died (crash, out of memory or killed) or hung each time"
                 );
                 Some(Disposition::DeadLetter { reason })
             }
             Ok(_) => None,
-            Err(e) => Some(AttemptError::Store(e).disposition(1, &self.backoff)),
+            Err(e) => Some(AttemptError::Store(e).disposition(attempt, &self.backoff)),
         }
     }
 

@@ -24,7 +24,7 @@ mod disposition;
 mod guard;
 
 pub use disposition::{AttemptError, BackoffPolicy, Disposition};
-pub use guard::MAX_REDELIVERIES;
+pub use guard::MAX_UNFINISHED_RENDERS;
 
 use disposition::outcome_of;
 
@@ -139,7 +139,7 @@ impl<R: Renderer> Pipeline<R> {
             Ok(false) => {}
             Err(e) => return AttemptError::Store(e).disposition(attempt, &self.backoff),
         }
-        if redelivered && let Some(stop) = self.count_redelivery(&job).await {
+        if redelivered && let Some(stop) = self.unfinished_renders(&job, attempt).await {
             return stop;
         }
         match self.duplicate_copy(&job, attempt, redelivered).await {
@@ -188,6 +188,7 @@ impl<R: Renderer> Pipeline<R> {
             _ = self.stopping.cancelled() => return Err(AttemptError::ShuttingDown),
             tab = start => tab?,
         };
+        self.store.note_render_start(&job.id, attempt).await?;
         tracing::debug!(attempt, url = %job.url, "Rendering.");
         let t = Instant::now();
         let page = self.renderer.render(&request).await?;

@@ -344,7 +344,7 @@ fn print_verify(report: &VerifyReport, json: bool, out: &mut impl Write) -> anyh
 }
 
 /// `yyyy-mm-dd hh:mm:ss` (UTC) of an epoch-millisecond time.
-pub(super) fn format_time(ms: i64) -> String {
+pub(crate) fn format_time(ms: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()

@@ -8,6 +8,7 @@
 //! operator's `scrapefarm snapshots` command built on them.
 
 mod command;
+pub(crate) use command::format_time;
 pub mod durable;
 pub mod inventory;
 pub mod orphans;

@@ -2,6 +2,7 @@
 //! is an idempotent upsert keyed by (site, external id) or by the job id, because delivery is
 //! at-least-once. `write` holds the pipeline's writes, `read` the operator queries.
 
+pub mod api_keys;
 mod error;
 pub mod leases;
 mod read;

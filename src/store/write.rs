@@ -211,21 +211,33 @@ impl Store {
         Ok(id)
     }
 
-    /// Counts one more delivery of `job_id` that came back without being settled (its worker
-    /// died, or it was given back); returns how many there have been.
-    pub async fn note_redelivery(&self, job_id: &str) -> Result<u32, StoreError> {
+    /// Notes that rendering attempt `attempt` of `job_id` starts now (before the page loads, so
+    /// a page that kills its worker is counted).
+    pub async fn note_render_start(&self, job_id: &str, attempt: u32) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         let now = db_now(&mut conn, self.backend).await?;
-        let n: i64 = sqlx::query_scalar(
-            "INSERT INTO job_deliveries (job_id, redeliveries, last_at) VALUES ($1, 1, $2) \
-             ON CONFLICT (job_id) DO UPDATE SET redeliveries = job_deliveries.redeliveries + 1, \
-             last_at = excluded.last_at RETURNING redeliveries",
+        sqlx::query(
+            "INSERT INTO job_renders (job_id, attempt, starts, last_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (job_id, attempt) DO UPDATE SET starts = job_renders.starts + 1, \
+             last_at = excluded.last_at",
         )
         .bind(job_id)
+        .bind(i64::from(attempt))
         .bind(now)
-        .fetch_one(&mut *conn)
+        .execute(&mut *conn)
         .await?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        Ok(())
+    }
+
+    /// How many times rendering attempt `attempt` of `job_id` was started.
+    pub async fn render_starts(&self, job_id: &str, attempt: u32) -> Result<u32, StoreError> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT starts FROM job_renders WHERE job_id = $1 AND attempt = $2")
+                .bind(job_id)
+                .bind(i64::from(attempt))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(n.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
     }
 }
 
