@@ -50,6 +50,8 @@ impl EmbeddedConsumer {
         let stop_claiming = stop_all.child_token();
         let prefetch = usize::from(prefetch.max(1));
         let (tx, rx) = mpsc::channel(prefetch);
+        // Both tasks are the consumer's: `cancel` awaits the claimer, `close` the renewer, and
+        // dropping the consumer cancels `stop_all`, which ends both.
         let claimer = tokio::spawn(claim_loop(
             queue.clone(),
             owner.clone(),
