@@ -4,6 +4,7 @@
 
 mod error;
 pub mod leases;
+mod queue_jobs;
 mod read;
 pub mod roles;
 mod snapshots;
@@ -13,6 +14,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection};
 
 pub use error::StoreError;
+pub use queue_jobs::{ClaimedJob, DeadRow, JobCounts, JobOutcome};
 pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table};
 pub use snapshots::{DayCount, SnapshotEntry, SnapshotFilter};
 pub use write::{ListingSave, SnapshotMeta};
@@ -113,6 +115,9 @@ impl Store {
         self.backend
     }
 
+    /// The raw pool, for integration tests that inspect or corrupt tables directly; nothing in
+    /// the library outside the store uses it (the store owns its SQL).
+    #[doc(hidden)]
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{EmbeddedQueue, Lease};
 use crate::queue::{Acker, Consumer, Delivery, QueueError};
+use crate::store::ClaimedJob;
 
 /// How often an idle consumer looks for newly due jobs (retries coming due, other producers,
 /// expired leases).
@@ -142,7 +143,12 @@ async fn claim_loop(
                 return;
             }
             match queue.claim(&owner).await {
-                Ok(Some((id, body, attempt, deliveries))) => {
+                Ok(Some(ClaimedJob {
+                    id,
+                    body,
+                    attempt,
+                    deliveries,
+                })) => {
                     let lease = Lease {
                         id,
                         owner: owner.clone(),
