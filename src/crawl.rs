@@ -70,9 +70,11 @@ pub async fn crawl(
         ready_file: None,
     };
     let started = Instant::now();
+    // Tracked here: the progress line lives as long as the worker, aborted and reaped after it.
     let progress = tokio::spawn(report_progress(store.clone(), queue.clone(), search_id));
     let exit = run_worker(pipeline.clone(), queue.clone(), settings, shutdown).await;
     progress.abort();
+    let _ = progress.await;
     pipeline.renderer.close().await;
     queue.close().await;
     let exit = exit?;

@@ -1,7 +1,10 @@
 //! scrapefarm: a browser-automation scraping farm.
 //!
-//! The data flow, in module order:
-//! 1. `queue` hands out jobs (one listing URL each) from RabbitMQ;
+//! The flow of one job: queue → render → classify → extract → snapshot → store → settle.
+//!
+//! The modules, in that order:
+//! 1. `queue` hands out jobs (one listing URL each) from RabbitMQ, or from the embedded queue in
+//!    the store's database; `pace` spaces the requests to each site;
 //! 2. `render` turns the URL into a page in headless Chromium (pooled tabs, persistent profile);
 //! 3. `classify` says what the page is (content, ended, gone, challenge, blocked, rate limited…);
 //! 4. `extract` reads the listing's fields as the site definition (`site`) says, with `price`
@@ -10,26 +13,47 @@
 //! 6. `store` writes the row, price observation, snapshot and attempt in one transaction;
 //! 7. `pipeline` runs those stages for one job and says what to do with the delivery; `worker`
 //!    consumes and settles deliveries; `collect` turns a search into jobs.
+//!
+//! Around the flow: `domain` and `clock` (the words and the time every stage uses), `telemetry`,
+//! the commands (`cli`, `app`, `api_key`, `crawl`, `operator`, `inspect`, `report`) and `fixture_site`, the
+//! local marketplace the tests and the demo scrape.
 
+// The words and the time every stage uses.
+pub mod clock;
+pub mod domain;
+pub mod price;
+pub mod site;
+
+// The flow of one job, in order (each on its own line: rustfmt keeps a group sorted by name).
+pub mod queue;
+
+pub mod pace;
+
+pub mod render;
+
+pub mod classify;
+
+pub mod extract;
+
+pub mod snapshot;
+
+pub mod store;
+
+pub mod pipeline;
+
+pub mod worker;
+
+pub mod collect;
+
+pub mod telemetry;
+
+// The commands, and the site they are tested against.
 pub mod api_key;
 pub mod app;
-pub mod classify;
 pub mod cli;
-pub mod collect;
 pub mod crawl;
-pub mod domain;
-pub mod extract;
-pub mod fixture_site;
 pub mod inspect;
 pub mod operator;
-pub mod pace;
-pub mod pipeline;
-pub mod price;
-pub mod queue;
-pub mod render;
 pub mod report;
-pub mod site;
-pub mod snapshot;
-pub mod store;
-pub mod telemetry;
-pub mod worker;
+
+pub mod fixture_site;

@@ -14,7 +14,8 @@ async fn main() -> std::process::ExitCode {
     cli.common.unset_empty();
     scrapefarm::telemetry::init(cli.common.log_format == "json");
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
+    // Tracked here: it lives as long as the command, and is aborted when the command returns.
+    let signals = spawn_signal_handler(shutdown.clone());
     let common = &cli.common;
     let result = match &cli.command {
         Command::Migrate => app::migrate(common).await,
@@ -34,6 +35,7 @@ async fn main() -> std::process::ExitCode {
         Command::Apikey(cmd) => scrapefarm::api_key::command(common, cmd).await,
         Command::Db(DbCommand::GrantWorker(args)) => app::grant_worker(common, args).await,
     };
+    signals.abort();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -44,7 +46,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 /// SIGTERM or Ctrl-C cancels the shutdown token once; a second signal exits at once.
-fn spawn_signal_handler(shutdown: CancellationToken) {
+fn spawn_signal_handler(shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Ok(mut term) =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -62,5 +64,5 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
             tracing::info!("Shutdown requested; finishing in-flight pages.");
             shutdown.cancel();
         }
-    });
+    })
 }

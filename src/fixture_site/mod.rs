@@ -168,6 +168,7 @@ impl FixtureSite {
         let shutdown = CancellationToken::new();
         let app = routes::router(Arc::clone(&state));
         let signal = shutdown.clone().cancelled_owned();
+        // The site's: `stop` cancels the signal and awaits the task; a drop only cancels it.
         let task = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app)
                 .with_graceful_shutdown(signal)

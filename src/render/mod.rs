@@ -1,6 +1,7 @@
 //! Render (stage 2): a [`Renderer`] turns a URL into a [`Page`]: final URL, main-document status,
 //! HTML once the site's ready condition holds, timings. `cdp` drives Chromium over the DevTools
-//! protocol with a pool of tabs (`pool`) on one browser with a persistent profile (`profile`).
+//! protocol with a pool of tabs (`pool`) on one browser (`slot`) with a persistent profile
+//! (`profile`); `webdriver` drives the same Chromium through chromedriver.
 
 pub mod build;
 pub mod cdp;
@@ -9,14 +10,32 @@ mod navigate;
 pub mod pool;
 pub mod profile;
 pub mod retire;
+pub mod slot;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use build::BrowserBuild;
-pub use cdp::{BrowserSettings, CdpRenderer};
+pub use cdp::CdpRenderer;
 pub use navigate::wait_ready;
 pub use retire::Retirement;
+
+/// How to launch the browser (both renderers).
+#[derive(Debug, Clone)]
+pub struct BrowserSettings {
+    pub chrome: PathBuf,
+    /// The claimed profile directory (see `profile::claim`).
+    pub profile_dir: PathBuf,
+    /// Tabs in the pool = worker concurrency.
+    pub tabs: usize,
+    /// Upper bound on one navigation; chromiumoxide has no per-navigation timeout of its own.
+    pub nav_timeout: Duration,
+    /// Fail images, fonts and media before they are fetched.
+    pub block_resources: bool,
+    /// When the browser is replaced by a fresh one on the same profile.
+    pub retire: Retirement,
+}
 
 /// What to render and how to know it is done.
 #[derive(Debug, Clone)]

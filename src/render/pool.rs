@@ -1,9 +1,9 @@
 //! The tab pool: deadpool objects are Chromium tabs of the one browser in a [`BrowserSlot`]. Tabs
 //! are reused across pages (navigation resets them); a tab of a browser that has since been
-//! relaunched, or one that has served too many pages, is retired and closed.
+//! relaunched, or one that has served too many pages, is retired and closed. Background work
+//! (closing a tab, answering paused requests) runs as tasks of the slot, which ends them on close.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chromiumoxide::Page as Tab;
 use chromiumoxide::cdp::browser_protocol::fetch::{
@@ -14,7 +14,7 @@ use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use futures::StreamExt;
 
 use super::RenderError;
-use super::cdp::BrowserSlot;
+use super::slot::BrowserSlot;
 
 /// Pages one tab serves before it is closed and replaced (bounds per-tab memory growth).
 pub const TAB_MAX_USES: usize = 200;
@@ -39,7 +39,7 @@ impl managed::Manager for TabManager {
     async fn create(&self) -> Result<PooledTab, RenderError> {
         let (tab, generation) = self.slot.new_tab().await?;
         if !self.block.is_empty() {
-            block_resources(&tab, &self.block)
+            block_resources(&self.slot, &tab, &self.block)
                 .await
                 .map_err(|e| RenderError::Browser(format!("Failed to enable blocking: {e}")))?;
         }
@@ -51,27 +51,25 @@ impl managed::Manager for TabManager {
             return Err(RecycleError::message("tab of a retired browser"));
         }
         if metrics.recycle_count >= TAB_MAX_USES {
-            close_in_background(obj.tab.clone());
+            self.slot.close_tab(obj.tab.clone());
             return Err(RecycleError::message("tab served its pages"));
         }
         Ok(())
     }
 }
 
-/// Closes a tab without waiting for it (dropping a Page does not close the tab).
-pub fn close_in_background(tab: Tab) {
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(5), tab.close()).await;
-    });
-}
-
 /// Fails requests of the given resource types before they are sent; other requests are never
 /// paused, so they cost nothing.
-async fn block_resources(tab: &Tab, types: &[ResourceType]) -> chromiumoxide::Result<()> {
+async fn block_resources(
+    slot: &BrowserSlot,
+    tab: &Tab,
+    types: &[ResourceType],
+) -> chromiumoxide::Result<()> {
     let mut paused = tab.event_listener::<EventRequestPaused>().await?;
     let handle = tab.clone();
     let blocked = types.to_vec();
-    tokio::spawn(async move {
+    // A task of the slot: it ends with the tab's event stream, or when the slot closes.
+    slot.spawn(async move {
         while let Some(ev) = paused.next().await {
             let result = if blocked.contains(&ev.resource_type) {
                 let fail =

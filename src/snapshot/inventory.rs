@@ -1,5 +1,5 @@
 //! The snapshot directory as an inventory: the store's rows about it (one [`SnapshotEntry`] per
-//! file) checked against what is on disk. Builds the reports behind `scrapefarm snapshots`: counts
+//! file, a type of the store's) checked against what is on disk. Builds the reports behind `scrapefarm snapshots`: counts
 //! and bytes per site and day, verification of every file against its recorded sha256, and the
 //! garbage-collection plan and its execution. Blocking I/O: call `verify` and `remove_files` from
 //! `spawn_blocking`.
@@ -9,56 +9,14 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use super::orphans::Removal;
 use super::orphans::{self, FileKind, GRACE};
 use super::{SnapshotError, day_of, resolve};
-
-/// One day in epoch milliseconds; stats group snapshots by UTC day.
-pub const DAY_MS: i64 = 86_400_000;
-
-/// One snapshot row joined to its listing's site and external id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
-pub struct SnapshotEntry {
-    pub id: i64,
-    pub listing_id: i64,
-    pub site: String,
-    pub external_id: String,
-    /// Relative to the snapshot root.
-    pub path: String,
-    /// sha256 of the compressed file.
-    pub sha256: String,
-    /// Size on disk (compressed).
-    pub bytes: i64,
-    /// Size of the HTML before compression.
-    pub html_bytes: i64,
-    pub http_status: Option<i64>,
-    /// Epoch milliseconds.
-    pub captured_at: i64,
-    pub screenshot_path: Option<String>,
-}
-
-/// Which snapshots `snapshots ls` shows; empty fields match everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SnapshotFilter {
-    pub site: Option<String>,
-    pub external_id: Option<String>,
-    /// Captured at or after this epoch-millisecond time.
-    pub since_ms: Option<i64>,
-}
-
-/// Snapshots of one site captured on one UTC day, as the store counts them.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct DayCount {
-    pub site: String,
-    /// Days since the Unix epoch.
-    pub day_index: i64,
-    pub count: i64,
-    pub bytes: i64,
-    pub html_bytes: i64,
-}
+pub use crate::clock::DAY_MS;
+pub use crate::store::{DayCount, SnapshotEntry, SnapshotFilter};
 
 /// Count and sizes of a group of snapshots.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -20,7 +20,8 @@ use std::path::{Component, Path, PathBuf};
 use image::{ImageReader, Limits};
 use sha2::{Digest, Sha256};
 
-use crate::store::{SnapshotMeta, now_ms};
+use crate::clock::now_ms;
+use crate::store::SnapshotMeta;
 
 pub use command::{SnapshotsCommand, run};
 use durable::write_atomically;

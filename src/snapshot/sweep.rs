@@ -10,7 +10,8 @@ use anyhow::Context;
 use super::command::format_time;
 use super::inventory::{self, GcPlan, SnapshotFilter};
 use super::orphans::{self, GRACE, OrphanPlan};
-use crate::store::{Store, now_ms};
+use crate::clock::now_ms;
+use crate::store::Store;
 
 /// `gc --older-than`: deletes snapshots captured before the cutoff, rows first.
 pub(super) async fn old(

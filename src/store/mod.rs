@@ -5,18 +5,19 @@
 pub mod api_keys;
 mod error;
 pub mod leases;
+mod queue_jobs;
 mod read;
 pub mod roles;
 mod snapshots;
 mod write;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection};
 
 pub use error::StoreError;
+pub use queue_jobs::{ClaimedJob, DeadRow, JobCounts, JobOutcome};
 pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table};
+pub use snapshots::{DayCount, SnapshotEntry, SnapshotFilter};
 pub use write::{ListingSave, SnapshotMeta};
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -115,6 +116,9 @@ impl Store {
         self.backend
     }
 
+    /// The raw pool, for integration tests that inspect or corrupt tables directly; nothing in
+    /// the library outside the store uses it (the store owns its SQL).
+    #[doc(hidden)]
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -189,13 +193,10 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch, the store's time unit.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Kept so that code written against `store::now_ms` still builds; the clock lives in
+/// [`crate::clock`], and the database's in [`Store::db_now_ms`].
+#[doc(hidden)]
+pub use crate::clock::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,56 @@
 //! The store's queries about snapshot rows, for `scrapefarm snapshots`: rows joined to their
 //! listing's site and external id, counts per site and UTC day, and deletion by id. The row types
-//! belong to the snapshot inventory (`crate::snapshot::inventory`), which builds the reports.
+//! are made here; the snapshot inventory (`crate::snapshot::inventory`) reads them to build the
+//! reports.
+
+use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
-use crate::snapshot::inventory::{DAY_MS, DayCount, SnapshotEntry, SnapshotFilter};
+use crate::clock::DAY_MS;
 
 const ENTRY_COLUMNS: &str = "s.id, s.listing_id, l.site, l.external_id, s.path, s.sha256, s.bytes, \
     s.html_bytes, s.http_status, s.captured_at, s.screenshot_path";
+
+/// One snapshot row joined to its listing's site and external id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SnapshotEntry {
+    pub id: i64,
+    pub listing_id: i64,
+    pub site: String,
+    pub external_id: String,
+    /// Relative to the snapshot root.
+    pub path: String,
+    /// sha256 of the compressed file.
+    pub sha256: String,
+    /// Size on disk (compressed).
+    pub bytes: i64,
+    /// Size of the HTML before compression.
+    pub html_bytes: i64,
+    pub http_status: Option<i64>,
+    /// Epoch milliseconds.
+    pub captured_at: i64,
+    pub screenshot_path: Option<String>,
+}
+
+/// Which snapshots `snapshots ls` shows; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotFilter {
+    pub site: Option<String>,
+    pub external_id: Option<String>,
+    /// Captured at or after this epoch-millisecond time.
+    pub since_ms: Option<i64>,
+}
+
+/// Snapshots of one site captured on one UTC day, as the store counts them.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DayCount {
+    pub site: String,
+    /// Days since the Unix epoch.
+    pub day_index: i64,
+    pub count: i64,
+    pub bytes: i64,
+    pub html_bytes: i64,
+}
 
 /// Ids per `DELETE … IN (…)`: well under SQLite's and PostgreSQL's bound-parameter limits.
 const DELETE_CHUNK: usize = 500;

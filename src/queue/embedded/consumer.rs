@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{EmbeddedQueue, Lease};
 use crate::queue::{Acker, Consumer, Delivery, QueueError};
+use crate::store::ClaimedJob;
 
 /// How often an idle consumer looks for newly due jobs (retries coming due, other producers,
 /// expired leases).
@@ -50,6 +51,8 @@ impl EmbeddedConsumer {
         let stop_claiming = stop_all.child_token();
         let prefetch = usize::from(prefetch.max(1));
         let (tx, rx) = mpsc::channel(prefetch);
+        // Both tasks are the consumer's: `cancel` awaits the claimer, `close` the renewer, and
+        // dropping the consumer cancels `stop_all`, which ends both.
         let claimer = tokio::spawn(claim_loop(
             queue.clone(),
             owner.clone(),
@@ -140,7 +143,12 @@ async fn claim_loop(
                 return;
             }
             match queue.claim(&owner).await {
-                Ok(Some((id, body, attempt, deliveries))) => {
+                Ok(Some(ClaimedJob {
+                    id,
+                    body,
+                    attempt,
+                    deliveries,
+                })) => {
                     let lease = Lease {
                         id,
                         owner: owner.clone(),

@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
 
 use crate::render::confine::{self, Sandbox};
 use crate::render::{BrowserSettings, RenderError, profile};
@@ -36,6 +37,8 @@ pub(super) struct Session {
     /// Index of the session's current window.
     pub current: usize,
     pub generation: u64,
+    /// Drains chromedriver's output; it ends when chromedriver exits, and `shut_down` waits for it.
+    pub drain: JoinHandle<()>,
 }
 
 /// A chromedriver command sent to the current window's DevTools session
@@ -72,10 +75,13 @@ pub(super) async fn command<T>(
     }
 }
 
-/// Spawns chromedriver on a port it picks itself and returns it with that port.
+/// Spawns chromedriver on a port it picks itself and returns it with that port and the task
+/// that drains its output.
 /// chromedriver (and the Chromium it starts, which inherits its environment) gets only
 /// `confine::browser_env`: never the worker's credentials.
-async fn spawn_chromedriver(chromedriver: &Path) -> Result<(Child, u16), RenderError> {
+async fn spawn_chromedriver(
+    chromedriver: &Path,
+) -> Result<(Child, u16, JoinHandle<()>), RenderError> {
     let mut driver = Command::new(chromedriver)
         .args(["--port=0", "--log-level=SEVERE"])
         .env_clear()
@@ -97,7 +103,7 @@ async fn spawn_chromedriver(chromedriver: &Path) -> Result<(Child, u16), RenderE
         None => Ok(None),
     };
     match port {
-        Ok(Some(port)) => Ok((driver, port)),
+        Ok(Some((port, drain))) => Ok((driver, port, drain)),
         _ => {
             let _ = driver.kill().await;
             Err(RenderError::Browser(
@@ -108,16 +114,17 @@ async fn spawn_chromedriver(chromedriver: &Path) -> Result<(Child, u16), RenderE
 }
 
 /// Reads chromedriver's "started successfully on port N." line, then keeps draining its output
-/// so it never blocks on a full pipe.
-async fn read_port(out: ChildStdout) -> Option<u16> {
+/// in a task (returned, kept by the session) so it never blocks on a full pipe.
+async fn read_port(out: ChildStdout) -> Option<(u16, JoinHandle<()>)> {
     let mut lines = BufReader::new(out).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(rest) = line.split("on port ").nth(1)
             && line.contains("started successfully")
         {
-            let port = rest.trim_end_matches('.').trim().parse().ok();
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return port;
+            let port = rest.trim_end_matches('.').trim().parse().ok()?;
+            let drain =
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Some((port, drain));
         }
     }
     None
@@ -168,7 +175,7 @@ pub(super) async fn start_session(
     // worker); a browser this process still runs on it makes Chromium exit at once below.
     let dir = &settings.profile_dir;
     let sandbox = confine::detect_in_background(&settings.chrome).await?;
-    let (mut driver, port) = spawn_chromedriver(chromedriver).await?;
+    let (mut driver, port, drain) = spawn_chromedriver(chromedriver).await?;
     let connect = ClientBuilder::new(HttpConnector::new())
         .capabilities(capabilities(settings, &sandbox))
         .connect(&format!("http://127.0.0.1:{port}"))
@@ -177,6 +184,7 @@ pub(super) async fn start_session(
         Ok(client) => client,
         Err(e) => {
             let _ = driver.kill().await;
+            drain.abort();
             return Err(session_refused(dir, &e.to_string()));
         }
     };
@@ -186,6 +194,7 @@ pub(super) async fn start_session(
         windows: Vec::new(),
         current: 0,
         generation,
+        drain,
     };
     match open_windows(&mut session, settings).await {
         Ok(()) => {
@@ -260,10 +269,20 @@ async fn open_windows(
 /// would keep the profile locked.
 pub(super) async fn shut_down(session: Session, profile_dir: &Path, grace: Duration) {
     let Session {
-        mut driver, client, ..
+        mut driver,
+        client,
+        mut drain,
+        ..
     } = session;
     let _ = tokio::time::timeout(grace, client.close()).await;
     let _ = driver.kill().await;
+    // chromedriver's pipe closed with it, so the drain ends; abort it if a child still holds it.
+    if tokio::time::timeout(Duration::from_secs(1), &mut drain)
+        .await
+        .is_err()
+    {
+        drain.abort();
+    }
     let orphans = profile::kill_orphans(profile_dir);
     if orphans > 0 {
         tracing::warn!(orphans, profile = %profile_dir.display(), "Killed Chromium left by chromedriver.");
