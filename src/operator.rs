@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::app::{connect_queue, connect_store, load_sites};
+use crate::app::{connect_queue, load_sites, open_existing_store};
 use crate::cli::{Common, DlqArgs, ExtractArgs, FailuresArgs, HealthArgs, JsonArg, ListingsArgs};
 use crate::queue::{DeadJob, Queue};
 use crate::report::ListingJson;
 use crate::store::ListingFilter;
 
 pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     let filter = ListingFilter {
         search_id: args.search,
         status: args.status.clone(),
@@ -43,7 +43,7 @@ pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()
 }
 
 pub async fn searches(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     for s in store.searches().await? {
         if args.json {
             println!("{}", serde_json::to_string(&s)?);
@@ -58,7 +58,7 @@ pub async fn searches(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
 }
 
 pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     let queue = connect_queue(common, &store).await?;
     let depths = queue.depths().await?;
     queue.close().await;
@@ -117,7 +117,7 @@ pub fn health(args: &HealthArgs) -> anyhow::Result<()> {
 
 /// Failed listings (attempts exhausted or unextractable) and every dead-lettered job, with reasons.
 pub async fn failures(common: &Common, args: &FailuresArgs) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     let queue = connect_queue(common, &store).await?;
     let filter = ListingFilter {
         status: Some("failed".into()),
@@ -170,7 +170,7 @@ pub async fn dlq_requeue(common: &Common, args: &DlqArgs) -> anyhow::Result<()> 
         bail!("say which jobs: --all or --listing EXTERNAL_ID");
     }
     let sites = load_sites(common, None)?;
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     let queue = connect_queue(common, &store).await?;
     let listing_of = |d: &DeadJob| {
         let job = d.job()?;
@@ -199,7 +199,7 @@ pub async fn snapshots(
     common: &Common,
     cmd: &crate::snapshot::SnapshotsCommand,
 ) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     let root = &common.snapshot_dir;
     let healthy = crate::snapshot::run(cmd, &store, root, &mut std::io::stdout()).await?;
     store.close().await;
