@@ -79,6 +79,14 @@ pub enum NoDatabase {
     },
 }
 
+/// A run that finished but not everything it was given succeeded: the process exits 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} listings failed; `scrapefarm failures` lists them with their reasons")]
+pub struct FinishedWithFailures {
+    pub failed: i64,
+    pub total: i64,
+}
+
 /// The file of a SQLite URL (`sqlite://x.db?mode=rwc`, `sqlite:x.db`); `None` for in-memory
 /// databases and other backends.
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {

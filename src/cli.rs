@@ -278,6 +278,10 @@ pub struct CrawlArgs {
     /// File of listing URLs, one per line.
     #[arg(long)]
     pub urls: Option<PathBuf>,
+    /// Queue the valid lines of `--urls` and skip the others (without it, any invalid line fails
+    /// the crawl before anything is queued, as `enqueue` does).
+    #[arg(long, requires = "urls")]
+    pub skip_invalid: bool,
     #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
     #[arg(long, env = "SCRAPEFARM_MAX_ATTEMPTS", default_value_t = 8)]

@@ -33,13 +33,24 @@ async fn main() -> std::process::ExitCode {
         Command::Health(args) => operator::health(args),
         Command::Db(DbCommand::GrantWorker(args)) => app::grant_worker(common, args).await,
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+    exit_code(result)
+}
+
+/// 0 done; 1 error; 3 finished with failures (clap exits 2 on usage errors before this). A
+/// closed stdout (`scrapefarm listings | head -1`) is a quiet success: the reader has had enough.
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    let Err(e) = result else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    if scrapefarm::report::is_broken_pipe(&e) {
+        return std::process::ExitCode::SUCCESS;
     }
+    if e.downcast_ref::<app::FinishedWithFailures>().is_some() {
+        eprintln!("{e}");
+        return std::process::ExitCode::from(3);
+    }
+    eprintln!("error: {}", scrapefarm::report::error_chain(&e));
+    std::process::ExitCode::FAILURE
 }
 
 /// SIGTERM or Ctrl-C cancels the shutdown token once; a second signal exits at once.

@@ -44,14 +44,16 @@ pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()
 
 pub async fn searches(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
     let store = open_existing_store(common).await?;
+    let mut out = std::io::stdout().lock();
     for s in store.searches().await? {
         if args.json {
-            println!("{}", serde_json::to_string(&s)?);
+            writeln!(out, "{}", serde_json::to_string(&s)?)?;
         } else {
-            println!(
+            writeln!(
+                out,
                 "{:>5} {:<8} {:<24} {:<10} found {:>5}  published {:>5}",
                 s.id, s.site, s.query, s.status, s.listings_found, s.jobs_published
-            );
+            )?;
         }
     }
     Ok(())
@@ -62,6 +64,7 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
     let queue = connect_queue(common, &store).await?;
     let depths = queue.depths().await?;
     queue.close().await;
+    let mut out = std::io::stdout().lock();
     let stored_5min = store
         .enriched_after(store.db_now_ms().await? - 5 * 60_000)
         .await?;
@@ -77,7 +80,7 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
             "stored_per_minute_5m": stored_5min as f64 / 5.0,
             "searches_in_progress": in_progress,
         });
-        println!("{status}");
+        writeln!(out, "{status}")?;
         return Ok(());
     }
     // Unknown is not zero: RabbitMQ reports unacked messages only through its management API.
@@ -85,17 +88,23 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
         Some(n) => n.to_string(),
         None => "unknown (no management API, or not sampled yet)".into(),
     };
-    println!(
+    writeln!(
+        out,
         "queue {}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",
         common.queue, depths.ready, unacked, depths.retrying, depths.dead, depths.consumers
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "stored per minute (last 5 min): {:.1}",
         stored_5min as f64 / 5.0
-    );
-    println!("searches in progress: {}", in_progress.len());
+    )?;
+    writeln!(out, "searches in progress: {}", in_progress.len())?;
     for s in in_progress {
-        println!("  {:>5} {:<8} {:<24} {}", s.id, s.site, s.query, s.status);
+        writeln!(
+            out,
+            "  {:>5} {:<8} {:<24} {}",
+            s.id, s.site, s.query, s.status
+        )?;
     }
     Ok(())
 }

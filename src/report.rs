@@ -90,3 +90,58 @@ impl ListingJson {
         )
     }
 }
+
+/// An error and its causes on one line, `: `-separated, skipping a cause whose text the message
+/// before it already includes (errors that embed their source and also return it from
+/// `source()` would otherwise print it twice or three times).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|before| before.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
+/// Whether the error comes from writing to a closed pipe (the reader of stdout went away).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("Failed to connect to the database at db: {source}")]
+    struct Embeds {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn error_chain_prints_each_cause_once() {
+        let io = std::io::Error::other("connection refused");
+        let e = anyhow::Error::new(Embeds { source: io }).context("Failed to open the store");
+        assert_eq!(
+            error_chain(&e),
+            "Failed to open the store: Failed to connect to the database at db: connection refused"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&plain), "outer: inner");
+    }
+
+    #[test]
+    fn a_closed_pipe_is_recognised_through_context() {
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let e = anyhow::Error::new(io).context("writing the table");
+        assert!(is_broken_pipe(&e));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
+}
