@@ -129,9 +129,10 @@ pub struct Common {
         long,
         env = "SCRAPEFARM_LOG_FORMAT",
         global = true,
+        value_enum,
         default_value = "text"
     )]
-    pub log_format: String,
+    pub log_format: LogFormat,
 }
 
 impl Common {
@@ -341,16 +342,50 @@ impl WorkerArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ListingsArgs {
-    #[arg(long)]
+    /// Only the listings a search found (its id, as `searches` shows), in search-result order.
+    #[arg(long, value_name = "SEARCH_ID")]
     pub search: Option<i64>,
+    /// Only listings in this status: pending, active, ended, gone or failed.
     #[arg(long)]
     pub status: Option<String>,
-    /// Include each listing's price observations.
+    /// Only listings of this site.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Only listings extracted (or, never extracted, first seen) on or after this local day.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = crate::report::parse_local_day)]
+    pub since: Option<i64>,
+    /// Order of the rows (default: search-result order with --search, else as stored).
+    #[arg(long, value_enum)]
+    pub sort: Option<ListingSort>,
+    /// At most this many rows (after sorting).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Include each listing's price observations (local time and price).
     #[arg(long)]
     pub history: bool,
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Orders of `listings --sort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListingSort {
+    /// Lowest price first (by currency, then amount).
+    Price,
+    /// Most recently extracted first.
+    Updated,
+    /// By title, A to Z.
+    Title,
+}
+
+/// Formats of `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Clone, Args)]

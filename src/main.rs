@@ -5,14 +5,28 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use scrapefarm::app;
-use scrapefarm::cli::{Cli, Command, DbCommand, DlqCommand};
+use scrapefarm::cli::{Cli, Command, DbCommand, DlqCommand, LogFormat};
 use scrapefarm::operator;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // Before the runtime starts threads: the local offset can only be read soundly now.
+    scrapefarm::report::init_local_offset();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> std::process::ExitCode {
     let mut cli = Cli::parse();
     cli.common.unset_empty();
-    scrapefarm::telemetry::init(cli.common.log_format == "json");
+    scrapefarm::telemetry::init(cli.common.log_format == LogFormat::Json);
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let common = &cli.common;

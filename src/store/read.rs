@@ -35,6 +35,10 @@ pub struct ListingRow {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub snapshot: Option<String>,
+    /// When the listing was first recorded, epoch ms.
+    pub first_seen: i64,
+    /// When its page was last extracted, epoch ms.
+    pub last_enriched: Option<i64>,
 }
 
 /// One entry of a listing's price history.
@@ -73,7 +77,7 @@ pub struct SnapshotRow {
 
 const LISTING_COLUMNS: &str = "l.id, l.site, l.external_id, l.url, l.status, l.title, l.price_minor, \
     l.currency, l.condition, l.seller, l.seller_score, l.shipping, l.location, l.specifics, \
-    l.description, l.images, l.attempts, l.last_error, \
+    l.description, l.images, l.attempts, l.last_error, l.first_seen, l.last_enriched, \
     (SELECT s.path FROM snapshots s WHERE s.listing_id = l.id ORDER BY s.captured_at DESC, s.id DESC LIMIT 1) AS snapshot";
 
 impl Store {
