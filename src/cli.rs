@@ -390,6 +390,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct JsonArg {
+    /// Print JSON for scripts (`searches`: one object per line; `status`: one object).
     #[arg(long)]
     pub json: bool,
 }

@@ -145,9 +145,12 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
         .into_iter()
         .filter(|s| s.status == "collecting" || s.status == "collected")
         .collect();
+    let listings = store.listing_counts().await?;
     if args.json {
         let status = serde_json::json!({
+            "database": crate::store::redact(&common.database_url()),
             "queue": common.queue, "depths": depths,
+            "listings": listings,
             "stored_per_minute_5m": stored_5min as f64 / 5.0,
             "searches_in_progress": in_progress,
         });
@@ -169,6 +172,11 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
         "stored per minute (last 5 min): {:.1}",
         stored_5min as f64 / 5.0
     )?;
+    let counts: Vec<String> = listings.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    match counts.is_empty() {
+        true => writeln!(out, "listings: none yet")?,
+        false => writeln!(out, "listings: {}", counts.join("  "))?,
+    }
     writeln!(out, "searches in progress: {}", in_progress.len())?;
     let mut table = Table::new(&[">ID", "SITE", "STATUS", "REQUESTED", "QUERY"]);
     for s in in_progress {

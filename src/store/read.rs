@@ -200,6 +200,17 @@ impl Store {
         Ok(row)
     }
 
+    /// How many listings (of every search) are in each status.
+    pub async fn listing_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM listings GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// How many of a search's listings are in each status.
     pub async fn status_counts(
         &self,
