@@ -193,6 +193,11 @@ pub enum Command {
         after_help = "Examples:\n  scrapefarm listings --search 1 --json\n  scrapefarm listings --status failed --history"
     )]
     Listings(ListingsArgs),
+    /// Write stored listings to a file: CSV or JSON lines.
+    #[command(
+        after_help = "Examples:\n  scrapefarm export --format csv --out listings.csv\n  scrapefarm export --format csv --out - --fields site,external_id,price,currency,title\n  scrapefarm export --format jsonl --out lamps.jsonl --search 1"
+    )]
+    Export(ExportArgs),
     /// List searches.
     #[command(after_help = "Example:\n  scrapefarm searches --json")]
     Searches(JsonArg),
@@ -366,6 +371,37 @@ pub struct ListingsArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// File format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// File to write (replaced whole, never left half-written); `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Comma-separated fields, in order (default: every field of `listings --json`).
+    #[arg(long, value_delimiter = ',', value_name = "FIELD,…")]
+    pub fields: Option<Vec<String>>,
+    /// Only the listings a search found (its id, as `searches` shows).
+    #[arg(long, value_name = "SEARCH_ID")]
+    pub search: Option<i64>,
+    /// Only listings in this status: pending, active, ended, gone or failed.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only listings of this site.
+    #[arg(long)]
+    pub site: Option<String>,
+}
+
+/// Formats of `export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Comma-separated values with a header row; lists and maps as JSON text.
+    Csv,
+    /// One JSON object per line, as `listings --json` prints them.
+    Jsonl,
 }
 
 /// Orders of `listings --sort`.

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod collect;
 pub mod crawl;
 pub mod domain;
+pub mod export;
 pub mod extract;
 pub mod fixture_site;
 pub mod inspect;

@@ -38,6 +38,7 @@ async fn run() -> std::process::ExitCode {
         Command::Demo(args) => app::demo(common, args, shutdown).await,
         Command::Worker(args) => app::worker(common, args, shutdown).await,
         Command::Listings(args) => operator::listings(common, args).await,
+        Command::Export(args) => scrapefarm::export::export(common, args).await,
         Command::Searches(args) => operator::searches(common, args).await,
         Command::Status(args) => operator::status(common, args).await,
         Command::Extract(args) => operator::extract(common, args).await,
