@@ -209,7 +209,7 @@ pub async fn migrate(common: &Common) -> anyhow::Result<()> {
     let after = store.applied_migrations().await?;
     store.close().await;
     let url = crate::store::redact(&common.database_url());
-    println!("{} ({url}).", migrate_summary(&before, &after));
+    println!("{}. Database: {url}", migrate_summary(&before, &after));
     Ok(())
 }
 
