@@ -23,6 +23,10 @@ use crate::store::roles;
 use crate::store::{ListingFilter, Store};
 use crate::worker::{WorkerSettings, run_worker};
 
+mod open;
+
+pub use open::{FinishedWithFailures, NoDatabase, migrate, open_existing_store, sqlite_file};
+
 /// Loads site definitions, applying `--base-url` to `site` when given.
 pub fn load_sites(common: &Common, site: Option<&str>) -> anyhow::Result<Sites> {
     let mut sites = Sites::load(&common.sites_dir)?;
@@ -61,83 +65,6 @@ pub async fn connect_store_with(common: &Common, max_connections: u32) -> anyhow
     }
     let store = Store::connect(&common.database_url(), max_connections).await?;
     store.migrate().await?;
-    Ok(store)
-}
-
-/// Why a read-only command cannot open the database: it never creates one or changes its schema.
-#[derive(Debug, thiserror::Error)]
-pub enum NoDatabase {
-    #[error("no database at {0}; run `scrapefarm migrate` (or crawl/demo) first")]
-    Missing(String),
-    #[error(
-        "the database at {url} has {applied} of this build's {known} migrations; run `scrapefarm migrate` first"
-    )]
-    Behind {
-        url: String,
-        applied: usize,
-        known: usize,
-    },
-}
-
-/// A run that finished but not everything it was given succeeded: the process exits 3.
-#[derive(Debug, thiserror::Error)]
-#[error("{failed} of {total} listings failed; `scrapefarm failures` lists them with their reasons")]
-pub struct FinishedWithFailures {
-    pub failed: i64,
-    pub total: i64,
-}
-
-/// The file of a SQLite URL (`sqlite://x.db?mode=rwc`, `sqlite:x.db`); `None` for in-memory
-/// databases and other backends.
-pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    match path {
-        "" | ":memory:" => None,
-        path => Some(path.into()),
-    }
-}
-
-/// Opens the database of a read-only command: never creates a database (a SQLite file or a
-/// PostgreSQL database) and never migrates; a missing or outdated schema is an error that says
-/// to run `scrapefarm migrate`.
-pub async fn open_existing_store(common: &Common) -> anyhow::Result<Store> {
-    let url = common.database_url();
-    let shown = crate::store::redact(&url);
-    if let Some(file) = sqlite_file(&url)
-        && !file.exists()
-    {
-        return Err(NoDatabase::Missing(file.display().to_string()).into());
-    }
-    let store = match Store::connect_existing(&url, POOL_SIZE).await {
-        Ok(store) => store,
-        // 3D000 invalid_catalog_name: PostgreSQL's "database does not exist".
-        Err(crate::store::StoreError::Connect { source, .. })
-            if source
-                .as_database_error()
-                .and_then(|e| e.code())
-                .is_some_and(|c| c == "3D000") =>
-        {
-            return Err(NoDatabase::Missing(shown).into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let applied = store.applied_migrations().await?;
-    let known = store.known_migrations();
-    if applied.is_empty() {
-        return Err(NoDatabase::Missing(shown).into());
-    }
-    if known.iter().any(|m| !applied.contains(m)) {
-        let (applied, known) = (applied.len(), known.len());
-        return Err(NoDatabase::Behind {
-            url: shown,
-            applied,
-            known,
-        }
-        .into());
-    }
     Ok(store)
 }
 
@@ -190,41 +117,6 @@ pub async fn launch_renderer(
         }
         _ => AnyRenderer::Cdp(CdpRenderer::launch(settings).await?),
     })
-}
-
-/// `scrapefarm migrate`: creates the database if needed, applies what is missing and says which
-/// migrations it applied (read from sqlx's table before and after).
-pub async fn migrate(common: &Common) -> anyhow::Result<()> {
-    if common.database_url.is_none() {
-        std::fs::create_dir_all(&common.data_dir).with_context(|| {
-            format!(
-                "Data directory {} is not writable",
-                common.data_dir.display()
-            )
-        })?;
-    }
-    let store = Store::connect(&common.database_url(), 2).await?;
-    let before = store.applied_migrations().await?;
-    store.migrate().await?;
-    let after = store.applied_migrations().await?;
-    store.close().await;
-    let url = crate::store::redact(&common.database_url());
-    println!("{}. Database: {url}", migrate_summary(&before, &after));
-    Ok(())
-}
-
-/// "Applied 2 migrations: 0005_a, 0006_b" or "Schema is up to date (6 migrations)".
-fn migrate_summary(before: &[String], after: &[String]) -> String {
-    let applied: Vec<&str> = after
-        .iter()
-        .filter(|m| !before.contains(m))
-        .map(String::as_str)
-        .collect();
-    match applied.len() {
-        0 => format!("Schema is up to date ({} migrations)", after.len()),
-        1 => format!("Applied 1 migration: {}", applied[0]),
-        n => format!("Applied {n} migrations: {}", applied.join(", ")),
-    }
 }
 
 /// `scrapefarm db grant-worker ROLE`: the workers' least-privilege role (see `store::roles`).
