@@ -23,6 +23,10 @@ use crate::store::roles;
 use crate::store::{ListingFilter, Store};
 use crate::worker::{WorkerSettings, run_worker};
 
+mod open;
+
+pub use open::{FinishedWithFailures, NoDatabase, migrate, open_existing_store, sqlite_file};
+
 /// Loads site definitions, applying `--base-url` to `site` when given.
 pub fn load_sites(common: &Common, site: Option<&str>) -> anyhow::Result<Sites> {
     let mut sites = Sites::load(&common.sites_dir)?;
@@ -113,13 +117,6 @@ pub async fn launch_renderer(
         }
         _ => AnyRenderer::Cdp(CdpRenderer::launch(settings).await?),
     })
-}
-
-pub async fn migrate(common: &Common) -> anyhow::Result<()> {
-    connect_store(common).await?;
-    let url = crate::store::redact(&common.database_url());
-    println!("Schema is up to date ({url}).");
-    Ok(())
 }
 
 /// `scrapefarm db grant-worker ROLE`: the workers' least-privilege role (see `store::roles`).

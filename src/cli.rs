@@ -129,9 +129,10 @@ pub struct Common {
         long,
         env = "SCRAPEFARM_LOG_FORMAT",
         global = true,
+        value_enum,
         default_value = "text"
     )]
-    pub log_format: String,
+    pub log_format: LogFormat,
 }
 
 impl Common {
@@ -192,6 +193,11 @@ pub enum Command {
         after_help = "Examples:\n  scrapefarm listings --search 1 --json\n  scrapefarm listings --status failed --history"
     )]
     Listings(ListingsArgs),
+    /// Write stored listings to a file: CSV or JSON lines.
+    #[command(
+        after_help = "Examples:\n  scrapefarm export --format csv --out listings.csv\n  scrapefarm export --format csv --out - --fields site,external_id,price,currency,title\n  scrapefarm export --format jsonl --out lamps.jsonl --search 1"
+    )]
+    Export(ExportArgs),
     /// List searches.
     #[command(after_help = "Example:\n  scrapefarm searches --json")]
     Searches(JsonArg),
@@ -306,6 +312,10 @@ pub struct CrawlArgs {
     /// File of listing URLs, one per line.
     #[arg(long)]
     pub urls: Option<PathBuf>,
+    /// Queue the valid lines of `--urls` and skip the others (without it, any invalid line fails
+    /// the crawl before anything is queued, as `enqueue` does).
+    #[arg(long, requires = "urls")]
+    pub skip_invalid: bool,
     #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
     #[arg(long, env = "SCRAPEFARM_MAX_ATTEMPTS", default_value_t = 8)]
@@ -365,11 +375,25 @@ impl WorkerArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ListingsArgs {
-    #[arg(long)]
+    /// Only the listings a search found (its id, as `searches` shows), in search-result order.
+    #[arg(long, value_name = "SEARCH_ID")]
     pub search: Option<i64>,
+    /// Only listings in this status: pending, active, ended, gone or failed.
     #[arg(long)]
     pub status: Option<String>,
-    /// Include each listing's price observations.
+    /// Only listings of this site.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Only listings extracted (or, never extracted, first seen) on or after this local day.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = crate::report::parse_local_day)]
+    pub since: Option<i64>,
+    /// Order of the rows (default: search-result order with --search, else as stored).
+    #[arg(long, value_enum)]
+    pub sort: Option<ListingSort>,
+    /// At most this many rows (after sorting).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Include each listing's price observations (local time and price).
     #[arg(long)]
     pub history: bool,
     /// One JSON object per line.
@@ -378,7 +402,59 @@ pub struct ListingsArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// File format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// File to write (replaced whole, never left half-written); `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Comma-separated fields, in order (default: every field of `listings --json`).
+    #[arg(long, value_delimiter = ',', value_name = "FIELD,…")]
+    pub fields: Option<Vec<String>>,
+    /// Only the listings a search found (its id, as `searches` shows).
+    #[arg(long, value_name = "SEARCH_ID")]
+    pub search: Option<i64>,
+    /// Only listings in this status: pending, active, ended, gone or failed.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only listings of this site.
+    #[arg(long)]
+    pub site: Option<String>,
+}
+
+/// Formats of `export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Comma-separated values with a header row; lists and maps as JSON text.
+    Csv,
+    /// One JSON object per line, as `listings --json` prints them.
+    Jsonl,
+}
+
+/// Orders of `listings --sort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListingSort {
+    /// Lowest price first (by currency, then amount).
+    Price,
+    /// Most recently extracted first.
+    Updated,
+    /// By title, A to Z.
+    Title,
+}
+
+/// Formats of `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct JsonArg {
+    /// Print JSON for scripts (`searches`: one object per line; `status`: one object).
     #[arg(long)]
     pub json: bool,
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{build_pipeline, connect_queue, connect_store, load_sites};
+use crate::app::{FinishedWithFailures, build_pipeline, connect_queue, connect_store, load_sites};
 use crate::cli::{Common, CrawlArgs};
 use crate::collect::{collect_into, jobs_from_urls};
 use crate::queue::{AnyQueue, Queue};
@@ -27,6 +27,9 @@ pub async fn crawl(
 ) -> anyhow::Result<()> {
     let sites = load_sites(common, Some(&args.site))?;
     let site = sites.get(&args.site)?.clone();
+    if let Some(path) = &args.urls {
+        check_url_list(&site, path, args.skip_invalid)?;
+    }
     let store = connect_store(common).await?;
     let queue = connect_queue(common, &store).await?;
     let key = match (&args.query, &args.urls) {
@@ -81,12 +84,36 @@ pub async fn crawl(
     if exit == WorkerExit::Idle {
         store.set_search_status(search_id, "done").await?;
     }
-    print_summary(&store, search_id, started.elapsed(), common).await?;
+    let counts = print_summary(&store, search_id, started.elapsed(), common).await?;
     eprintln!("{}", pipeline.stats);
     if exit == WorkerExit::Shutdown {
         println!("Stopped early; run the same command again to resume.");
     }
+    let failed = counts.get("failed").copied().unwrap_or(0);
+    if failed > 0 {
+        let total = counts.values().sum();
+        return Err(FinishedWithFailures { failed, total }.into());
+    }
     Ok(())
+}
+
+/// Reads the URL list before anything is recorded: a missing file, or invalid lines without
+/// `--skip-invalid`, fail the crawl (as they fail `enqueue`) before a search is created.
+fn check_url_list(site: &Site, path: &std::path::Path, skip_invalid: bool) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("Failed to read URL list {}", path.display()))?;
+    let (_, rejected) = jobs_from_urls(site, &text, crate::store::now_ms());
+    if rejected.is_empty() || skip_invalid {
+        return Ok(());
+    }
+    for r in &rejected {
+        eprintln!("line {}: `{}`: {}", r.line, r.text, r.reason);
+    }
+    anyhow::bail!(
+        "{} lines of {} are not valid listing URLs; nothing was queued (fix them, or pass --skip-invalid)",
+        rejected.len(),
+        path.display()
+    )
 }
 
 /// Collects the search, or records and queues the URL list.
@@ -214,7 +241,7 @@ async fn print_summary(
     search_id: i64,
     took: Duration,
     common: &Common,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
     let counts = store.status_counts(search_id).await?;
     let total: i64 = counts.values().sum();
     eprintln!();
@@ -230,7 +257,7 @@ async fn print_summary(
         common.snapshot_dir.display()
     );
     println!("Next: scrapefarm listings --search {search_id} --json");
-    Ok(())
+    Ok(counts)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@
 //!    consumes and settles deliveries; `collect` turns a search into jobs.
 //!
 //! Around the flow: `domain` and `clock` (the words and the time every stage uses), `telemetry`,
-//! the commands (`cli`, `app`, `api_key`, `crawl`, `operator`, `inspect`, `report`) and `fixture_site`, the
-//! local marketplace the tests and the demo scrape.
+//! the commands (`cli`, `app`, `api_key`, `crawl`, `export`, `operator`, `inspect`,
+//! `report`) and `fixture_site`, the local marketplace the tests and the demo scrape.
 
 // The words and the time every stage uses.
 pub mod clock;
@@ -52,6 +52,7 @@ pub mod api_key;
 pub mod app;
 pub mod cli;
 pub mod crawl;
+pub mod export;
 pub mod inspect;
 pub mod operator;
 pub mod report;

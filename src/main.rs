@@ -5,14 +5,28 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use scrapefarm::app;
-use scrapefarm::cli::{Cli, Command, DbCommand, DlqCommand};
+use scrapefarm::cli::{Cli, Command, DbCommand, DlqCommand, LogFormat};
 use scrapefarm::operator;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // Before the runtime starts threads: the local offset can only be read soundly now.
+    scrapefarm::report::init_local_offset();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> std::process::ExitCode {
     let mut cli = Cli::parse();
     cli.common.unset_empty();
-    scrapefarm::telemetry::init(cli.common.log_format == "json");
+    scrapefarm::telemetry::init(cli.common.log_format == LogFormat::Json);
     let shutdown = CancellationToken::new();
     // Tracked here: it lives as long as the command, and is aborted when the command returns.
     let signals = spawn_signal_handler(shutdown.clone());
@@ -25,6 +39,7 @@ async fn main() -> std::process::ExitCode {
         Command::Demo(args) => app::demo(common, args, shutdown).await,
         Command::Worker(args) => app::worker(common, args, shutdown).await,
         Command::Listings(args) => operator::listings(common, args).await,
+        Command::Export(args) => scrapefarm::export::export(common, args).await,
         Command::Searches(args) => operator::searches(common, args).await,
         Command::Status(args) => operator::status(common, args).await,
         Command::Extract(args) => operator::extract(common, args).await,
@@ -36,13 +51,24 @@ async fn main() -> std::process::ExitCode {
         Command::Db(DbCommand::GrantWorker(args)) => app::grant_worker(common, args).await,
     };
     signals.abort();
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+    exit_code(result)
+}
+
+/// 0 done; 1 error; 3 finished with failures (clap exits 2 on usage errors before this). A
+/// closed stdout (`scrapefarm listings | head -1`) is a quiet success: the reader has had enough.
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    let Err(e) = result else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    if scrapefarm::report::is_broken_pipe(&e) {
+        return std::process::ExitCode::SUCCESS;
     }
+    if e.downcast_ref::<app::FinishedWithFailures>().is_some() {
+        eprintln!("{e}");
+        return std::process::ExitCode::from(3);
+    }
+    eprintln!("error: {}", scrapefarm::report::error_chain(&e));
+    std::process::ExitCode::FAILURE
 }
 
 /// SIGTERM or Ctrl-C cancels the shutdown token once; a second signal exits at once.

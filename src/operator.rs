@@ -6,62 +6,136 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::app::{connect_queue, connect_store, load_sites};
-use crate::cli::{Common, DlqArgs, ExtractArgs, FailuresArgs, HealthArgs, JsonArg, ListingsArgs};
+use crate::app::{connect_queue, load_sites, open_existing_store};
+use crate::cli::{
+    Common, DlqArgs, ExtractArgs, FailuresArgs, HealthArgs, JsonArg, ListingSort, ListingsArgs,
+};
 use crate::queue::{DeadJob, Queue};
-use crate::report::ListingJson;
-use crate::store::ListingFilter;
+use crate::report::{ListingJson, Table, local_time, money_text};
+use crate::store::{ListingFilter, ListingRow};
 
 pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     let filter = ListingFilter {
         search_id: args.search,
         status: args.status.clone(),
-        site: None,
+        site: args.site.clone(),
     };
+    let rows = select_listings(store.listings(&filter).await?, args);
     let mut out = std::io::stdout().lock();
-    for row in store.listings(&filter).await? {
+    if rows.is_empty() && !args.json {
+        writeln!(out, "no listings match")?;
+        return Ok(());
+    }
+    let mut table = Table::new(&["SITE", "ID", "STATUS", ">PRICE", "UPDATED", "TITLE"]);
+    let mut histories = Vec::new();
+    for row in rows {
         let history = match args.history {
             true => Some(store.price_history(row.id).await?),
             false => None,
         };
+        let updated = local_time(row.last_enriched.unwrap_or(row.first_seen));
         let listing = ListingJson::from_row(row, history);
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&listing)?)?;
-        } else {
-            writeln!(out, "{}", listing.text_line())?;
-            for obs in listing.history.iter().flatten() {
-                writeln!(
-                    out,
-                    "    {} {} {}",
-                    obs.observed_at, obs.currency, obs.price_minor
-                )?;
-            }
+            continue;
+        }
+        table.push(vec![
+            listing.site.clone(),
+            listing.external_id.clone(),
+            listing.status.clone(),
+            listing.price_text(),
+            updated,
+            listing.title_text(),
+        ]);
+        histories.push(listing.history.unwrap_or_default());
+    }
+    if table.is_empty() {
+        return Ok(());
+    }
+    let lines = table.lines();
+    let mut lines = lines.iter();
+    if let Some(header) = lines.next() {
+        writeln!(out, "{header}")?;
+    }
+    for (line, history) in lines.zip(histories) {
+        writeln!(out, "{line}")?;
+        for obs in history {
+            let price = money_text(obs.price_minor, &obs.currency);
+            writeln!(out, "    {}  {price}", local_time(obs.observed_at))?;
         }
     }
     Ok(())
 }
 
+/// Applies `--since`, `--sort` and `--limit` to the rows the store returned.
+fn select_listings(mut rows: Vec<ListingRow>, args: &ListingsArgs) -> Vec<ListingRow> {
+    let updated = |r: &ListingRow| r.last_enriched.unwrap_or(r.first_seen);
+    if let Some(since) = args.since {
+        rows.retain(|r| updated(r) >= since);
+    }
+    match args.sort {
+        Some(ListingSort::Price) => rows.sort_by(|a, b| {
+            let key = |r: &ListingRow| (r.price_minor.is_none(), r.currency.clone(), r.price_minor);
+            key(a).cmp(&key(b))
+        }),
+        Some(ListingSort::Updated) => rows.sort_by_key(|r| std::cmp::Reverse(updated(r))),
+        Some(ListingSort::Title) => rows.sort_by(|a, b| a.title.cmp(&b.title)),
+        None => {}
+    }
+    if let Some(limit) = args.limit {
+        rows.truncate(limit);
+    }
+    rows
+}
+
 pub async fn searches(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
-    for s in store.searches().await? {
-        if args.json {
-            println!("{}", serde_json::to_string(&s)?);
-        } else {
-            println!(
-                "{:>5} {:<8} {:<24} {:<10} found {:>5}  published {:>5}",
-                s.id, s.site, s.query, s.status, s.listings_found, s.jobs_published
-            );
+    let store = open_existing_store(common).await?;
+    let searches = store.searches().await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for s in &searches {
+            writeln!(out, "{}", serde_json::to_string(s)?)?;
         }
+        return Ok(());
+    }
+    if searches.is_empty() {
+        writeln!(out, "no searches yet")?;
+        return Ok(());
+    }
+    let headers = [
+        ">ID",
+        "SITE",
+        "STATUS",
+        "REQUESTED",
+        ">FOUND",
+        ">QUEUED",
+        "QUERY",
+    ];
+    let mut table = Table::new(&headers);
+    for s in searches {
+        table.push(vec![
+            s.id.to_string(),
+            s.site,
+            s.status,
+            local_time(s.requested_at),
+            s.listings_found.to_string(),
+            s.jobs_published.to_string(),
+            s.query,
+        ]);
+    }
+    for line in table.lines() {
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }
 
 pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     let queue = connect_queue(common, &store).await?;
     let depths = queue.depths().await?;
     queue.close().await;
+    let mut out = std::io::stdout().lock();
     let stored_5min = store
         .enriched_after(store.db_now_ms().await? - 5 * 60_000)
         .await?;
@@ -71,13 +145,16 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
         .into_iter()
         .filter(|s| s.status == "collecting" || s.status == "collected")
         .collect();
+    let listings = store.listing_counts().await?;
     if args.json {
         let status = serde_json::json!({
+            "database": crate::store::redact(&common.database_url()),
             "queue": common.queue, "depths": depths,
+            "listings": listings,
             "stored_per_minute_5m": stored_5min as f64 / 5.0,
             "searches_in_progress": in_progress,
         });
-        println!("{status}");
+        writeln!(out, "{status}")?;
         return Ok(());
     }
     // Unknown is not zero: RabbitMQ reports unacked messages only through its management API.
@@ -85,17 +162,31 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
         Some(n) => n.to_string(),
         None => "unknown (no management API, or not sampled yet)".into(),
     };
-    println!(
+    writeln!(
+        out,
         "queue {}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",
         common.queue, depths.ready, unacked, depths.retrying, depths.dead, depths.consumers
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "stored per minute (last 5 min): {:.1}",
         stored_5min as f64 / 5.0
-    );
-    println!("searches in progress: {}", in_progress.len());
+    )?;
+    let counts: Vec<String> = listings.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    match counts.is_empty() {
+        true => writeln!(out, "listings: none yet")?,
+        false => writeln!(out, "listings: {}", counts.join("  "))?,
+    }
+    writeln!(out, "searches in progress: {}", in_progress.len())?;
+    let mut table = Table::new(&[">ID", "SITE", "STATUS", "REQUESTED", "QUERY"]);
     for s in in_progress {
-        println!("  {:>5} {:<8} {:<24} {}", s.id, s.site, s.query, s.status);
+        let requested = local_time(s.requested_at);
+        table.push(vec![s.id.to_string(), s.site, s.status, requested, s.query]);
+    }
+    if !table.is_empty() {
+        for line in table.lines() {
+            writeln!(out, "  {line}")?;
+        }
     }
     Ok(())
 }
@@ -117,7 +208,7 @@ pub fn health(args: &HealthArgs) -> anyhow::Result<()> {
 
 /// Failed listings (attempts exhausted or unextractable) and every dead-lettered job, with reasons.
 pub async fn failures(common: &Common, args: &FailuresArgs) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     let queue = connect_queue(common, &store).await?;
     let filter = ListingFilter {
         status: Some("failed".into()),
@@ -170,7 +261,7 @@ pub async fn dlq_requeue(common: &Common, args: &DlqArgs) -> anyhow::Result<()> 
         bail!("say which jobs: --all or --listing EXTERNAL_ID");
     }
     let sites = load_sites(common, None)?;
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     let queue = connect_queue(common, &store).await?;
     let listing_of = |d: &DeadJob| {
         let job = d.job()?;
@@ -199,7 +290,7 @@ pub async fn snapshots(
     common: &Common,
     cmd: &crate::snapshot::SnapshotsCommand,
 ) -> anyhow::Result<()> {
-    let store = connect_store(common).await?;
+    let store = open_existing_store(common).await?;
     let root = &common.snapshot_dir;
     let healthy = crate::snapshot::run(cmd, &store, root, &mut std::io::stdout()).await?;
     store.close().await;

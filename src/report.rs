@@ -2,8 +2,10 @@
 //! (also used by `extract --json`) and plain-text tables.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::Serialize;
+use time::{OffsetDateTime, UtcOffset};
 
 use crate::price::{Currency, Money};
 use crate::store::{ListingRow, PriceObservation};
@@ -70,23 +72,224 @@ impl ListingJson {
         }
     }
 
-    /// One line of the plain-text listing table.
-    pub fn text_line(&self) -> String {
-        let price = match (&self.price, &self.currency) {
+    /// The price as `USD 499.36` (JPY without minor unit: `JPY 12345`), or `-`.
+    pub fn price_text(&self) -> String {
+        match (&self.price, &self.currency) {
             (Some(p), Some(c)) => format!("{c} {p}"),
             _ => "-".into(),
-        };
+        }
+    }
+
+    /// The title, with the last error in brackets when there is one.
+    pub fn title_text(&self) -> String {
+        let title = self.title.as_deref().unwrap_or("-");
+        match &self.last_error {
+            Some(e) => format!("{title}  [{e}]"),
+            None => title.to_string(),
+        }
+    }
+
+    /// One line of the plain-text listing table.
+    pub fn text_line(&self) -> String {
         format!(
-            "{:<8} {:<14} {:<8} {:>16}  {}{}",
+            "{:<8} {:<14} {:<8} {:>16}  {}",
             self.site,
             self.external_id,
             self.status,
-            price,
-            self.title.as_deref().unwrap_or("-"),
-            self.last_error
-                .as_deref()
-                .map(|e| format!("  [{e}]"))
-                .unwrap_or_default()
+            self.price_text(),
+            self.title_text()
         )
+    }
+}
+
+/// `USD 19.99` for an amount in minor units (`JPY 1999`: no minor unit); the code and the raw
+/// number when the currency is unknown.
+pub fn money_text(minor: i64, currency: &str) -> String {
+    match Currency::parse(currency) {
+        Ok(c) => format!("{c} {}", Money::new(minor, c).to_decimal_string()),
+        Err(_) => format!("{currency} {minor} (minor units)"),
+    }
+}
+
+/// The local UTC offset, read once at start-up while the process has a single thread (the only
+/// time it can be read soundly); UTC when it cannot be.
+static LOCAL_OFFSET: OnceLock<UtcOffset> = OnceLock::new();
+
+/// Reads the local offset; call from `main` before the runtime starts its threads.
+pub fn init_local_offset() {
+    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+    let _ = LOCAL_OFFSET.set(offset);
+}
+
+fn local_offset() -> UtcOffset {
+    LOCAL_OFFSET.get().copied().unwrap_or(UtcOffset::UTC)
+}
+
+/// An epoch-millisecond time as ISO 8601 local time, `2026-12-07 18:30:05`.
+pub fn local_time(ms: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map(|t| t.to_offset(local_offset()))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `YYYY-MM-DD` (a local day) as the epoch milliseconds of its start, for `--since`.
+pub fn parse_local_day(text: &str) -> Result<i64, String> {
+    let invalid = || format!("`{text}` is not a date as YYYY-MM-DD");
+    let parts: Vec<&str> = text.trim().split('-').collect();
+    let [year, month, day] = parts[..] else {
+        return Err(invalid());
+    };
+    let year: i32 = year.parse().map_err(|_| invalid())?;
+    let month: u8 = month.parse().map_err(|_| invalid())?;
+    let day: u8 = day.parse().map_err(|_| invalid())?;
+    let month = time::Month::try_from(month).map_err(|_| invalid())?;
+    let date = time::Date::from_calendar_date(year, month, day).map_err(|_| invalid())?;
+    let start = date.midnight().assume_offset(local_offset());
+    Ok(start.unix_timestamp() * 1000)
+}
+
+/// A plain-text table: a header line, then one line per row, columns padded to their widest
+/// cell; the last column is never padded (titles are long).
+pub struct Table {
+    headers: Vec<&'static str>,
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Columns named `headers`; a name starting with `>` is right-aligned (numbers, money).
+    pub fn new(headers: &[&'static str]) -> Table {
+        Table {
+            headers: headers.iter().map(|h| h.trim_start_matches('>')).collect(),
+            right: headers.iter().map(|h| h.starts_with('>')).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The header line followed by the rows' lines.
+    pub fn lines(&self) -> Vec<String> {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let header: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
+        std::iter::once(&header)
+            .chain(&self.rows)
+            .map(|row| self.line(row, &widths))
+            .collect()
+    }
+
+    fn line(&self, row: &[String], widths: &[usize]) -> String {
+        let last = row.len().saturating_sub(1);
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| match (self.right.get(i), i == last) {
+                (Some(true), _) => format!("{cell:>w$}", w = widths[i]),
+                (_, true) => cell.clone(),
+                _ => format!("{cell:<w$}", w = widths[i]),
+            })
+            .collect();
+        cells.join("  ")
+    }
+}
+
+/// An error and its causes on one line, `: `-separated, skipping a cause whose text the message
+/// before it already includes (errors that embed their source and also return it from
+/// `source()` would otherwise print it twice or three times).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|before| before.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
+/// Whether the error comes from writing to a closed pipe (the reader of stdout went away).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("Failed to connect to the database at db: {source}")]
+    struct Embeds {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn error_chain_prints_each_cause_once() {
+        let io = std::io::Error::other("connection refused");
+        let e = anyhow::Error::new(Embeds { source: io }).context("Failed to open the store");
+        assert_eq!(
+            error_chain(&e),
+            "Failed to open the store: Failed to connect to the database at db: connection refused"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&plain), "outer: inner");
+    }
+
+    #[test]
+    fn money_prints_in_the_currency_precision() {
+        assert_eq!(money_text(49936, "USD"), "USD 499.36");
+        assert_eq!(money_text(1999, "JPY"), "JPY 1999");
+        assert_eq!(money_text(5, "EUR"), "EUR 0.05");
+    }
+
+    #[test]
+    fn times_print_as_iso_8601_and_days_parse_to_their_start() {
+        // Tests run with several threads: the offset is never read, so UTC.
+        assert_eq!(local_time(1_796_668_205_000), "2026-12-07 18:30:05");
+        let start = parse_local_day("2026-12-07").unwrap();
+        assert_eq!(local_time(start), "2026-12-07 00:00:00");
+        assert!(parse_local_day("2026-13-01").is_err());
+        assert!(parse_local_day("yesterday").is_err());
+    }
+
+    #[test]
+    fn tables_pad_columns_to_the_widest_cell_and_right_align_numbers() {
+        let mut table = Table::new(&["ID", ">PRICE", "TITLE"]);
+        table.push(vec!["1".into(), "USD 5.00".into(), "lamp".into()]);
+        table.push(vec!["22".into(), "USD 19.99".into(), "brass lamp".into()]);
+        assert_eq!(
+            table.lines(),
+            [
+                "ID      PRICE  TITLE",
+                "1    USD 5.00  lamp",
+                "22  USD 19.99  brass lamp"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_closed_pipe_is_recognised_through_context() {
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let e = anyhow::Error::new(io).context("writing the table");
+        assert!(is_broken_pipe(&e));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
     }
 }

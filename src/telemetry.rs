@@ -1,7 +1,9 @@
-//! Telemetry: tracing setup (text, or JSON when `SCRAPEFARM_LOG_FORMAT=json`) and the worker's
-//! counters and per-stage timings, printed as an end-of-run summary so a regression can be located.
+//! Telemetry: tracing setup (text, coloured only on a terminal, or JSON when
+//! `SCRAPEFARM_LOG_FORMAT=json`) and the worker's counters and per-stage timings, printed as an
+//! end-of-run summary so a regression can be located.
 
 use std::fmt;
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -13,7 +15,9 @@ pub fn init(json: bool) {
         .unwrap_or_else(|_| EnvFilter::new("info,chromiumoxide=off,lapin=warn,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only where a person reads them, never in a log file or pipe.
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if json {
         builder.json().try_init()
     } else {

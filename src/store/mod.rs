@@ -39,13 +39,27 @@ pub struct Store {
 impl Store {
     /// Connects to `url` (`postgres://…` or `sqlite://…`), creating the database if it is missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Store::connect_creating(url, max_connections, true).await
+    }
+
+    /// Connects to `url` only if its database exists: PostgreSQL databases are never created
+    /// (read-only commands must not leave a database behind after a typo in the URL).
+    pub async fn connect_existing(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Store::connect_creating(url, max_connections, false).await
+    }
+
+    async fn connect_creating(
+        url: &str,
+        max_connections: u32,
+        create: bool,
+    ) -> Result<Store, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else {
             Backend::Postgres
         };
-        if backend == Backend::Postgres {
+        if backend == Backend::Postgres && create {
             create_pg_database(url).await?;
         }
         let pool = AnyPoolOptions::new()
@@ -93,6 +107,48 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATOR.run(&self.pool).await?,
         }
         Ok(())
+    }
+
+    /// Migrations recorded as applied in sqlx's table, as `0004_poison_and_observations`, in
+    /// order; empty when the table does not exist (a database never migrated).
+    pub async fn applied_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let exists_sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master \
+                 WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+        };
+        let exists: i64 = sqlx::query_scalar(exists_sql).fetch_one(&self.pool).await?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(v, d)| migration_name(v, &d))
+            .collect())
+    }
+
+    /// Every migration this build knows for the store's backend, named as
+    /// [`Store::applied_migrations`] names them.
+    pub fn known_migrations(&self) -> Vec<String> {
+        let migrator = match self.backend {
+            Backend::Postgres => &PG_MIGRATOR,
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+        };
+        migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .map(|m| migration_name(m.version, &m.description))
+            .collect()
     }
 
     /// The database's clock, epoch ms. Every time two machines compare ("enriched since this job
@@ -197,6 +253,12 @@ pub fn redact(url: &str) -> String {
 /// [`crate::clock`], and the database's in [`Store::db_now_ms`].
 #[doc(hidden)]
 pub use crate::clock::now_ms;
+
+/// `0004_poison_and_observations`: a migration as its file is named (sqlx stores the
+/// description with spaces).
+fn migration_name(version: i64, description: &str) -> String {
+    format!("{version:04}_{}", description.replace(' ', "_"))
+}
 
 #[cfg(test)]
 mod tests {

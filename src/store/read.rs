@@ -35,6 +35,10 @@ pub struct ListingRow {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub snapshot: Option<String>,
+    /// When the listing was first recorded, epoch ms.
+    pub first_seen: i64,
+    /// When its page was last extracted, epoch ms.
+    pub last_enriched: Option<i64>,
 }
 
 /// One entry of a listing's price history.
@@ -73,7 +77,7 @@ pub struct SnapshotRow {
 
 const LISTING_COLUMNS: &str = "l.id, l.site, l.external_id, l.url, l.status, l.title, l.price_minor, \
     l.currency, l.condition, l.seller, l.seller_score, l.shipping, l.location, l.specifics, \
-    l.description, l.images, l.attempts, l.last_error, \
+    l.description, l.images, l.attempts, l.last_error, l.first_seen, l.last_enriched, \
     (SELECT s.path FROM snapshots s WHERE s.listing_id = l.id ORDER BY s.captured_at DESC, s.id DESC LIMIT 1) AS snapshot";
 
 impl Store {
@@ -194,6 +198,17 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row)
+    }
+
+    /// How many listings (of every search) are in each status.
+    pub async fn listing_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM listings GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// How many of a search's listings are in each status.
