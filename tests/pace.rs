@@ -104,9 +104,15 @@ async fn a_pause_written_with_a_future_time_is_clamped_to_the_longest_retry_afte
     let paused = other.paused_for("shop");
     let most = scrapefarm::classify::MAX_RETRY_AFTER;
     assert!(paused <= most, "paused {paused:?}, more than {most:?}");
-    assert!(paused >= most - Duration::from_secs(5), "still paused: {paused:?}");
+    assert!(
+        paused >= most - Duration::from_secs(5),
+        "still paused: {paused:?}"
+    );
     // A pause written in the past (a worker whose clock lags) does not pause anyone.
-    store.slow_site("idle", Duration::ZERO, 2_000).await.unwrap();
+    store
+        .slow_site("idle", Duration::ZERO, 2_000)
+        .await
+        .unwrap();
     other.refresh("idle", 10).await.unwrap();
     assert_eq!(other.paused_for("idle"), Duration::ZERO);
 }

@@ -92,6 +92,19 @@ impl<'a> Document<'a> {
             .find_map(|rule| self.values(rule, None, 1).pop())
     }
 
+    /// The first value of each rule of `field` that reads one, in rule order, with its rule:
+    /// the candidates a typed field parses until one reads (a price text that cannot be parsed
+    /// falls through to the next rule). Lazy, so rules after the first good value never run.
+    pub fn candidates<'s>(
+        &'s self,
+        field: &'s Field,
+    ) -> impl Iterator<Item = (&'s Rule, String)> + 's {
+        field
+            .rules
+            .iter()
+            .filter_map(move |rule| self.values(rule, None, 1).pop().map(|v| (rule, v)))
+    }
+
     /// The first value of `field` inside `scope` (a search result row). Only CSS rules apply:
     /// JSON-LD and raw-HTML rules describe the whole page, not a row.
     pub fn first_in(&self, scope: ElementRef<'_>, field: &Field) -> Option<String> {
