@@ -5,6 +5,7 @@
 //! tables into maps and relative URLs into absolute ones. Runs on a blocking thread: HTML parsing
 //! is CPU work.
 
+mod page;
 mod reader;
 mod rules;
 #[cfg(test)]
@@ -68,12 +69,17 @@ pub fn extract_record(
     let f = &site.fields;
     let mut read = FieldReader::new(&doc);
     let title = read.text("title", &f.title).ok_or(ExtractError::NoTitle)?;
+    // The money decision order: the price rule's own currency, the `currency` field, the
+    // page's declared currency, the site's default; a marker in the text settles the rest.
     let currency = read
         .read("currency", &f.currency, |_, code| {
             Currency::parse(code.trim()).map_err(|e| e.to_string())
         })
+        .or_else(|| page::declared_currency(&doc))
         .or(site.default_currency);
-    let money = |_: &Rule, text: &str| listing_price(text, currency).map_err(|e| e.to_string());
+    let money = |rule: &Rule, text: &str| {
+        listing_price(text, rule.currency.or(currency)).map_err(|e| e.to_string())
+    };
     let flag = |field: &Option<Field>| field.as_ref().is_some_and(|f| doc.present(f));
     let url_of =
         |_: &Rule, href: &str| absolute(base.as_ref(), href).ok_or_else(|| "not a URL".to_string());

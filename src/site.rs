@@ -49,6 +49,9 @@ pub struct Rule {
     pub source: Source,
     /// Keep only capture group 1 (or the whole match) of this regex; no match = no value.
     pub regex: Option<Regex>,
+    /// The currency of the prices this rule reads (`currency = "CAD"`): first in the money
+    /// decision order (rule, the `currency` field, the page, the site's default, the symbol).
+    pub currency: Option<Currency>,
     /// How the rule was written, for the `extract` command's trace.
     pub label: String,
 }

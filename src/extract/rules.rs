@@ -215,13 +215,18 @@ impl<'a> Document<'a> {
         }
     }
 
-    fn jsonld_values(&self, paths: &[Vec<String>]) -> Vec<String> {
-        let blocks = self.jsonld.get_or_init(|| {
+    /// The page's JSON-LD blocks that parse, in document order.
+    pub fn jsonld_blocks(&self) -> &[Value] {
+        self.jsonld.get_or_init(|| {
             self.html
                 .select(&JSONLD)
                 .filter_map(|script| serde_json::from_str(&script.text().collect::<String>()).ok())
                 .collect()
-        });
+        })
+    }
+
+    fn jsonld_values(&self, paths: &[Vec<String>]) -> Vec<String> {
+        let blocks = self.jsonld_blocks();
         let at = |path: &[String]| -> Vec<String> {
             let mut found = Vec::new();
             for block in blocks {

@@ -233,3 +233,27 @@ fn field(line: &str) -> crate::site::Field {
         .1
         .clone()
 }
+
+#[test]
+fn the_currency_is_the_rules_then_the_fields_then_the_pages_then_the_sites() {
+    let url = "http://127.0.0.1:1/item/100001";
+    let read = |site: &Site, html: &str| {
+        let record = extract_listing(html, url, site).unwrap();
+        record.price.map(|p| (p.minor, p.currency.to_string()))
+    };
+    let page_mxn = r#"<h1 class="title">Lamp</h1><div class="price">$ 1,299.00</div>
+        <meta property="og:price:currency" content="MXN"><i class=cur>CAD</i>"#;
+    let mut site = fixture_site();
+    site.default_currency = Some(Currency::parse("AUD").unwrap());
+    assert_eq!(read(&site, page_mxn), Some((129_900, "MXN".into())));
+    site.fields.currency = Some(field(r#"currency = ".cur""#));
+    assert_eq!(read(&site, page_mxn), Some((129_900, "CAD".into())));
+    site.fields.price = Some(field(r#"price = { css = ".price", currency = "NZD" }"#));
+    assert_eq!(read(&site, page_mxn), Some((129_900, "NZD".into())));
+    let mut site = fixture_site();
+    site.default_currency = Some(Currency::parse("AUD").unwrap());
+    let bare = r#"<h1 class="title">Lamp</h1><div class="price">$12.00</div>"#;
+    assert_eq!(read(&site, bare), Some((1200, "AUD".into())));
+    let marked = r#"<h1 class="title">Lamp</h1><div class="price">CDN$ 12.00</div>"#;
+    assert_eq!(read(&site, marked), Some((1200, "CAD".into())));
+}

@@ -99,6 +99,7 @@ struct RuleTable {
     jsonld: Option<OneOrMany<String>>,
     html: Option<String>,
     regex: Option<String>,
+    currency: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -311,6 +312,7 @@ fn rules_of(key: &str, item: toml::Value) -> Result<Vec<Rule>, String> {
             jsonld: None,
             html: None,
             regex: None,
+            currency: None,
         },
         toml::Value::Table(table) => toml::Value::Table(table)
             .try_into::<RuleTable>()
@@ -347,11 +349,19 @@ impl RuleTable {
             .as_deref()
             .map(|r| Regex::new(r).map_err(|e| format!("key `{key}.regex`: {e}")))
             .transpose()?;
-        let suffix = self
+        let currency = self
+            .currency
+            .as_deref()
+            .map(|c| Currency::parse(c).map_err(|e| format!("key `{key}.currency`: {e}")))
+            .transpose()?;
+        let mut suffix = self
             .regex
             .as_deref()
             .map(|r| format!(" regex /{r}/"))
             .unwrap_or_default();
+        if let Some(currency) = currency {
+            suffix += &format!(" in {currency}");
+        }
         let sources = match (self.jsonld, self.html, self.css) {
             (Some(paths), _, _) => vec![jsonld_source(key, paths.into_vec())?],
             (_, Some(html), _) => {
@@ -370,6 +380,7 @@ impl RuleTable {
             .map(|(source, label)| Rule {
                 source,
                 regex: regex.clone(),
+                currency,
                 label: label + &suffix,
             })
             .collect())
