@@ -68,8 +68,14 @@ pub enum Source {
     },
     /// Values at dotted paths (`offers.price`) in the page's JSON-LD blocks. With several paths
     /// the first value of each is joined with a space (`["offers.priceCurrency", "offers.price"]`
-    /// reads "USD 12.50").
-    JsonLd { paths: Vec<Vec<String>> },
+    /// reads "USD 12.50"). With `node_type` (`type = "Product"`), paths start at every node of
+    /// that `@type` anywhere in the blocks (`@graph`, arrays, nested objects), so a page's
+    /// Organization or BreadcrumbList `name` is never read for a Product's. A numeric segment
+    /// indexes an array (`@graph.1.name`); `price` on an AggregateOffer reads its `lowPrice`.
+    JsonLd {
+        paths: Vec<Vec<String>>,
+        node_type: Option<String>,
+    },
     /// Capture group 1 (or the whole match) of a regex over the raw HTML: data embedded in scripts.
     Html(Regex),
 }

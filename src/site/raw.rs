@@ -100,6 +100,9 @@ struct RuleTable {
     html: Option<String>,
     regex: Option<String>,
     currency: Option<String>,
+    /// With `jsonld`: start the paths at the nodes of this `@type`.
+    #[serde(rename = "type")]
+    node_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +316,7 @@ fn rules_of(key: &str, item: toml::Value) -> Result<Vec<Rule>, String> {
             html: None,
             regex: None,
             currency: None,
+            node_type: None,
         },
         toml::Value::Table(table) => toml::Value::Table(table)
             .try_into::<RuleTable>()
@@ -339,6 +343,9 @@ impl RuleTable {
                 "key `{key}`: a rule needs exactly one of `css`, `jsonld`, `html`"
             ));
         }
+        if self.node_type.is_some() && self.jsonld.is_none() {
+            return Err(format!("key `{key}.type`: only applies to `jsonld`"));
+        }
         if (self.attr.is_some() || self.exclude.is_some()) && self.css.is_none() {
             return Err(format!(
                 "key `{key}`: `attr` and `exclude` only apply to `css`"
@@ -363,7 +370,7 @@ impl RuleTable {
             suffix += &format!(" in {currency}");
         }
         let sources = match (self.jsonld, self.html, self.css) {
-            (Some(paths), _, _) => vec![jsonld_source(key, paths.into_vec())?],
+            (Some(paths), _, _) => vec![jsonld_source(key, paths.into_vec(), self.node_type)?],
             (_, Some(html), _) => {
                 let re = Regex::new(&html).map_err(|e| format!("key `{key}.html`: {e}"))?;
                 vec![(Source::Html(re), format!("html /{html}/"))]
@@ -387,16 +394,26 @@ impl RuleTable {
     }
 }
 
-fn jsonld_source(key: &str, paths: Vec<String>) -> Result<(Source, String), String> {
+fn jsonld_source(
+    key: &str,
+    paths: Vec<String>,
+    node_type: Option<String>,
+) -> Result<(Source, String), String> {
     if paths.is_empty() || paths.iter().any(|p| p.trim().is_empty()) {
         return Err(format!("key `{key}.jsonld`: needs non-empty paths"));
     }
-    let label = format!("jsonld {}", paths.join(" + "));
+    if node_type.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(format!("key `{key}.type`: needs a JSON-LD `@type` name"));
+    }
+    let label = match &node_type {
+        Some(t) => format!("jsonld {t} {}", paths.join(" + ")),
+        None => format!("jsonld {}", paths.join(" + ")),
+    };
     let paths = paths
         .iter()
         .map(|p| p.split('.').map(str::to_string).collect())
         .collect();
-    Ok((Source::JsonLd { paths }, label))
+    Ok((Source::JsonLd { paths, node_type }, label))
 }
 
 /// One source per selector, sharing the attribute and the exclusion.
