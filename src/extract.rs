@@ -10,6 +10,7 @@ mod reader;
 mod rules;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::collections::BTreeMap;
 
@@ -21,7 +22,8 @@ use crate::price::{self, Currency, Money, PriceError};
 use crate::site::{Field, Rule, Site};
 use reader::FieldReader;
 
-pub use rules::{Document, RuleTrace, collapse_whitespace};
+pub use rules::{Document, RuleTrace};
+pub use text::{collapse_whitespace, inner_text};
 
 /// The page is not a listing the record can be built from (no title, a foreign URL); retrying
 /// will not help. A field that cannot be read is not an error of the page (`field_errors`).

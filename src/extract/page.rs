@@ -33,7 +33,7 @@ pub fn declared_currency(doc: &Document<'_>) -> Option<Currency> {
     let microdata = || {
         doc.html.select(&MICRODATA_CURRENCY).find_map(|el| {
             let code = el.value().attr("content").map(str::to_string);
-            code.or_else(|| Some(el.text().collect::<String>()))
+            code.or_else(|| Some(super::inner_text(el, &|_| false)))
                 .and_then(|code| Currency::parse(code.trim()).ok())
         })
     };

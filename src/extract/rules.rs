@@ -1,56 +1,14 @@
 //! Rule evaluation: how one [`Field`] of a site definition reads values from a parsed page —
 //! CSS-selected text or attributes, JSON-LD paths, regexes over the raw HTML — and how element
-//! text is read the way a reader sees it (hidden decoration left out, whitespace collapsed).
+//! text is read the way a reader sees it (`text`: innerText without the site's hidden decoration).
 
 use std::sync::{LazyLock, OnceLock};
 
-use scraper::{ElementRef, Html, Node, Selector};
+use scraper::{ElementRef, Html, Selector};
 use serde_json::Value;
 
+use super::text::{collapse_whitespace, inner_text};
 use crate::site::{Field, Rule, Site, Source};
-
-/// Contents of these elements are never text a reader sees.
-const NON_TEXT_TAGS: [&str; 5] = ["script", "style", "noscript", "template", "iframe"];
-
-/// Elements that start a new line when rendered, so their text never runs into a neighbour's.
-const BLOCK_TAGS: [&str; 36] = [
-    "address",
-    "article",
-    "aside",
-    "blockquote",
-    "br",
-    "dd",
-    "div",
-    "dl",
-    "dt",
-    "fieldset",
-    "figcaption",
-    "figure",
-    "footer",
-    "form",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "header",
-    "hr",
-    "li",
-    "main",
-    "nav",
-    "ol",
-    "option",
-    "p",
-    "pre",
-    "section",
-    "table",
-    "tbody",
-    "td",
-    "th",
-    "tr",
-    "ul",
-];
 
 static JSONLD: LazyLock<Selector> = LazyLock::new(|| {
     // A constant, valid selector.
@@ -166,15 +124,13 @@ impl<'a> Document<'a> {
     }
 
     /// Text of `el` as a reader sees it, without the site's hidden elements and `exclude`.
+    /// One line: the element's `innerText` with its line breaks read as spaces.
     pub fn text(&self, el: ElementRef<'_>, exclude: Option<&Selector>) -> String {
         let skip = |child: &ElementRef<'_>| {
-            NON_TEXT_TAGS.contains(&child.value().name())
-                || self.hidden.is_some_and(|h| h.matches(child))
+            self.hidden.is_some_and(|h| h.matches(child))
                 || exclude.is_some_and(|x| x.matches(child))
         };
-        let mut out = String::new();
-        push_text(el, &skip, &mut out);
-        collapse_whitespace(&out)
+        collapse_whitespace(&inner_text(el, &skip))
     }
 
     /// Up to `limit` values `rule` reads, in document order, after its regex.
@@ -326,39 +282,6 @@ fn leaf_text(value: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
-}
-
-fn push_text(el: ElementRef<'_>, skip: &dyn Fn(&ElementRef<'_>) -> bool, out: &mut String) {
-    for child in el.children() {
-        match child.value() {
-            Node::Text(text) => out.push_str(text),
-            Node::Element(_) => {
-                let Some(child) = ElementRef::wrap(child) else {
-                    continue;
-                };
-                if skip(&child) {
-                    continue;
-                }
-                let block = BLOCK_TAGS.contains(&child.value().name());
-                if block {
-                    out.push(' ');
-                }
-                push_text(child, skip, out);
-                if block {
-                    out.push(' ');
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Whitespace runs (including NBSP and other Unicode spaces) become one space; ends are trimmed.
-pub fn collapse_whitespace(text: &str) -> String {
-    text.split(char::is_whitespace)
-        .filter(|word| !word.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
