@@ -139,12 +139,14 @@ pub fn is_ended(html: &str, site: &Site) -> bool {
 }
 
 /// Parses one search result page into hits (skipped rows and foreign links left out) and the
-/// next page.
+/// next page. A site without `[search]` finds nothing.
 pub fn extract_search(html: &str, url: &str, site: &Site) -> SearchPage {
     let doc = Document::parse(html, site);
     let base = Url::parse(url).ok();
-    let search = &site.search;
     let mut page = SearchPage::default();
+    let Some(search) = &site.search else {
+        return page;
+    };
     for row in doc.html.select(&search.result) {
         page.rows += 1;
         if search

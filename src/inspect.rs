@@ -143,14 +143,18 @@ fn canonical_url(html: &str, site: &Site) -> Option<String> {
 pub fn inspect(page: &Page, site: &Site) -> Inspection {
     let listing_ready = ready_in_html(&page.html, site);
     let search_ready = !listing_ready
-        && site.search.ready.as_deref().is_some_and(|css| {
-            scraper::Selector::parse(css).is_ok_and(|sel| {
-                scraper::Html::parse_document(&page.html)
-                    .select(&sel)
-                    .next()
-                    .is_some()
-            })
-        });
+        && site
+            .search
+            .as_ref()
+            .and_then(|s| s.ready.as_deref())
+            .is_some_and(|css| {
+                scraper::Selector::parse(css).is_ok_and(|sel| {
+                    scraper::Html::parse_document(&page.html)
+                        .select(&sel)
+                        .next()
+                        .is_some()
+                })
+            });
     let page = Page {
         ready: listing_ready,
         ..page.clone()
@@ -192,7 +196,7 @@ pub fn inspect(page: &Page, site: &Site) -> Inspection {
 
 fn render_request(site: &Site, url: &str) -> RenderRequest {
     // Wait for either kind of page: the command does not know which one the URL is.
-    let ready = match &site.search.ready {
+    let ready = match site.search.as_ref().and_then(|s| s.ready.as_ref()) {
         Some(search) => format!("{}, {search}", site.ready),
         None => site.ready.clone(),
     };

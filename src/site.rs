@@ -29,6 +29,8 @@ pub enum SiteError {
     },
     #[error("{file}: {problem}")]
     Invalid { file: PathBuf, problem: String },
+    #[error("site `{0}` has no `[search]` section: it takes listing URLs only")]
+    NoSearch(String),
     #[error("no site named `{name}` in {dir} (known: {known})")]
     Unknown {
         name: String,
@@ -202,7 +204,8 @@ pub struct Site {
     /// Text inside these elements is never part of a value (screen-reader-only decoration).
     pub hidden: Option<Selector>,
     pub fields: ListingFields,
-    pub search: SearchDef,
+    /// Search pages; `None` for a site that is only fed listing URLs.
+    pub search: Option<SearchDef>,
     pub markers: Markers,
     pub default_currency: Option<Currency>,
     /// Requests per second this site tolerates from one worker.
@@ -235,15 +238,23 @@ impl Site {
         Ok(id)
     }
 
+    /// The site's search pages, or why it has none.
+    pub fn search_def(&self) -> Result<&SearchDef, SiteError> {
+        self.search
+            .as_ref()
+            .ok_or_else(|| SiteError::NoSearch(self.name.clone()))
+    }
+
     /// The URL of one search result page.
-    pub fn search_url(&self, query: &str, page: u32) -> String {
+    pub fn search_url(&self, query: &str, page: u32) -> Result<String, SiteError> {
         let base = self.base_url.as_str().trim_end_matches('/');
         let query: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
-        self.search
+        Ok(self
+            .search_def()?
             .url
             .replace("{base_url}", base)
             .replace("{query}", &query)
-            .replace("{page}", &page.to_string())
+            .replace("{page}", &page.to_string()))
     }
 }
 
@@ -260,35 +271,83 @@ pub enum ListingUrlError {
     IdTooLong(usize),
 }
 
-/// All site definitions of one directory.
+/// All site definitions of one directory. A file that is not a valid definition is reported
+/// (every problem, with the file and key) and skipped: the other sites still load.
 #[derive(Debug, Clone)]
 pub struct Sites {
     dir: PathBuf,
     sites: BTreeMap<String, Site>,
+    invalid: Vec<InvalidSite>,
+}
+
+/// A site file that could not be loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSite {
+    pub file: PathBuf,
+    /// Every problem found, each naming its key.
+    pub problems: Vec<String>,
+}
+
+impl InvalidSite {
+    fn error(&self) -> SiteError {
+        SiteError::Invalid {
+            file: self.file.clone(),
+            problem: self.problems.join("; "),
+        }
+    }
 }
 
 impl Sites {
-    /// Loads and validates every `*.toml` in `dir`.
+    /// Loads and validates every `*.toml` in `dir`, in name order; invalid files are logged and
+    /// kept in [`Sites::invalid`]. Only an unreadable directory is an error.
     pub fn load(dir: &Path) -> Result<Sites, SiteError> {
         let entries = std::fs::read_dir(dir).map_err(|source| SiteError::Dir {
             dir: dir.to_path_buf(),
             source,
         })?;
-        let mut sites = BTreeMap::new();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                let site = load_file(&path)?;
-                sites.insert(site.name.clone(), site);
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        let (mut sites, mut invalid) = (BTreeMap::new(), Vec::new());
+        for path in paths {
+            match load_file(&path) {
+                Ok(site) => {
+                    sites.insert(site.name.clone(), site);
+                }
+                Err(problems) => {
+                    let bad = InvalidSite {
+                        file: path,
+                        problems,
+                    };
+                    tracing::warn!(error = %bad.error(), "Site file skipped.");
+                    invalid.push(bad);
+                }
             }
         }
         Ok(Sites {
             dir: dir.to_path_buf(),
             sites,
+            invalid,
         })
     }
 
+    /// The site files that could not be loaded.
+    pub fn invalid(&self) -> &[InvalidSite] {
+        &self.invalid
+    }
+
+    /// The site named `name`; a skipped file of that name gives its problems.
     pub fn get(&self, name: &str) -> Result<&Site, SiteError> {
+        let skipped = self
+            .invalid
+            .iter()
+            .find(|bad| bad.file.file_stem().is_some_and(|stem| stem == name));
+        if let (None, Some(bad)) = (self.sites.get(name), skipped) {
+            return Err(bad.error());
+        }
         self.sites.get(name).ok_or_else(|| SiteError::Unknown {
             name: name.to_string(),
             dir: self.dir.clone(),
@@ -316,14 +375,11 @@ impl Sites {
     }
 }
 
-fn load_file(path: &Path) -> Result<Site, SiteError> {
-    let invalid = |problem: String| SiteError::Invalid {
-        file: path.to_path_buf(),
-        problem,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
-    let raw: raw::SiteFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-    raw.validate().map_err(invalid)
+/// One site file, or every problem found in it.
+fn load_file(path: &Path) -> Result<Site, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| vec![e.to_string()])?;
+    let raw: raw::SiteFile = toml::from_str(&text).map_err(|e| vec![e.to_string()])?;
+    raw.validate()
 }
 
 #[cfg(test)]
@@ -334,10 +390,15 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sites")
     }
 
+    /// The sites of a directory holding one file, `x.toml`; its problems as an error.
     fn load_one(text: &str) -> Result<Sites, SiteError> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x.toml"), text).unwrap();
-        Sites::load(dir.path())
+        let sites = Sites::load(dir.path()).unwrap();
+        match sites.invalid().first() {
+            Some(bad) => Err(bad.error()),
+            None => Ok(sites),
+        }
     }
 
     fn fixture_text() -> String {
@@ -427,7 +488,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let broken = fixture_text().replace("title = \"h1.title\"", "title = \"h1[[\"");
         std::fs::write(dir.path().join("broken.toml"), broken).unwrap();
-        let err = Sites::load(dir.path()).unwrap_err().to_string();
+        let err = Sites::load(dir.path())
+            .unwrap()
+            .get("broken")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("broken.toml"), "{err}");
         assert!(err.contains("listing.fields.title"), "{err}");
         assert!(err.contains("invalid CSS selector"), "{err}");
@@ -451,5 +516,58 @@ mod tests {
     fn unknown_site_lists_the_known_ones() {
         let err = Sites::load(&sites_dir()).unwrap().get("nope").unwrap_err();
         assert!(err.to_string().contains("fixture"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_site_file_is_reported_in_full_and_skipped_while_the_others_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fixture.toml"), fixture_text()).unwrap();
+        let broken = fixture_text()
+            .replace("name = \"fixture\"", "name = \"broken\"")
+            .replace("title = \"h1.title\"", "title = \"h1[[\"\nbrand = \".b\"")
+            .replace("next_page = \"a.next\"", "next_page = [\"a.next\"]")
+            .replace("max_rps = 50", "max_rps = 0");
+        std::fs::write(dir.path().join("broken.toml"), broken).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a site").unwrap();
+        let sites = Sites::load(dir.path()).unwrap();
+        assert_eq!(sites.names().collect::<Vec<_>>(), ["fixture"]);
+        assert!(sites.get("fixture").is_ok());
+        let [bad] = sites.invalid() else {
+            panic!("{:?}", sites.invalid());
+        };
+        assert!(bad.file.ends_with("broken.toml"), "{bad:?}");
+        let problems = bad.problems.join("\n");
+        for expected in [
+            "key `listing.fields.title`: invalid CSS selector",
+            "key `listing.fields.brand`: unknown field",
+            "section `[search]`",
+            "key `max_rps`",
+        ] {
+            assert!(problems.contains(expected), "{expected} in:\n{problems}");
+        }
+        let err = sites.get("broken").unwrap_err().to_string();
+        assert!(
+            err.contains("broken.toml") && err.contains("max_rps"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_site_without_search_loads_reads_listing_urls_and_says_it_has_no_search() {
+        let text = fixture_text();
+        let start = text.find("[search]").unwrap();
+        let end = text.find("[listing]").unwrap();
+        let text = format!("{}{}", &text[..start], &text[end..]);
+        let sites = load_one(&text).unwrap();
+        let site = sites.get("fixture").unwrap();
+        assert!(site.search.is_none());
+        assert_eq!(
+            site.listing_id("http://127.0.0.1:1/item/42").as_deref(),
+            Some("42")
+        );
+        let err = site.search_url("lamp", 1).unwrap_err().to_string();
+        assert!(err.contains("no `[search]`"), "{err}");
+        let page = crate::extract::extract_search("<li class=result></li>", "http://x/", site);
+        assert_eq!(page, crate::extract::SearchPage::default());
     }
 }

@@ -389,7 +389,8 @@ status_text = { jsonld = ["priceCurrency", "price"], type = "Offer" }"#,
         );
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("t.toml"), text).unwrap();
-        let err = Sites::load(tmp.path()).unwrap_err().to_string();
+        let sites = Sites::load(tmp.path()).unwrap();
+        let err = sites.get("t").unwrap_err().to_string();
         assert!(err.contains("listing.fields.title.type"), "{err}");
     }
 

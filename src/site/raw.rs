@@ -28,10 +28,28 @@ pub struct SiteFile {
     #[serde(default)]
     screenshot: bool,
     hidden: Option<String>,
-    listing: Listing,
-    search: Search,
-    #[serde(default)]
-    markers: RawMarkers,
+    // Sections are read one by one, so that a problem in one does not hide the others'.
+    listing: toml::Value,
+    search: Option<toml::Value>,
+    markers: Option<toml::Value>,
+}
+
+/// Problems found so far: validation goes on after one, so a file's every problem is reported.
+#[derive(Default)]
+pub struct Problems(pub Vec<String>);
+
+impl Problems {
+    /// The value, or `None` with its problem kept.
+    fn check<T>(&mut self, result: Result<T, String>) -> Option<T> {
+        result.map_err(|problem| self.0.push(problem)).ok()
+    }
+}
+
+/// A section of the file in its typed shape; unknown keys are problems of that section.
+fn section<T: serde::de::DeserializeOwned>(key: &str, value: toml::Value) -> Result<T, String> {
+    value
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("section `[{key}]`: {}", e.message().trim()))
 }
 
 fn default_rps() -> u32 {
@@ -144,46 +162,95 @@ const FIELD_NAMES: [&str; 20] = [
     "ended",
 ];
 
+/// The listing section, validated.
+struct ListingDef {
+    listing_url: Regex,
+    ready: String,
+    ready_selector: Selector,
+    ready_timeout: Duration,
+    fields: ListingFields,
+}
+
 impl SiteFile {
-    pub fn validate(self) -> Result<Site, String> {
-        let base_url = Url::parse(&self.base_url).map_err(|e| format!("key `base_url`: {e}"))?;
-        let listing_url = Regex::new(&self.listing.url_pattern)
-            .map_err(|e| format!("key `listing.url_pattern`: {e}"))?;
-        if !listing_url.capture_names().any(|n| n == Some("id")) {
-            return Err("key `listing.url_pattern`: needs a named group `(?P<id>...)`".into());
-        }
-        let ready_selector = selector("listing.ready", &self.listing.ready)?;
-        let default_currency = match &self.default_currency {
-            Some(c) => {
-                Some(Currency::parse(c).map_err(|e| format!("key `default_currency`: {e}"))?)
-            }
-            None => None,
-        };
+    pub fn validate(self) -> Result<Site, Vec<String>> {
+        let mut p = Problems::default();
+        let base_url =
+            p.check(Url::parse(&self.base_url).map_err(|e| format!("key `base_url`: {e}")));
+        let default_currency = p.check(
+            self.default_currency
+                .as_deref()
+                .map(|c| Currency::parse(c).map_err(|e| format!("key `default_currency`: {e}")))
+                .transpose(),
+        );
         if self.max_rps == 0 {
-            return Err("key `max_rps`: must be at least 1".into());
+            p.0.push("key `max_rps`: must be at least 1".into());
         }
-        Ok(Site {
-            name: self.name,
-            base_url,
-            listing_url,
-            ready: self.listing.ready,
-            ready_selector,
-            ready_timeout: Duration::from_millis(self.listing.ready_timeout_ms),
-            hidden: self.hidden.map(|h| selector("hidden", &h)).transpose()?,
-            fields: listing_fields(
-                self.listing.fields,
-                self.listing.specifics,
-                self.listing.ended,
-            )?,
-            search: self.search.validate()?,
-            markers: Markers {
-                gone_text: self.markers.gone,
-                block_text: self.markers.block,
-                challenge_text: self.markers.challenge,
-            },
-            default_currency,
-            max_rps: self.max_rps,
-            screenshot: self.screenshot,
+        let hidden = p.check(self.hidden.map(|h| selector("hidden", &h)).transpose());
+        let listing = p
+            .check(section::<Listing>("listing", self.listing))
+            .and_then(|listing| listing.validate(&mut p));
+        let search = match self.search {
+            None => Some(None),
+            Some(value) => p
+                .check(section::<Search>("search", value))
+                .and_then(|search| search.validate(&mut p))
+                .map(Some),
+        };
+        let markers = match self.markers {
+            None => Some(RawMarkers::default()),
+            Some(value) => p.check(section::<RawMarkers>("markers", value)),
+        };
+        match (base_url, default_currency, hidden, listing, search, markers) {
+            (
+                Some(base_url),
+                Some(default_currency),
+                Some(hidden),
+                Some(listing),
+                Some(search),
+                Some(markers),
+            ) if p.0.is_empty() => Ok(Site {
+                name: self.name,
+                base_url,
+                listing_url: listing.listing_url,
+                ready: listing.ready,
+                ready_selector: listing.ready_selector,
+                ready_timeout: listing.ready_timeout,
+                hidden,
+                fields: listing.fields,
+                search,
+                markers: Markers {
+                    gone_text: markers.gone,
+                    block_text: markers.block,
+                    challenge_text: markers.challenge,
+                },
+                default_currency,
+                max_rps: self.max_rps,
+                screenshot: self.screenshot,
+            }),
+            _ => Err(p.0),
+        }
+    }
+}
+
+impl Listing {
+    fn validate(self, p: &mut Problems) -> Option<ListingDef> {
+        let listing_url = p.check(
+            Regex::new(&self.url_pattern).map_err(|e| format!("key `listing.url_pattern`: {e}")),
+        );
+        if listing_url
+            .as_ref()
+            .is_some_and(|re| !re.capture_names().any(|n| n == Some("id")))
+        {
+            p.0.push("key `listing.url_pattern`: needs a named group `(?P<id>...)`".into());
+        }
+        let ready_selector = p.check(selector("listing.ready", &self.ready));
+        let fields = listing_fields(self.fields, self.specifics, self.ended, p);
+        Some(ListingDef {
+            listing_url: listing_url?,
+            ready: self.ready,
+            ready_selector: ready_selector?,
+            ready_timeout: Duration::from_millis(self.ready_timeout_ms),
+            fields: fields?,
         })
     }
 }
@@ -192,57 +259,52 @@ fn listing_fields(
     mut specs: BTreeMap<String, toml::Value>,
     specifics: Option<OneOrMany<Specifics>>,
     ended: Option<toml::Value>,
-) -> Result<ListingFields, String> {
-    if let Some(unknown) = specs.keys().find(|k| !FIELD_NAMES.contains(&k.as_str())) {
-        return Err(format!(
+    p: &mut Problems,
+) -> Option<ListingFields> {
+    let before = p.0.len();
+    for unknown in specs.keys().filter(|k| !FIELD_NAMES.contains(&k.as_str())) {
+        p.0.push(format!(
             "key `listing.fields.{unknown}`: unknown field (known: {})",
             FIELD_NAMES.join(", ")
         ));
     }
     if ended.is_some() && specs.contains_key("ended") {
-        return Err("key `listing.fields.ended`: already given as `listing.ended`".into());
+        p.0.push("key `listing.fields.ended`: already given as `listing.ended`".into());
     }
-    let ended = match ended {
-        Some(value) => Some(field("listing.ended", value)?),
-        None => None,
+    let ended = ended.and_then(|value| p.check(field("listing.ended", value)));
+    let mut take = |name: &str| -> Option<Field> {
+        let value = specs.remove(name)?;
+        p.check(field(&format!("listing.fields.{name}"), value))
     };
-    let mut take = |name: &str| -> Result<Option<Field>, String> {
-        specs
-            .remove(name)
-            .map(|value| field(&format!("listing.fields.{name}"), value))
-            .transpose()
-    };
-    Ok(ListingFields {
-        title: take("title")?,
-        translated_title: take("translated_title")?,
-        price: take("price")?,
-        currency: take("currency")?,
-        was_price: take("was_price")?,
-        buy_it_now_price: take("buy_it_now_price")?,
-        bids: take("bids")?,
-        item_id: take("item_id")?,
-        condition: take("condition")?,
-        seller: take("seller")?,
-        seller_score: take("seller_score")?,
-        shipping: take("shipping")?,
-        location: take("location")?,
-        description: take("description")?,
-        description_url: take("description_url")?,
-        images: take("images")?,
-        status_text: take("status_text")?,
-        auction: take("auction")?,
-        best_offer: take("best_offer")?,
-        ended: match take("ended")? {
-            Some(field) => Some(field),
-            None => ended,
-        },
+    let fields = ListingFields {
+        title: take("title"),
+        translated_title: take("translated_title"),
+        price: take("price"),
+        currency: take("currency"),
+        was_price: take("was_price"),
+        buy_it_now_price: take("buy_it_now_price"),
+        bids: take("bids"),
+        item_id: take("item_id"),
+        condition: take("condition"),
+        seller: take("seller"),
+        seller_score: take("seller_score"),
+        shipping: take("shipping"),
+        location: take("location"),
+        description: take("description"),
+        description_url: take("description_url"),
+        images: take("images"),
+        status_text: take("status_text"),
+        auction: take("auction"),
+        best_offer: take("best_offer"),
+        ended: take("ended").or(ended),
         specifics: specifics
             .map(OneOrMany::into_vec)
             .unwrap_or_default()
             .into_iter()
-            .map(Specifics::validate)
-            .collect::<Result<_, _>>()?,
-    })
+            .filter_map(|def| p.check(def.validate()))
+            .collect(),
+    };
+    (p.0.len() == before).then_some(fields)
 }
 
 impl Specifics {
@@ -260,31 +322,41 @@ impl Specifics {
 }
 
 impl Search {
-    fn validate(self) -> Result<SearchDef, String> {
+    fn validate(self, p: &mut Problems) -> Option<SearchDef> {
+        let before = p.0.len();
         if !self.url.contains("{query}") {
-            return Err("key `search.url`: needs a `{query}` placeholder".into());
+            p.0.push("key `search.url`: needs a `{query}` placeholder".into());
         }
         if let Some(ready) = &self.ready {
-            selector("search.ready", ready)?;
+            p.check(selector("search.ready", ready));
         }
-        let optional = |key: &str, value: Option<toml::Value>| {
-            value
-                .map(|v| field(&format!("search.{key}"), v))
-                .transpose()
+        let mut optional = |key: &str, value: Option<toml::Value>| {
+            value.and_then(|v| p.check(field(&format!("search.{key}"), v)))
         };
-        Ok(SearchDef {
+        let title = optional("title", self.title);
+        let price = optional("price", self.price);
+        let result_count = optional("result_count", self.result_count);
+        let result = p.check(selector("search.result", &self.result));
+        let skip = p.check(self.skip.map(|s| selector("search.skip", &s)).transpose());
+        let link = p.check(field("search.link", self.link));
+        let next_page = p.check(
+            self.next_page
+                .map(|s| selector("search.next_page", &s))
+                .transpose(),
+        );
+        if p.0.len() > before {
+            return None;
+        }
+        Some(SearchDef {
             url: self.url,
             ready: self.ready,
-            result: selector("search.result", &self.result)?,
-            skip: self.skip.map(|s| selector("search.skip", &s)).transpose()?,
-            link: field("search.link", self.link)?,
-            title: optional("title", self.title)?,
-            price: optional("price", self.price)?,
-            result_count: optional("result_count", self.result_count)?,
-            next_page: self
-                .next_page
-                .map(|s| selector("search.next_page", &s))
-                .transpose()?,
+            result: result?,
+            skip: skip?,
+            link: link?,
+            title,
+            price,
+            result_count,
+            next_page: next_page?,
         })
     }
 }
