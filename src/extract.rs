@@ -172,12 +172,10 @@ pub fn extract_search(html: &str, url: &str, site: &Site) -> SearchPage {
             price_text: search.price.as_ref().and_then(|f| doc.first_in(row, f)),
         });
     }
-    page.next_page = search
-        .next_page
-        .as_ref()
-        .and_then(|sel| doc.html.select(sel).next())
-        .and_then(|a| a.value().attr("href"))
-        .and_then(|href| absolute(base.as_ref(), href));
+    page.next_page = search.next_page.as_ref().and_then(|field| {
+        doc.candidates(field)
+            .find_map(|(_, href)| absolute(base.as_ref(), &href))
+    });
     page.result_count = search
         .result_count
         .as_ref()

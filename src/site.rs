@@ -179,7 +179,9 @@ pub struct SearchDef {
     pub price: Option<Field>,
     /// The total the page announces ("185,510 results"); `0` marks a zero-result page.
     pub result_count: Option<Field>,
-    pub next_page: Option<Selector>,
+    /// The next result page's URL: rules like a listing field's, tried in order (so a visible
+    /// "next" link can be preferred to `<link rel=next>`); CSS rules without `attr` read `href`.
+    pub next_page: Option<Field>,
 }
 
 /// Text and CSS markers for classification.
@@ -525,7 +527,7 @@ mod tests {
         let broken = fixture_text()
             .replace("name = \"fixture\"", "name = \"broken\"")
             .replace("title = \"h1.title\"", "title = \"h1[[\"\nbrand = \".b\"")
-            .replace("next_page = \"a.next\"", "next_page = [\"a.next\"]")
+            .replace("result = \"li.result\"", "result = 5")
             .replace("max_rps = 50", "max_rps = 0");
         std::fs::write(dir.path().join("broken.toml"), broken).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a site").unwrap();
@@ -540,7 +542,7 @@ mod tests {
         for expected in [
             "key `listing.fields.title`: invalid CSS selector",
             "key `listing.fields.brand`: unknown field",
-            "section `[search]`",
+            "key `search.result`: invalid type",
             "key `max_rps`",
         ] {
             assert!(problems.contains(expected), "{expected} in:\n{problems}");

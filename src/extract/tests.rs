@@ -257,3 +257,44 @@ fn the_currency_is_the_rules_then_the_fields_then_the_pages_then_the_sites() {
     let marked = r#"<h1 class="title">Lamp</h1><div class="price">CDN$ 12.00</div>"#;
     assert_eq!(read(&site, marked), Some((1200, "CAD".into())));
 }
+
+#[test]
+fn next_page_rules_are_tried_in_order_with_attributes_and_regexes() {
+    let mut site = fixture_site();
+    let search = site.search.as_mut().unwrap();
+    search.next_page = Some(search_field(
+        r#"next_page = ["a.visible-next", { css = "button.more", attr = "data-url" }, { html = '"nextUrl":"([^"]+)"' }]"#,
+    ));
+    let url = "http://127.0.0.1:1/search?q=lamp&page=1";
+    let next = |html: &str| extract_search(html, url, &site).next_page;
+    let head = r#"<link rel="next" href="/search?q=lamp&page=9">"#;
+    assert_eq!(
+        next(&format!(
+            "{head}<a class=visible-next href='?q=lamp&page=2'>Next</a>"
+        ))
+        .as_deref(),
+        Some("http://127.0.0.1:1/search?q=lamp&page=2")
+    );
+    assert_eq!(
+        next("<button class=more data-url='/search?page=3'>More</button>").as_deref(),
+        Some("http://127.0.0.1:1/search?page=3")
+    );
+    assert_eq!(
+        next(r#"<script>x={"nextUrl":"https://example.com/p4"}</script>"#).as_deref(),
+        Some("https://example.com/p4")
+    );
+    assert_eq!(next("<p>last page</p>"), None);
+}
+
+/// The fixture site's `[search]` with one key replaced, validated as the loader does.
+fn search_field(line: &str) -> crate::site::Field {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sites/fixture.toml"))
+            .unwrap()
+            .replace("next_page = \"a.next\"", line);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fixture.toml"), text).unwrap();
+    let sites = Sites::load(dir.path()).unwrap();
+    let site = sites.get("fixture").unwrap();
+    site.search.clone().unwrap().next_page.unwrap()
+}

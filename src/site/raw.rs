@@ -45,11 +45,24 @@ impl Problems {
     }
 }
 
-/// A section of the file in its typed shape; unknown keys are problems of that section.
+/// A section of the file in its typed shape; unknown keys and wrong types are problems of that
+/// section, named by their key where the TOML error points at one.
 fn section<T: serde::de::DeserializeOwned>(key: &str, value: toml::Value) -> Result<T, String> {
-    value
-        .try_into()
-        .map_err(|e: toml::de::Error| format!("section `[{key}]`: {}", e.message().trim()))
+    // Read back from text, so that the error carries a span that names the offending key.
+    let text = toml::to_string(&value).map_err(|e| format!("section `[{key}]`: {e}"))?;
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .and_then(|before| before.rsplit('\n').next())
+            .and_then(|line| line.split_once('='))
+            .map(|(name, _)| name.trim().trim_matches('"').to_string())
+            .filter(|name| !name.is_empty());
+        match line {
+            Some(name) => format!("key `{key}.{name}`: {}", e.message().trim()),
+            None => format!("section `[{key}]`: {}", e.message().trim()),
+        }
+    })
 }
 
 fn default_rps() -> u32 {
@@ -93,7 +106,7 @@ struct Search {
     title: Option<toml::Value>,
     price: Option<toml::Value>,
     result_count: Option<toml::Value>,
-    next_page: Option<String>,
+    next_page: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -341,7 +354,7 @@ impl Search {
         let link = p.check(field("search.link", self.link));
         let next_page = p.check(
             self.next_page
-                .map(|s| selector("search.next_page", &s))
+                .map(|v| field("search.next_page", v).map(|f| with_default_attr(f, "href")))
                 .transpose(),
         );
         if p.0.len() > before {
@@ -359,6 +372,25 @@ impl Search {
             next_page: next_page?,
         })
     }
+}
+
+/// `field` with `attr` on its CSS rules that name none: a link field reads `href`, not text.
+fn with_default_attr(field: Field, attr: &str) -> Field {
+    let rules = field
+        .rules
+        .into_iter()
+        .map(|mut rule| {
+            if let Source::Css {
+                attr: none @ None, ..
+            } = &mut rule.source
+            {
+                *none = Some(attr.to_string());
+                rule.label += &format!(" @{attr}");
+            }
+            rule
+        })
+        .collect();
+    Field { rules }
 }
 
 /// A field from its TOML value: a selector string, a rule table, or an array of either.
