@@ -4,7 +4,12 @@
 //! `title = "h1"`, `price = { css = ["#a", "#b"], attr = "content", regex = "..." }`,
 //! `price = [".x-price", { jsonld = ["offers.priceCurrency", "offers.price"] }]`,
 //! `ended = { html = '"listingStatus":"ENDED"' }`. A table with several `css` selectors is one
-//! rule per selector, tried in order.
+//! rule per selector, tried in order. A `jsonld` rule may start at the nodes of one type
+//! (`{ jsonld = "offers.price", type = "Product" }`); any rule may fix the currency of the prices
+//! it reads (`currency = "CAD"`). `search.next_page` takes the same grammar, its CSS rules
+//! reading `href` unless they name an `attr`. `[search]` may be left out.
+//!
+//! Validation goes on after a problem, so one pass reports every problem of a file.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
