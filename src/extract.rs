@@ -200,7 +200,7 @@ fn specifics(doc: &Document<'_>, site: &Site) -> BTreeMap<String, String> {
                 .select(&def.value)
                 .map(|e| doc.text(e, def.exclude.as_ref()));
             for (key, value) in keys.zip(values) {
-                let key = key.trim_end_matches(':').trim().to_string();
+                let key = specifics_key(&key);
                 if !key.is_empty() && !value.is_empty() {
                     map.entry(key).or_insert(value);
                 }
@@ -208,6 +208,21 @@ fn specifics(doc: &Document<'_>, site: &Site) -> BTreeMap<String, String> {
         }
     }
     map
+}
+
+/// A specifics label as a key: without invisible direction and zero-width marks (U+200E,
+/// U+200F, U+200B, U+FEFF, which right-to-left pages put around labels) and the trailing colon,
+/// full-width colon included.
+fn specifics_key(label: &str) -> String {
+    let visible: String = label
+        .chars()
+        .filter(|c| !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{FEFF}'))
+        .collect();
+    visible
+        .trim()
+        .trim_end_matches([':', '：'])
+        .trim()
+        .to_string()
 }
 
 fn all_urls(doc: &Document<'_>, field: &Field, base: Option<&Url>) -> Vec<String> {

@@ -298,3 +298,14 @@ fn search_field(line: &str) -> crate::site::Field {
     let site = sites.get("fixture").unwrap();
     site.search.clone().unwrap().next_page.unwrap()
 }
+
+#[test]
+fn specifics_keys_lose_direction_marks_and_trailing_colons() {
+    let site = fixture_site();
+    let html = "<h1 class=\"title\">Lamp</h1><table class=\"specifics\">\
+        <tr><th>\u{200F}Brand\u{200E}:</th><td>Acme</td></tr>\
+        <tr><th>色 ：</th><td>赤</td></tr><tr><th>Size\u{FEFF}</th><td>XL</td></tr></table>";
+    let record = extract_listing(html, "http://127.0.0.1:1/item/100001", &site).unwrap();
+    let keys: Vec<_> = record.specifics.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["Brand", "Size", "色"]);
+}
