@@ -29,6 +29,8 @@ pub enum CollectError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Site(#[from] crate::site::SiteError),
 }
 
 /// What a collection did.
@@ -49,6 +51,8 @@ pub async fn collect<R: Renderer, Q: Queue>(
     store: &Store,
     queue: &Q,
 ) -> Result<CollectReport, CollectError> {
+    // A site without search pages is refused before a search is recorded.
+    site.search_def()?;
     let search_id = store.create_search(&site.name, query, max_pages).await?;
     collect_into(site, query, max_pages, search_id, renderer, store, queue).await
 }
@@ -70,7 +74,7 @@ pub async fn collect_into<R: Renderer, Q: Queue>(
         ..CollectReport::default()
     };
     let mut seen = HashSet::new();
-    let mut next = Some(site.search_url(query, 1));
+    let mut next = Some(site.search_url(query, 1)?);
     while let Some(url) = next.take() {
         if report.pages >= max_pages {
             break;
@@ -138,7 +142,7 @@ async fn search_page<R: Renderer>(
 ) -> Result<(Vec<crate::domain::SearchHit>, Option<String>), CollectError> {
     let request = RenderRequest {
         url: url.to_string(),
-        ready: site.search.ready.clone(),
+        ready: site.search.as_ref().and_then(|s| s.ready.clone()),
         ready_timeout: SEARCH_READY_TIMEOUT,
         screenshot: false,
         challenge: Some(ChallengeWait {

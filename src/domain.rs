@@ -157,6 +157,10 @@ pub struct Record {
     /// Where the description lives when the page frames it in from elsewhere.
     #[serde(default)]
     pub description_url: Option<String>,
+    /// Fields whose rules read values but none could be parsed (a price text no rule reads):
+    /// field name → what each rule read and why it failed. Not stored yet.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_errors: BTreeMap<String, String>,
 }
 
 /// `text` without NUL characters (PostgreSQL refuses them in text) and cut to at most `max`

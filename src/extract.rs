@@ -5,9 +5,12 @@
 //! tables into maps and relative URLs into absolute ones. Runs on a blocking thread: HTML parsing
 //! is CPU work.
 
+mod page;
+mod reader;
 mod rules;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::collections::BTreeMap;
 
@@ -16,17 +19,18 @@ use url::Url;
 
 use crate::domain::{Record, SearchHit};
 use crate::price::{self, Currency, Money, PriceError};
-use crate::site::{Field, Site};
+use crate::site::{Field, Rule, Site};
+use reader::FieldReader;
 
-pub use rules::{Document, RuleTrace, collapse_whitespace};
+pub use rules::{Document, RuleTrace};
+pub use text::{collapse_whitespace, inner_text};
 
-/// The page could be parsed but its fields do not make sense; retrying will not help.
+/// The page is not a listing the record can be built from (no title, a foreign URL); retrying
+/// will not help. A field that cannot be read is not an error of the page (`field_errors`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ExtractError {
     #[error("listing URL {0} does not match the site's listing pattern")]
     NoListingId(String),
-    #[error("price text `{text}` could not be read: {source}")]
-    Price { text: String, source: PriceError },
     #[error("listing page has no title")]
     NoTitle,
 }
@@ -54,7 +58,8 @@ pub fn extract_listing(html: &str, url: &str, site: &Site) -> Result<Record, Ext
 }
 
 /// Extracts a listing record whose listing id is already known (a saved page); `url` resolves
-/// relative links.
+/// relative links. Only a page without a title is an error: a field that cannot be read is
+/// left empty and its problem kept in the record's `field_errors`.
 pub fn extract_record(
     html: &str,
     url: &str,
@@ -64,60 +69,64 @@ pub fn extract_record(
     let doc = Document::parse(html, site);
     let base = Url::parse(url).ok();
     let f = &site.fields;
-    let text = |field: &Option<Field>| field.as_ref().and_then(|f| doc.first(f));
-    let flag = |field: &Option<Field>| field.as_ref().is_some_and(|f| doc.present(f));
-    let title = text(&f.title).ok_or(ExtractError::NoTitle)?;
-    let currency = text(&f.currency)
-        .and_then(|c| Currency::parse(c.trim()).ok())
+    let mut read = FieldReader::new(&doc);
+    let title = read.text("title", &f.title).ok_or(ExtractError::NoTitle)?;
+    // The money decision order: the price rule's own currency, the `currency` field, the
+    // page's declared currency, the site's default; a marker in the text settles the rest.
+    let currency = read
+        .read("currency", &f.currency, |_, code| {
+            Currency::parse(code.trim()).map_err(|e| e.to_string())
+        })
+        .or_else(|| page::declared_currency(&doc))
         .or(site.default_currency);
-    let price = match text(&f.price) {
-        Some(text) => Some(listing_price(&text, currency)?),
-        None => None,
+    let money = |rule: &Rule, text: &str| {
+        listing_price(text, rule.currency.or(currency)).map_err(|e| e.to_string())
     };
-    // Secondary prices never fail a record: a missing one is better than a lost listing.
-    let other_price =
-        |field: &Option<Field>| text(field).and_then(|t| listing_price(&t, currency).ok());
-    Ok(Record {
+    let flag = |field: &Option<Field>| field.as_ref().is_some_and(|f| doc.present(f));
+    let url_of =
+        |_: &Rule, href: &str| absolute(base.as_ref(), href).ok_or_else(|| "not a URL".to_string());
+    let mut record = Record {
         external_id,
-        translated_title: text(&f.translated_title).filter(|shown| *shown != title),
+        translated_title: read
+            .text("translated_title", &f.translated_title)
+            .filter(|shown| *shown != title),
         title: Some(title),
-        price,
-        was_price: other_price(&f.was_price),
-        buy_it_now_price: other_price(&f.buy_it_now_price),
+        price: read.read("price", &f.price, money),
+        was_price: read.read("was_price", &f.was_price, money),
+        buy_it_now_price: read.read("buy_it_now_price", &f.buy_it_now_price, money),
         auction: flag(&f.auction),
-        bids: text(&f.bids).and_then(|s| price::parse_count(&s)),
+        bids: read.count("bids", &f.bids),
         best_offer: flag(&f.best_offer),
-        item_id: text(&f.item_id),
-        condition: text(&f.condition),
-        seller: text(&f.seller),
-        seller_score: text(&f.seller_score).and_then(|s| price::parse_count(&s)),
-        shipping: text(&f.shipping),
-        location: text(&f.location),
+        item_id: read.text("item_id", &f.item_id),
+        condition: read.text("condition", &f.condition),
+        seller: read.text("seller", &f.seller),
+        seller_score: read.count("seller_score", &f.seller_score),
+        shipping: read.text("shipping", &f.shipping),
+        location: read.text("location", &f.location),
         specifics: specifics(&doc, site),
-        description: text(&f.description),
-        description_url: text(&f.description_url).and_then(|u| absolute(base.as_ref(), &u)),
+        description: read.text("description", &f.description),
+        description_url: read.read("description_url", &f.description_url, url_of),
         images: f
             .images
             .as_ref()
             .map(|field| all_urls(&doc, field, base.as_ref()))
             .unwrap_or_default(),
-        status_text: text(&f.status_text),
+        status_text: read.text("status_text", &f.status_text),
         ended: flag(&f.ended),
-    })
+        ..Record::default()
+    };
+    record.field_errors = read.errors;
+    Ok(record)
 }
 
 /// A listing's price: one amount, or the low end of a range ("US $9.99 to US $19.99" on a
 /// listing with variations).
-fn listing_price(text: &str, currency: Option<Currency>) -> Result<Money, ExtractError> {
-    let error = |source| ExtractError::Price {
-        text: text.to_string(),
-        source,
-    };
+fn listing_price(text: &str, currency: Option<Currency>) -> Result<Money, PriceError> {
     match price::parse_money(text, currency) {
-        Err(PriceError::Ambiguous(_)) => price::parse_price_range(text, currency)
-            .map(|range| range.low)
-            .map_err(error),
-        other => other.map_err(error),
+        Err(PriceError::Ambiguous(_)) => {
+            price::parse_price_range(text, currency).map(|range| range.low)
+        }
+        other => other,
     }
 }
 
@@ -130,12 +139,14 @@ pub fn is_ended(html: &str, site: &Site) -> bool {
 }
 
 /// Parses one search result page into hits (skipped rows and foreign links left out) and the
-/// next page.
+/// next page. A site without `[search]` finds nothing.
 pub fn extract_search(html: &str, url: &str, site: &Site) -> SearchPage {
     let doc = Document::parse(html, site);
     let base = Url::parse(url).ok();
-    let search = &site.search;
     let mut page = SearchPage::default();
+    let Some(search) = &site.search else {
+        return page;
+    };
     for row in doc.html.select(&search.result) {
         page.rows += 1;
         if search
@@ -161,12 +172,10 @@ pub fn extract_search(html: &str, url: &str, site: &Site) -> SearchPage {
             price_text: search.price.as_ref().and_then(|f| doc.first_in(row, f)),
         });
     }
-    page.next_page = search
-        .next_page
-        .as_ref()
-        .and_then(|sel| doc.html.select(sel).next())
-        .and_then(|a| a.value().attr("href"))
-        .and_then(|href| absolute(base.as_ref(), href));
+    page.next_page = search.next_page.as_ref().and_then(|field| {
+        doc.candidates(field)
+            .find_map(|(_, href)| absolute(base.as_ref(), &href))
+    });
     page.result_count = search
         .result_count
         .as_ref()
@@ -191,7 +200,7 @@ fn specifics(doc: &Document<'_>, site: &Site) -> BTreeMap<String, String> {
                 .select(&def.value)
                 .map(|e| doc.text(e, def.exclude.as_ref()));
             for (key, value) in keys.zip(values) {
-                let key = key.trim_end_matches(':').trim().to_string();
+                let key = specifics_key(&key);
                 if !key.is_empty() && !value.is_empty() {
                     map.entry(key).or_insert(value);
                 }
@@ -199,6 +208,21 @@ fn specifics(doc: &Document<'_>, site: &Site) -> BTreeMap<String, String> {
         }
     }
     map
+}
+
+/// A specifics label as a key: without invisible direction and zero-width marks (U+200E,
+/// U+200F, U+200B, U+FEFF, which right-to-left pages put around labels) and the trailing colon,
+/// full-width colon included.
+fn specifics_key(label: &str) -> String {
+    let visible: String = label
+        .chars()
+        .filter(|c| !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{FEFF}'))
+        .collect();
+    visible
+        .trim()
+        .trim_end_matches([':', '：'])
+        .trim()
+        .to_string()
 }
 
 fn all_urls(doc: &Document<'_>, field: &Field, base: Option<&Url>) -> Vec<String> {

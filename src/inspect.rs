@@ -120,21 +120,21 @@ pub fn saved_page(path: &Path, site: &Site) -> Result<Page, InspectError> {
     })
 }
 
-/// The page's own listing URL (`link[rel=canonical]` or `og:url`), when it is one of the site's.
+/// The page's own listing URL, when it is one of the site's: `link[rel=canonical]` first, as
+/// `og:url` often carries tracking parameters, then `og:url`.
 fn canonical_url(html: &str, site: &Site) -> Option<String> {
     let doc = scraper::Html::parse_document(html);
-    let selector = scraper::Selector::parse(
-        r#"link[rel="canonical"][href], meta[property="og:url"][content]"#,
-    )
-    .ok()?;
-    doc.select(&selector)
-        .filter_map(|el| {
-            el.value()
-                .attr("href")
-                .or_else(|| el.value().attr("content"))
-        })
-        .find(|url| site.listing_id(url).is_some())
-        .map(str::to_string)
+    let sources = [
+        (r#"link[rel="canonical"][href]"#, "href"),
+        (r#"meta[property="og:url"][content]"#, "content"),
+    ];
+    sources.into_iter().find_map(|(css, attr)| {
+        let selector = scraper::Selector::parse(css).ok()?;
+        doc.select(&selector)
+            .filter_map(|el| el.value().attr(attr))
+            .find(|url| site.listing_id(url).is_some())
+            .map(str::to_string)
+    })
 }
 
 /// Classifies and extracts one page. Which kind of page it is comes from its HTML: the listing's
@@ -143,14 +143,18 @@ fn canonical_url(html: &str, site: &Site) -> Option<String> {
 pub fn inspect(page: &Page, site: &Site) -> Inspection {
     let listing_ready = ready_in_html(&page.html, site);
     let search_ready = !listing_ready
-        && site.search.ready.as_deref().is_some_and(|css| {
-            scraper::Selector::parse(css).is_ok_and(|sel| {
-                scraper::Html::parse_document(&page.html)
-                    .select(&sel)
-                    .next()
-                    .is_some()
-            })
-        });
+        && site
+            .search
+            .as_ref()
+            .and_then(|s| s.ready.as_deref())
+            .is_some_and(|css| {
+                scraper::Selector::parse(css).is_ok_and(|sel| {
+                    scraper::Html::parse_document(&page.html)
+                        .select(&sel)
+                        .next()
+                        .is_some()
+                })
+            });
     let page = Page {
         ready: listing_ready,
         ..page.clone()
@@ -192,7 +196,7 @@ pub fn inspect(page: &Page, site: &Site) -> Inspection {
 
 fn render_request(site: &Site, url: &str) -> RenderRequest {
     // Wait for either kind of page: the command does not know which one the URL is.
-    let ready = match &site.search.ready {
+    let ready = match site.search.as_ref().and_then(|s| s.ready.as_ref()) {
         Some(search) => format!("{}, {search}", site.ready),
         None => site.ready.clone(),
     };
@@ -418,5 +422,24 @@ fn excerpt(text: &str) -> String {
     match text.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_page_is_at_its_canonical_url_before_its_og_url() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sites");
+        let sites = Sites::load(&dir).unwrap();
+        let site = sites.get("fixture").unwrap();
+        let html = r#"<meta property="og:url" content="http://127.0.0.1:1/item/9">
+            <link rel="canonical" href="http://127.0.0.1:1/item/7">"#;
+        let url = canonical_url(html, site);
+        assert_eq!(url.as_deref(), Some("http://127.0.0.1:1/item/7"));
+        let og_only = r#"<meta property="og:url" content="http://127.0.0.1:1/item/8">"#;
+        let url = canonical_url(og_only, site);
+        assert_eq!(url.as_deref(), Some("http://127.0.0.1:1/item/8"));
     }
 }

@@ -13,11 +13,14 @@
 //! 3. **Find the currency.** Upper-case ISO 4217 codes anywhere in the text win over symbols
 //!    (`CAD $5` is CAD). Codes that are also English words (`TOP`, `ALL`, `TRY`, ...) only count
 //!    when nothing but spaces and symbols separates them from the amount. Two different codes,
-//!    or two different symbols, are [`PriceError::Ambiguous`]. Symbols: `$` USD, `US $`, `C $`/
-//!    `CA $` CAD, `AU $`/`A $` AUD, `NZ $`, `HK $`, `S $`/`SG $`, `MX $`, `NT $`, `R$` BRL, `€`,
-//!    `£`, `¥`/`円` JPY, `CN ¥`/`RMB`/`元` CNY, `₹`/`Rs.` INR, `руб`/`₽` RUB, `zł` PLN, `Kč` CZK,
-//!    `₩` KRW and a few more. `kr` is ambiguous unless an ISO code is present or the default
-//!    currency is DKK, ISK, NOK or SEK. With no marker at all the default currency is used.
+//!    or two different symbols, are [`PriceError::Ambiguous`]. Symbols: `US $`/`US$` USD,
+//!    `C $`/`CA $`/`CDN$` CAD, `AU $`/`A $` AUD, `NZ $`, `HK $`, `S $`/`SG $`, `MX $`, `NT $`,
+//!    `R$` BRL, `€`, `円` JPY, `CN ¥`/`RMB` CNY, `руб`/`₽` RUB, `zł` PLN, `Kč` CZK, `₩` KRW,
+//!    `₺`/`TL` TRY and a few more. Symbols several currencies share take the declared currency
+//!    (the page's or site's) when it is one of theirs, else their usual one: `$` USD (or any
+//!    dollar or peso), `¥` JPY (or CNY), `£` GBP (or EGP, …), `₹`/`Rs.` INR (or PKR, …), `元`
+//!    CNY (or TWD); `kr` has no usual one and is ambiguous unless DKK, ISK, NOK or SEK is
+//!    declared. With no marker at all the declared currency is used.
 //! 4. **Read the number** (the separator heuristic):
 //!    * no separator: an integer;
 //!    * the last separator is a space or `'`: it groups thousands, there are no decimals;
@@ -51,13 +54,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Currency([u8; 3]);
-
-const KR_CURRENCIES: [Currency; 4] = [
-    Currency(*b"DKK"),
-    Currency(*b"ISK"),
-    Currency(*b"NOK"),
-    Currency(*b"SEK"),
-];
 
 impl Currency {
     /// Parses a code of exactly three ASCII letters, in any case, into its upper-case form.
@@ -171,8 +167,11 @@ pub enum PriceError {
     InvertedRange(String),
 }
 
-/// Parse one price text. `default_currency` is used when the text carries no currency marker (e.g. "12.99").
-pub fn parse_money(text: &str, default_currency: Option<Currency>) -> Result<Money, PriceError> {
+/// Parse one price text. `declared` is the currency the page or site declares: it is used when
+/// the text carries no currency marker ("12.99") and settles a symbol several currencies share
+/// (`$` on a page declaring CAD is CAD; `kr` on one declaring SEK is SEK). An ISO code or an
+/// unambiguous symbol in the text (`EUR`, `€`, `CDN$`, `R$`) wins over it.
+pub fn parse_money(text: &str, declared: Option<Currency>) -> Result<Money, PriceError> {
     let normalized = normalize(text);
     let text = non_empty(&normalized)?;
     let amounts = find_amounts(text);
@@ -181,8 +180,8 @@ pub fn parse_money(text: &str, default_currency: Option<Currency>) -> Result<Mon
         [one] => one.clone(),
         _ => return Err(PriceError::Ambiguous(excerpt(text))),
     };
-    let currency = detect_currency(text, &amounts, default_currency)?
-        .or(default_currency)
+    let currency = detect_currency(text, &amounts, declared)?
+        .or(declared)
         .ok_or_else(|| PriceError::UnknownCurrency(excerpt(text)))?;
     money_at(text, amount, currency)
 }
@@ -191,16 +190,13 @@ pub fn parse_money(text: &str, default_currency: Option<Currency>) -> Result<Mon
 ///
 /// A side without a currency marker takes the other side's (`US $10.00 - 20.00`); two
 /// different currencies are ambiguous, and `low > high` is [`PriceError::InvertedRange`].
-pub fn parse_price_range(
-    text: &str,
-    default_currency: Option<Currency>,
-) -> Result<PriceRange, PriceError> {
+pub fn parse_price_range(text: &str, declared: Option<Currency>) -> Result<PriceRange, PriceError> {
     let normalized = normalize(text);
     let text = non_empty(&normalized)?;
     match find_amounts(text).as_slice() {
         [] => Err(PriceError::NoAmount(excerpt(text))),
-        [_] => parse_money(text, default_currency).map(|m| PriceRange { low: m, high: m }),
-        [first, second] => parse_two(text, first.clone(), second.clone(), default_currency),
+        [_] => parse_money(text, declared).map(|m| PriceRange { low: m, high: m }),
+        [first, second] => parse_two(text, first.clone(), second.clone(), declared),
         _ => Err(PriceError::Ambiguous(excerpt(text))),
     }
 }
@@ -232,7 +228,7 @@ fn parse_two(
     text: &str,
     first: Range<usize>,
     second: Range<usize>,
-    default_currency: Option<Currency>,
+    declared: Option<Currency>,
 ) -> Result<PriceRange, PriceError> {
     let sep = RANGE_SEP_RE
         .find(&text[first.end..second.start])
@@ -240,14 +236,12 @@ fn parse_two(
     let (left, right_start) = (&text[..first.end + sep.start()], first.end + sep.end());
     let right = &text[right_start..];
     let second = second.start - right_start..second.end - right_start;
-    let left_cur = detect_currency(left, std::slice::from_ref(&first), default_currency)?;
-    let right_cur = detect_currency(right, std::slice::from_ref(&second), default_currency)?;
+    let left_cur = detect_currency(left, std::slice::from_ref(&first), declared)?;
+    let right_cur = detect_currency(right, std::slice::from_ref(&second), declared)?;
     let currency = match (left_cur, right_cur) {
         (Some(a), Some(b)) if a != b => return Err(PriceError::Ambiguous(excerpt(text))),
         (Some(c), _) | (None, Some(c)) => c,
-        (None, None) => {
-            default_currency.ok_or_else(|| PriceError::UnknownCurrency(excerpt(text)))?
-        }
+        (None, None) => declared.ok_or_else(|| PriceError::UnknownCurrency(excerpt(text)))?,
     };
     let low = money_at(left, first, currency)?;
     let high = money_at(right, second, currency)?;
@@ -425,10 +419,10 @@ fn digits_value(mut digits: impl Iterator<Item = u8>) -> Option<i64> {
 /// Symbol markers in the order they are tried; the longest prefixed `$` forms come first.
 static SYMBOL_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"\b(?:US|CA|AU|NZ|HK|SG|MX|NT|C|A|S|R) ?\$|\$",
+        r"\b(?:US|CDN|CA|AU|NZ|HK|SG|MX|NT|C|A|S|R) ?\$|\$",
         r"|\bCN ?¥|¥|円|元|\bRMB\b",
         r"|€|£|₹|₽|₩|₺|₱|₫|₪|฿|₴|₦",
-        r"|(?i:\b(?:rs|руб|zł|kč|kr)\b\.?)",
+        r"|(?i:\b(?:rs|руб|zł|kč|kr)\b\.?)|\bTL\b",
     ))
     // A constant pattern, checked by every test that parses a price.
     .expect("symbol pattern is valid")
@@ -449,40 +443,62 @@ static WORD_RE: LazyLock<Regex> =
 /// What a currency symbol says.
 enum Symbol {
     Known(Currency),
-    /// `kr`: Swedish, Norwegian, Danish or Icelandic krona/krone.
-    Kr,
+    /// A symbol several currencies use (`$`, `¥`, `£`, `kr`, `Rs`): the declared currency when it
+    /// is one of `members`, else the `usual` one (`$` alone is USD), else ambiguous (`kr`).
+    Shared {
+        usual: Option<Currency>,
+        members: &'static [&'static str],
+    },
 }
 
+impl Symbol {
+    /// The currency this symbol means on a page that declares `declared`.
+    fn resolve(&self, declared: Option<Currency>) -> Option<Currency> {
+        match self {
+            Symbol::Known(c) => Some(*c),
+            Symbol::Shared { usual, members } => declared
+                .filter(|d| members.contains(&d.as_str()))
+                .or(*usual),
+        }
+    }
+}
+
+/// Currencies written with a bare `$` (dollars and pesos).
+const DOLLARS: &[&str] = &[
+    "USD", "CAD", "AUD", "NZD", "HKD", "SGD", "MXN", "TWD", "ARS", "CLP", "COP", "UYU", "BSD",
+    "BBD", "BZD", "BMD", "BND", "FJD", "GYD", "JMD", "KYD", "LRD", "NAD", "SBD", "SRD", "TTD",
+    "XCD", "CUP", "DOP", "BRL",
+];
+const YEN_YUAN: &[&str] = &["JPY", "CNY"];
+const POUNDS: &[&str] = &["GBP", "EGP", "GIP", "FKP", "SHP", "SYP", "LBP", "SSP"];
+const KRONER: &[&str] = &["DKK", "ISK", "NOK", "SEK"];
+const RUPEES: &[&str] = &["INR", "PKR", "LKR", "NPR", "MUR", "SCR"];
+const YUAN: &[&str] = &["CNY", "TWD"];
+
 /// The currency of a text, from its ISO codes or else its symbols; `None` if it has no marker.
-/// `amounts` are the amount ranges in `text`, used to accept word-like codes next to them.
+/// `amounts` are the amount ranges in `text`, used to accept word-like codes next to them;
+/// `declared` (the page's or site's currency) settles a symbol several currencies share.
 fn detect_currency(
     text: &str,
     amounts: &[Range<usize>],
-    default_currency: Option<Currency>,
+    declared: Option<Currency>,
 ) -> Result<Option<Currency>, PriceError> {
     match iso_codes(text, amounts).as_slice() {
         [] => {}
         [one] => return Ok(Some(*one)),
         _ => return Err(PriceError::Ambiguous(excerpt(text))),
     }
-    let (mut found, mut kr) = (None, false);
+    let mut found = None;
     for symbol in SYMBOL_RE.find_iter(text).filter_map(|m| symbol(m.as_str())) {
-        match symbol {
-            Symbol::Known(c) if found.is_some_and(|f| f != c) => {
-                return Err(PriceError::Ambiguous(excerpt(text)));
-            }
-            Symbol::Known(c) => found = Some(c),
-            Symbol::Kr => kr = true,
+        let currency = symbol
+            .resolve(declared)
+            .ok_or_else(|| PriceError::Ambiguous(excerpt(text)))?;
+        if found.is_some_and(|f| f != currency) {
+            return Err(PriceError::Ambiguous(excerpt(text)));
         }
+        found = Some(currency);
     }
-    match (found, kr) {
-        (found, false) => Ok(found),
-        (None, true) => match default_currency {
-            Some(c) if KR_CURRENCIES.contains(&c) => Ok(Some(c)),
-            _ => Err(PriceError::Ambiguous(excerpt(text))),
-        },
-        (Some(_), true) => Err(PriceError::Ambiguous(excerpt(text))),
-    }
+    Ok(found)
 }
 
 /// The distinct ISO codes in a text (upper-case, whole ASCII words).
@@ -526,9 +542,21 @@ fn symbol(matched: &str) -> Option<Symbol> {
         .filter(|c| !matches!(c, ' ' | '.'))
         .flat_map(char::to_lowercase)
         .collect();
+    let shared = |usual: Option<&[u8; 3]>, members| {
+        Some(Symbol::Shared {
+            usual: usual.map(|c| Currency(*c)),
+            members,
+        })
+    };
     let code: &[u8; 3] = match key.as_str() {
-        "$" | "us$" => b"USD",
-        "c$" | "ca$" => b"CAD",
+        "$" => return shared(Some(b"USD"), DOLLARS),
+        "¥" => return shared(Some(b"JPY"), YEN_YUAN),
+        "£" => return shared(Some(b"GBP"), POUNDS),
+        "kr" => return shared(None, KRONER),
+        "₹" | "rs" => return shared(Some(b"INR"), RUPEES),
+        "元" => return shared(Some(b"CNY"), YUAN),
+        "us$" => b"USD",
+        "c$" | "ca$" | "cdn$" => b"CAD",
         "au$" | "a$" => b"AUD",
         "nz$" => b"NZD",
         "hk$" => b"HKD",
@@ -537,22 +565,19 @@ fn symbol(matched: &str) -> Option<Symbol> {
         "nt$" => b"TWD",
         "r$" => b"BRL",
         "€" => b"EUR",
-        "£" => b"GBP",
-        "¥" | "円" => b"JPY",
-        "cn¥" | "rmb" | "元" => b"CNY",
-        "₹" | "rs" => b"INR",
+        "円" => b"JPY",
+        "cn¥" | "rmb" => b"CNY",
         "₽" | "руб" => b"RUB",
         "zł" => b"PLN",
         "kč" => b"CZK",
         "₩" => b"KRW",
-        "₺" => b"TRY",
+        "₺" | "tl" => b"TRY",
         "₱" => b"PHP",
         "₫" => b"VND",
         "₪" => b"ILS",
         "฿" => b"THB",
         "₴" => b"UAH",
         "₦" => b"NGN",
-        "kr" => return Some(Symbol::Kr),
         _ => return None,
     };
     Some(Symbol::Known(Currency(*code)))
@@ -588,6 +613,9 @@ const ISO_CODES: &[&str] = &[
     "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES",
     "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG", "ZWL",
 ];
+
+#[cfg(test)]
+mod formats;
 
 #[cfg(test)]
 mod tests {

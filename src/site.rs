@@ -1,6 +1,8 @@
 //! Site definitions: `sites/<name>.toml` files loaded and validated once at start, so that every
 //! site-specific fact (URL patterns, ready condition, selectors, markers, politeness) is data.
-//! Errors name the file, the key and the problem. The TOML shape and its validation live in `raw`.
+//! Errors name the file, the key and the problem; each file loads on its own, so an invalid one
+//! is reported in full and skipped while the others work. The TOML shape and its validation live
+//! in `raw`.
 //!
 //! A field is a list of [`Rule`]s tried in order until one yields a value, so one definition can
 //! read several generations of a site's markup. A rule reads CSS-selected elements (their text or
@@ -29,6 +31,8 @@ pub enum SiteError {
     },
     #[error("{file}: {problem}")]
     Invalid { file: PathBuf, problem: String },
+    #[error("site `{0}` has no `[search]` section: it takes listing URLs only")]
+    NoSearch(String),
     #[error("no site named `{name}` in {dir} (known: {known})")]
     Unknown {
         name: String,
@@ -49,6 +53,9 @@ pub struct Rule {
     pub source: Source,
     /// Keep only capture group 1 (or the whole match) of this regex; no match = no value.
     pub regex: Option<Regex>,
+    /// The currency of the prices this rule reads (`currency = "CAD"`): first in the money
+    /// decision order (rule, the `currency` field, the page, the site's default, the symbol).
+    pub currency: Option<Currency>,
     /// How the rule was written, for the `extract` command's trace.
     pub label: String,
 }
@@ -65,8 +72,14 @@ pub enum Source {
     },
     /// Values at dotted paths (`offers.price`) in the page's JSON-LD blocks. With several paths
     /// the first value of each is joined with a space (`["offers.priceCurrency", "offers.price"]`
-    /// reads "USD 12.50").
-    JsonLd { paths: Vec<Vec<String>> },
+    /// reads "USD 12.50"). With `node_type` (`type = "Product"`), paths start at every node of
+    /// that `@type` anywhere in the blocks (`@graph`, arrays, nested objects), so a page's
+    /// Organization or BreadcrumbList `name` is never read for a Product's. A numeric segment
+    /// indexes an array (`@graph.1.name`); `price` on an AggregateOffer reads its `lowPrice`.
+    JsonLd {
+        paths: Vec<Vec<String>>,
+        node_type: Option<String>,
+    },
     /// Capture group 1 (or the whole match) of a regex over the raw HTML: data embedded in scripts.
     Html(Regex),
 }
@@ -168,7 +181,9 @@ pub struct SearchDef {
     pub price: Option<Field>,
     /// The total the page announces ("185,510 results"); `0` marks a zero-result page.
     pub result_count: Option<Field>,
-    pub next_page: Option<Selector>,
+    /// The next result page's URL: rules like a listing field's, tried in order (so a visible
+    /// "next" link can be preferred to `<link rel=next>`); CSS rules without `attr` read `href`.
+    pub next_page: Option<Field>,
 }
 
 /// Text and CSS markers for classification.
@@ -193,7 +208,8 @@ pub struct Site {
     /// Text inside these elements is never part of a value (screen-reader-only decoration).
     pub hidden: Option<Selector>,
     pub fields: ListingFields,
-    pub search: SearchDef,
+    /// Search pages; `None` for a site that is only fed listing URLs.
+    pub search: Option<SearchDef>,
     pub markers: Markers,
     pub default_currency: Option<Currency>,
     /// Requests per second this site tolerates from one worker.
@@ -226,15 +242,23 @@ impl Site {
         Ok(id)
     }
 
+    /// The site's search pages, or why it has none.
+    pub fn search_def(&self) -> Result<&SearchDef, SiteError> {
+        self.search
+            .as_ref()
+            .ok_or_else(|| SiteError::NoSearch(self.name.clone()))
+    }
+
     /// The URL of one search result page.
-    pub fn search_url(&self, query: &str, page: u32) -> String {
+    pub fn search_url(&self, query: &str, page: u32) -> Result<String, SiteError> {
         let base = self.base_url.as_str().trim_end_matches('/');
         let query: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
-        self.search
+        Ok(self
+            .search_def()?
             .url
             .replace("{base_url}", base)
             .replace("{query}", &query)
-            .replace("{page}", &page.to_string())
+            .replace("{page}", &page.to_string()))
     }
 }
 
@@ -251,35 +275,83 @@ pub enum ListingUrlError {
     IdTooLong(usize),
 }
 
-/// All site definitions of one directory.
+/// All site definitions of one directory. A file that is not a valid definition is reported
+/// (every problem, with the file and key) and skipped: the other sites still load.
 #[derive(Debug, Clone)]
 pub struct Sites {
     dir: PathBuf,
     sites: BTreeMap<String, Site>,
+    invalid: Vec<InvalidSite>,
+}
+
+/// A site file that could not be loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSite {
+    pub file: PathBuf,
+    /// Every problem found, each naming its key.
+    pub problems: Vec<String>,
+}
+
+impl InvalidSite {
+    fn error(&self) -> SiteError {
+        SiteError::Invalid {
+            file: self.file.clone(),
+            problem: self.problems.join("; "),
+        }
+    }
 }
 
 impl Sites {
-    /// Loads and validates every `*.toml` in `dir`.
+    /// Loads and validates every `*.toml` in `dir`, in name order; invalid files are logged and
+    /// kept in [`Sites::invalid`]. Only an unreadable directory is an error.
     pub fn load(dir: &Path) -> Result<Sites, SiteError> {
         let entries = std::fs::read_dir(dir).map_err(|source| SiteError::Dir {
             dir: dir.to_path_buf(),
             source,
         })?;
-        let mut sites = BTreeMap::new();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                let site = load_file(&path)?;
-                sites.insert(site.name.clone(), site);
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        let (mut sites, mut invalid) = (BTreeMap::new(), Vec::new());
+        for path in paths {
+            match load_file(&path) {
+                Ok(site) => {
+                    sites.insert(site.name.clone(), site);
+                }
+                Err(problems) => {
+                    let bad = InvalidSite {
+                        file: path,
+                        problems,
+                    };
+                    tracing::warn!(error = %bad.error(), "Site file skipped.");
+                    invalid.push(bad);
+                }
             }
         }
         Ok(Sites {
             dir: dir.to_path_buf(),
             sites,
+            invalid,
         })
     }
 
+    /// The site files that could not be loaded.
+    pub fn invalid(&self) -> &[InvalidSite] {
+        &self.invalid
+    }
+
+    /// The site named `name`; a skipped file of that name gives its problems.
     pub fn get(&self, name: &str) -> Result<&Site, SiteError> {
+        let skipped = self
+            .invalid
+            .iter()
+            .find(|bad| bad.file.file_stem().is_some_and(|stem| stem == name));
+        if let (None, Some(bad)) = (self.sites.get(name), skipped) {
+            return Err(bad.error());
+        }
         self.sites.get(name).ok_or_else(|| SiteError::Unknown {
             name: name.to_string(),
             dir: self.dir.clone(),
@@ -307,140 +379,12 @@ impl Sites {
     }
 }
 
-fn load_file(path: &Path) -> Result<Site, SiteError> {
-    let invalid = |problem: String| SiteError::Invalid {
-        file: path.to_path_buf(),
-        problem,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
-    let raw: raw::SiteFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-    raw.validate().map_err(invalid)
+/// One site file, or every problem found in it.
+fn load_file(path: &Path) -> Result<Site, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| vec![e.to_string()])?;
+    let raw: raw::SiteFile = toml::from_str(&text).map_err(|e| vec![e.to_string()])?;
+    raw.validate()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sites_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("sites")
-    }
-
-    fn load_one(text: &str) -> Result<Sites, SiteError> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("x.toml"), text).unwrap();
-        Sites::load(dir.path())
-    }
-
-    fn fixture_text() -> String {
-        std::fs::read_to_string(sites_dir().join("fixture.toml")).unwrap()
-    }
-
-    #[test]
-    fn shipped_sites_load() {
-        let sites = Sites::load(&sites_dir()).unwrap();
-        let fixture = sites.get("fixture").unwrap();
-        assert_eq!(
-            fixture
-                .listing_id("http://127.0.0.1:4000/item/123456")
-                .as_deref(),
-            Some("123456")
-        );
-        assert_eq!(fixture.listing_id("http://127.0.0.1:4000/promo/1"), None);
-    }
-
-    #[test]
-    fn ebay_listing_urls_of_every_shape_give_the_item_id() {
-        let sites = Sites::load(&sites_dir()).unwrap();
-        let ebay = sites.get("ebay").unwrap();
-        let id = |url: &str| ebay.listing_id(url);
-        let cases = [
-            "https://www.ebay.com/itm/226771798286",
-            "https://www.ebay.de/itm/226771798286?hash=item34ccd7c70e:g:qvsAAOSw",
-            "http://www.ebay.com/itm/Unicycle-20-Silver-/226771798286?pt=LH_DefaultDomain_0",
-            "https://www.ebay.co.uk/itm/Warhammer-40k-sprue/226771798286",
-            "https://www.ebay.fr/itm/226771798286#rwid",
-            "https://ebay.com/itm/226771798286/",
-            "http://127.0.0.1:40123/itm/226771798286",
-            "http://localhost:8080/itm/some-slug/226771798286?x=1",
-        ];
-        for url in cases {
-            assert_eq!(id(url).as_deref(), Some("226771798286"), "{url}");
-        }
-        for url in [
-            "https://ebay.com/itm/123456?hash=item28caef0a3a",
-            "https://www.ebay.com/p/1701411334",
-            "https://www.ebay.com.evil.example/itm/226771798286",
-            "https://www.example.com/itm/226771798286",
-            "https://www.ebay.com/sch/i.html?_nkw=itm/226771798286",
-        ] {
-            assert_eq!(id(url), None, "{url}");
-        }
-    }
-
-    #[test]
-    fn a_field_may_list_rules_of_every_kind() {
-        let text = fixture_text().replace(
-            "title = \"h1.title\"",
-            "title = [\"h1.a\", { css = [\"h1.b\", \"h2\"], exclude = \".hidden\" }, \
-             { jsonld = \"name\" }, { html = '\"title\":\"([^\"]+)\"', regex = \"(.+)\" }]",
-        );
-        let sites = load_one(&text).unwrap();
-        let labels: Vec<_> = sites
-            .get("fixture")
-            .unwrap()
-            .fields
-            .title
-            .as_ref()
-            .unwrap()
-            .rules
-            .iter()
-            .map(|r| r.label.clone())
-            .collect();
-        assert_eq!(labels.len(), 5, "{labels:?}");
-        assert!(labels[2].contains("exclude .hidden"), "{labels:?}");
-        assert!(labels[3].starts_with("jsonld name"), "{labels:?}");
-        assert!(labels[4].starts_with("html /"), "{labels:?}");
-    }
-
-    #[test]
-    fn a_rule_needs_exactly_one_source() {
-        let text = fixture_text().replace(
-            "title = \"h1.title\"",
-            "title = { css = \"h1\", jsonld = \"name\" }",
-        );
-        let err = load_one(&text).unwrap_err().to_string();
-        assert!(err.contains("listing.fields.title"), "{err}");
-        assert!(err.contains("exactly one of"), "{err}");
-    }
-
-    #[test]
-    fn errors_name_the_file_key_and_problem() {
-        let dir = tempfile::tempdir().unwrap();
-        let broken = fixture_text().replace("title = \"h1.title\"", "title = \"h1[[\"");
-        std::fs::write(dir.path().join("broken.toml"), broken).unwrap();
-        let err = Sites::load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("broken.toml"), "{err}");
-        assert!(err.contains("listing.fields.title"), "{err}");
-        assert!(err.contains("invalid CSS selector"), "{err}");
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected() {
-        let err = load_one(&format!("colour = 1\n{}", fixture_text()))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("colour"), "{err}");
-        let text = fixture_text().replace(
-            "title = \"h1.title\"",
-            "title = { css = \"h1\", atr = \"x\" }",
-        );
-        let err = load_one(&text).unwrap_err().to_string();
-        assert!(err.contains("atr"), "{err}");
-    }
-
-    #[test]
-    fn unknown_site_lists_the_known_ones() {
-        let err = Sites::load(&sites_dir()).unwrap().get("nope").unwrap_err();
-        assert!(err.to_string().contains("fixture"), "{err}");
-    }
-}
+mod tests;

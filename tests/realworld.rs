@@ -210,7 +210,7 @@ async fn rendered_ebay_search_pages_yield_every_true_result() {
         pages.push((path, t));
     }
     let server = browser::serve(files).await;
-    let ready = site.search.ready.clone().unwrap();
+    let ready = site.search.as_ref().unwrap().ready.clone().unwrap();
     let scores = render_all(
         &pages,
         &server,

@@ -1,56 +1,14 @@
 //! Rule evaluation: how one [`Field`] of a site definition reads values from a parsed page —
 //! CSS-selected text or attributes, JSON-LD paths, regexes over the raw HTML — and how element
-//! text is read the way a reader sees it (hidden decoration left out, whitespace collapsed).
+//! text is read the way a reader sees it (`text`: innerText without the site's hidden decoration).
 
 use std::sync::{LazyLock, OnceLock};
 
-use scraper::{ElementRef, Html, Node, Selector};
+use scraper::{ElementRef, Html, Selector};
 use serde_json::Value;
 
+use super::text::{collapse_whitespace, inner_text};
 use crate::site::{Field, Rule, Site, Source};
-
-/// Contents of these elements are never text a reader sees.
-const NON_TEXT_TAGS: [&str; 5] = ["script", "style", "noscript", "template", "iframe"];
-
-/// Elements that start a new line when rendered, so their text never runs into a neighbour's.
-const BLOCK_TAGS: [&str; 36] = [
-    "address",
-    "article",
-    "aside",
-    "blockquote",
-    "br",
-    "dd",
-    "div",
-    "dl",
-    "dt",
-    "fieldset",
-    "figcaption",
-    "figure",
-    "footer",
-    "form",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "header",
-    "hr",
-    "li",
-    "main",
-    "nav",
-    "ol",
-    "option",
-    "p",
-    "pre",
-    "section",
-    "table",
-    "tbody",
-    "td",
-    "th",
-    "tr",
-    "ul",
-];
 
 static JSONLD: LazyLock<Selector> = LazyLock::new(|| {
     // A constant, valid selector.
@@ -90,6 +48,19 @@ impl<'a> Document<'a> {
             .rules
             .iter()
             .find_map(|rule| self.values(rule, None, 1).pop())
+    }
+
+    /// The first value of each rule of `field` that reads one, in rule order, with its rule:
+    /// the candidates a typed field parses until one reads (a price text that cannot be parsed
+    /// falls through to the next rule). Lazy, so rules after the first good value never run.
+    pub fn candidates<'s>(
+        &'s self,
+        field: &'s Field,
+    ) -> impl Iterator<Item = (&'s Rule, String)> + 's {
+        field
+            .rules
+            .iter()
+            .filter_map(move |rule| self.values(rule, None, 1).pop().map(|v| (rule, v)))
     }
 
     /// The first value of `field` inside `scope` (a search result row). Only CSS rules apply:
@@ -153,15 +124,13 @@ impl<'a> Document<'a> {
     }
 
     /// Text of `el` as a reader sees it, without the site's hidden elements and `exclude`.
+    /// One line: the element's `innerText` with its line breaks read as spaces.
     pub fn text(&self, el: ElementRef<'_>, exclude: Option<&Selector>) -> String {
         let skip = |child: &ElementRef<'_>| {
-            NON_TEXT_TAGS.contains(&child.value().name())
-                || self.hidden.is_some_and(|h| h.matches(child))
+            self.hidden.is_some_and(|h| h.matches(child))
                 || exclude.is_some_and(|x| x.matches(child))
         };
-        let mut out = String::new();
-        push_text(el, &skip, &mut out);
-        collapse_whitespace(&out)
+        collapse_whitespace(&inner_text(el, &skip))
     }
 
     /// Up to `limit` values `rule` reads, in document order, after its regex.
@@ -186,8 +155,8 @@ impl<'a> Document<'a> {
                 .take(limit)
                 .collect(),
             (_, Some(_)) => Vec::new(),
-            (Source::JsonLd { paths }, None) => self
-                .jsonld_values(paths)
+            (Source::JsonLd { paths, node_type }, None) => self
+                .jsonld_values(paths, node_type.as_deref())
                 .into_iter()
                 .filter_map(keep)
                 .take(limit)
@@ -202,17 +171,28 @@ impl<'a> Document<'a> {
         }
     }
 
-    fn jsonld_values(&self, paths: &[Vec<String>]) -> Vec<String> {
-        let blocks = self.jsonld.get_or_init(|| {
+    /// The page's JSON-LD blocks that parse, in document order.
+    pub fn jsonld_blocks(&self) -> &[Value] {
+        self.jsonld.get_or_init(|| {
             self.html
                 .select(&JSONLD)
                 .filter_map(|script| serde_json::from_str(&script.text().collect::<String>()).ok())
                 .collect()
-        });
+        })
+    }
+
+    fn jsonld_values(&self, paths: &[Vec<String>], node_type: Option<&str>) -> Vec<String> {
+        let mut roots = Vec::new();
+        for block in self.jsonld_blocks() {
+            match node_type {
+                Some(wanted) => nodes_of_type(block, wanted, &mut roots),
+                None => roots.push(block),
+            }
+        }
         let at = |path: &[String]| -> Vec<String> {
             let mut found = Vec::new();
-            for block in blocks {
-                walk(block, path, &mut found);
+            for root in &roots {
+                walk(root, path, &mut found);
             }
             found.into_iter().filter_map(leaf_text).collect()
         };
@@ -239,18 +219,59 @@ fn post_process(rule: &Rule, value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
-/// Collects the values at `path` below `value`; arrays are searched element by element and an
-/// object without the key is searched through its `@graph`.
+/// Collects the values at `path` below `value`. Arrays are searched element by element unless
+/// the segment is an index; an object without the key is searched through its `@graph`; `price`
+/// on an AggregateOffer reads its `lowPrice`.
 fn walk<'v>(value: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
     match (value, path.split_first()) {
+        (Value::Array(items), Some((key, rest))) if key.parse::<usize>().is_ok() => {
+            if let Some(item) = key.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                walk(item, rest, out);
+            }
+        }
         (Value::Array(items), _) => items.iter().for_each(|item| walk(item, path, out)),
-        (Value::Object(map), Some((key, rest))) => match (map.get(key), map.get("@graph")) {
-            (Some(next), _) => walk(next, rest, out),
-            (None, Some(graph)) => walk(graph, path, out),
-            (None, None) => {}
-        },
+        (Value::Object(map), Some((key, rest))) => {
+            let low = (key == "price" && is_type(value, "AggregateOffer"))
+                .then(|| map.get("lowPrice"))
+                .flatten();
+            match (map.get(key).or(low), map.get("@graph")) {
+                (Some(next), _) => walk(next, rest, out),
+                (None, Some(graph)) => walk(graph, path, out),
+                (None, None) => {}
+            }
+        }
         (leaf, None) => out.push(leaf),
         _ => {}
+    }
+}
+
+/// Every node of `@type` `wanted` in `value`, outermost first, in document order.
+fn nodes_of_type<'v>(value: &'v Value, wanted: &str, out: &mut Vec<&'v Value>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| nodes_of_type(v, wanted, out)),
+        Value::Object(map) => {
+            if is_type(value, wanted) {
+                out.push(value);
+            }
+            map.values().for_each(|v| nodes_of_type(v, wanted, out));
+        }
+        _ => {}
+    }
+}
+
+/// Whether a JSON-LD node's `@type` (a name or a list of names, possibly a full schema.org
+/// IRI) is `wanted`.
+fn is_type(node: &Value, wanted: &str) -> bool {
+    let matches = |t: &Value| {
+        t.as_str().is_some_and(|t| {
+            let short = t.rsplit(['/', '#', ':']).next().unwrap_or(t);
+            t == wanted || short == wanted
+        })
+    };
+    match node.get("@type") {
+        Some(Value::Array(types)) => types.iter().any(matches),
+        Some(t) => matches(t),
+        None => false,
     }
 }
 
@@ -261,39 +282,6 @@ fn leaf_text(value: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
-}
-
-fn push_text(el: ElementRef<'_>, skip: &dyn Fn(&ElementRef<'_>) -> bool, out: &mut String) {
-    for child in el.children() {
-        match child.value() {
-            Node::Text(text) => out.push_str(text),
-            Node::Element(_) => {
-                let Some(child) = ElementRef::wrap(child) else {
-                    continue;
-                };
-                if skip(&child) {
-                    continue;
-                }
-                let block = BLOCK_TAGS.contains(&child.value().name());
-                if block {
-                    out.push(' ');
-                }
-                push_text(child, skip, out);
-                if block {
-                    out.push(' ');
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Whitespace runs (including NBSP and other Unicode spaces) become one space; ends are trimmed.
-pub fn collapse_whitespace(text: &str) -> String {
-    text.split(char::is_whitespace)
-        .filter(|word| !word.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
@@ -360,6 +348,50 @@ description_url = { jsonld = "image" }"#,
         assert_eq!(doc.first(title(&site)).as_deref(), Some("EUR 164.0"));
         let images = site.fields.description_url.as_ref().unwrap();
         assert_eq!(doc.all(images), ["a.jpg", "b.jpg"]);
+    }
+
+    #[test]
+    fn jsonld_rules_pick_nodes_by_type_through_graphs_arrays_and_nested_offers() {
+        let site = site_with(
+            r#"title = { jsonld = "name", type = "Product" }
+description_url = { jsonld = "offers.price", type = "Product" }
+item_id = { jsonld = "@graph.1.name" }
+status_text = { jsonld = ["priceCurrency", "price"], type = "Offer" }"#,
+        );
+        let html = r#"<script type="application/ld+json">[{"@type":"Organization","name":"Shop"},
+            {"@type":"BreadcrumbList","name":"Crumbs"}]</script>
+            <script type="application/ld+json">{"@context":"https://schema.org","@graph":[
+            {"@type":"WebPage","name":"Page"},{"@type":["Product","Thing"],"name":"Lamp",
+            "offers":{"@type":"AggregateOffer","lowPrice":"9.99","highPrice":"19.99",
+            "offers":[{"@type":"Offer","price":"9.99","priceCurrency":"CAD"}]}}]}</script>"#;
+        let doc = Document::parse(html, &site);
+        let f = &site.fields;
+        assert_eq!(doc.first(title(&site)).as_deref(), Some("Lamp"));
+        let price = doc.first(f.description_url.as_ref().unwrap());
+        assert_eq!(price.as_deref(), Some("9.99"));
+        let second = doc.first(f.item_id.as_ref().unwrap());
+        assert_eq!(second.as_deref(), Some("Lamp"));
+        let offer = doc.first(f.status_text.as_ref().unwrap());
+        assert_eq!(offer.as_deref(), Some("CAD 9.99"));
+        let untyped = site_with(r#"title = { jsonld = "name" }"#);
+        assert_eq!(doc.first(title(&untyped)).as_deref(), Some("Shop"));
+    }
+
+    #[test]
+    fn a_type_needs_a_jsonld_rule() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sites/fixture.toml"),
+        )
+        .unwrap()
+        .replace(
+            "title = \"h1.title\"",
+            "title = { css = \"h1\", type = \"Product\" }",
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("t.toml"), text).unwrap();
+        let sites = Sites::load(tmp.path()).unwrap();
+        let err = sites.get("t").unwrap_err().to_string();
+        assert!(err.contains("listing.fields.title.type"), "{err}");
     }
 
     #[test]

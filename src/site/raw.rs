@@ -4,7 +4,12 @@
 //! `title = "h1"`, `price = { css = ["#a", "#b"], attr = "content", regex = "..." }`,
 //! `price = [".x-price", { jsonld = ["offers.priceCurrency", "offers.price"] }]`,
 //! `ended = { html = '"listingStatus":"ENDED"' }`. A table with several `css` selectors is one
-//! rule per selector, tried in order.
+//! rule per selector, tried in order. A `jsonld` rule may start at the nodes of one type
+//! (`{ jsonld = "offers.price", type = "Product" }`); any rule may fix the currency of the prices
+//! it reads (`currency = "CAD"`). `search.next_page` takes the same grammar, its CSS rules
+//! reading `href` unless they name an `attr`. `[search]` may be left out.
+//!
+//! Validation goes on after a problem, so one pass reports every problem of a file.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,10 +33,41 @@ pub struct SiteFile {
     #[serde(default)]
     screenshot: bool,
     hidden: Option<String>,
-    listing: Listing,
-    search: Search,
-    #[serde(default)]
-    markers: RawMarkers,
+    // Sections are read one by one, so that a problem in one does not hide the others'.
+    listing: toml::Value,
+    search: Option<toml::Value>,
+    markers: Option<toml::Value>,
+}
+
+/// Problems found so far: validation goes on after one, so a file's every problem is reported.
+#[derive(Default)]
+pub struct Problems(pub Vec<String>);
+
+impl Problems {
+    /// The value, or `None` with its problem kept.
+    fn check<T>(&mut self, result: Result<T, String>) -> Option<T> {
+        result.map_err(|problem| self.0.push(problem)).ok()
+    }
+}
+
+/// A section of the file in its typed shape; unknown keys and wrong types are problems of that
+/// section, named by their key where the TOML error points at one.
+fn section<T: serde::de::DeserializeOwned>(key: &str, value: toml::Value) -> Result<T, String> {
+    // Read back from text, so that the error carries a span that names the offending key.
+    let text = toml::to_string(&value).map_err(|e| format!("section `[{key}]`: {e}"))?;
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .and_then(|before| before.rsplit('\n').next())
+            .and_then(|line| line.split_once('='))
+            .map(|(name, _)| name.trim().trim_matches('"').to_string())
+            .filter(|name| !name.is_empty());
+        match line {
+            Some(name) => format!("key `{key}.{name}`: {}", e.message().trim()),
+            None => format!("section `[{key}]`: {}", e.message().trim()),
+        }
+    })
 }
 
 fn default_rps() -> u32 {
@@ -75,7 +111,7 @@ struct Search {
     title: Option<toml::Value>,
     price: Option<toml::Value>,
     result_count: Option<toml::Value>,
-    next_page: Option<String>,
+    next_page: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -99,6 +135,10 @@ struct RuleTable {
     jsonld: Option<OneOrMany<String>>,
     html: Option<String>,
     regex: Option<String>,
+    currency: Option<String>,
+    /// With `jsonld`: start the paths at the nodes of this `@type`.
+    #[serde(rename = "type")]
+    node_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -140,46 +180,95 @@ const FIELD_NAMES: [&str; 20] = [
     "ended",
 ];
 
+/// The listing section, validated.
+struct ListingDef {
+    listing_url: Regex,
+    ready: String,
+    ready_selector: Selector,
+    ready_timeout: Duration,
+    fields: ListingFields,
+}
+
 impl SiteFile {
-    pub fn validate(self) -> Result<Site, String> {
-        let base_url = Url::parse(&self.base_url).map_err(|e| format!("key `base_url`: {e}"))?;
-        let listing_url = Regex::new(&self.listing.url_pattern)
-            .map_err(|e| format!("key `listing.url_pattern`: {e}"))?;
-        if !listing_url.capture_names().any(|n| n == Some("id")) {
-            return Err("key `listing.url_pattern`: needs a named group `(?P<id>...)`".into());
-        }
-        let ready_selector = selector("listing.ready", &self.listing.ready)?;
-        let default_currency = match &self.default_currency {
-            Some(c) => {
-                Some(Currency::parse(c).map_err(|e| format!("key `default_currency`: {e}"))?)
-            }
-            None => None,
-        };
+    pub fn validate(self) -> Result<Site, Vec<String>> {
+        let mut p = Problems::default();
+        let base_url =
+            p.check(Url::parse(&self.base_url).map_err(|e| format!("key `base_url`: {e}")));
+        let default_currency = p.check(
+            self.default_currency
+                .as_deref()
+                .map(|c| Currency::parse(c).map_err(|e| format!("key `default_currency`: {e}")))
+                .transpose(),
+        );
         if self.max_rps == 0 {
-            return Err("key `max_rps`: must be at least 1".into());
+            p.0.push("key `max_rps`: must be at least 1".into());
         }
-        Ok(Site {
-            name: self.name,
-            base_url,
-            listing_url,
-            ready: self.listing.ready,
-            ready_selector,
-            ready_timeout: Duration::from_millis(self.listing.ready_timeout_ms),
-            hidden: self.hidden.map(|h| selector("hidden", &h)).transpose()?,
-            fields: listing_fields(
-                self.listing.fields,
-                self.listing.specifics,
-                self.listing.ended,
-            )?,
-            search: self.search.validate()?,
-            markers: Markers {
-                gone_text: self.markers.gone,
-                block_text: self.markers.block,
-                challenge_text: self.markers.challenge,
-            },
-            default_currency,
-            max_rps: self.max_rps,
-            screenshot: self.screenshot,
+        let hidden = p.check(self.hidden.map(|h| selector("hidden", &h)).transpose());
+        let listing = p
+            .check(section::<Listing>("listing", self.listing))
+            .and_then(|listing| listing.validate(&mut p));
+        let search = match self.search {
+            None => Some(None),
+            Some(value) => p
+                .check(section::<Search>("search", value))
+                .and_then(|search| search.validate(&mut p))
+                .map(Some),
+        };
+        let markers = match self.markers {
+            None => Some(RawMarkers::default()),
+            Some(value) => p.check(section::<RawMarkers>("markers", value)),
+        };
+        match (base_url, default_currency, hidden, listing, search, markers) {
+            (
+                Some(base_url),
+                Some(default_currency),
+                Some(hidden),
+                Some(listing),
+                Some(search),
+                Some(markers),
+            ) if p.0.is_empty() => Ok(Site {
+                name: self.name,
+                base_url,
+                listing_url: listing.listing_url,
+                ready: listing.ready,
+                ready_selector: listing.ready_selector,
+                ready_timeout: listing.ready_timeout,
+                hidden,
+                fields: listing.fields,
+                search,
+                markers: Markers {
+                    gone_text: markers.gone,
+                    block_text: markers.block,
+                    challenge_text: markers.challenge,
+                },
+                default_currency,
+                max_rps: self.max_rps,
+                screenshot: self.screenshot,
+            }),
+            _ => Err(p.0),
+        }
+    }
+}
+
+impl Listing {
+    fn validate(self, p: &mut Problems) -> Option<ListingDef> {
+        let listing_url = p.check(
+            Regex::new(&self.url_pattern).map_err(|e| format!("key `listing.url_pattern`: {e}")),
+        );
+        if listing_url
+            .as_ref()
+            .is_some_and(|re| !re.capture_names().any(|n| n == Some("id")))
+        {
+            p.0.push("key `listing.url_pattern`: needs a named group `(?P<id>...)`".into());
+        }
+        let ready_selector = p.check(selector("listing.ready", &self.ready));
+        let fields = listing_fields(self.fields, self.specifics, self.ended, p);
+        Some(ListingDef {
+            listing_url: listing_url?,
+            ready: self.ready,
+            ready_selector: ready_selector?,
+            ready_timeout: Duration::from_millis(self.ready_timeout_ms),
+            fields: fields?,
         })
     }
 }
@@ -188,57 +277,52 @@ fn listing_fields(
     mut specs: BTreeMap<String, toml::Value>,
     specifics: Option<OneOrMany<Specifics>>,
     ended: Option<toml::Value>,
-) -> Result<ListingFields, String> {
-    if let Some(unknown) = specs.keys().find(|k| !FIELD_NAMES.contains(&k.as_str())) {
-        return Err(format!(
+    p: &mut Problems,
+) -> Option<ListingFields> {
+    let before = p.0.len();
+    for unknown in specs.keys().filter(|k| !FIELD_NAMES.contains(&k.as_str())) {
+        p.0.push(format!(
             "key `listing.fields.{unknown}`: unknown field (known: {})",
             FIELD_NAMES.join(", ")
         ));
     }
     if ended.is_some() && specs.contains_key("ended") {
-        return Err("key `listing.fields.ended`: already given as `listing.ended`".into());
+        p.0.push("key `listing.fields.ended`: already given as `listing.ended`".into());
     }
-    let ended = match ended {
-        Some(value) => Some(field("listing.ended", value)?),
-        None => None,
+    let ended = ended.and_then(|value| p.check(field("listing.ended", value)));
+    let mut take = |name: &str| -> Option<Field> {
+        let value = specs.remove(name)?;
+        p.check(field(&format!("listing.fields.{name}"), value))
     };
-    let mut take = |name: &str| -> Result<Option<Field>, String> {
-        specs
-            .remove(name)
-            .map(|value| field(&format!("listing.fields.{name}"), value))
-            .transpose()
-    };
-    Ok(ListingFields {
-        title: take("title")?,
-        translated_title: take("translated_title")?,
-        price: take("price")?,
-        currency: take("currency")?,
-        was_price: take("was_price")?,
-        buy_it_now_price: take("buy_it_now_price")?,
-        bids: take("bids")?,
-        item_id: take("item_id")?,
-        condition: take("condition")?,
-        seller: take("seller")?,
-        seller_score: take("seller_score")?,
-        shipping: take("shipping")?,
-        location: take("location")?,
-        description: take("description")?,
-        description_url: take("description_url")?,
-        images: take("images")?,
-        status_text: take("status_text")?,
-        auction: take("auction")?,
-        best_offer: take("best_offer")?,
-        ended: match take("ended")? {
-            Some(field) => Some(field),
-            None => ended,
-        },
+    let fields = ListingFields {
+        title: take("title"),
+        translated_title: take("translated_title"),
+        price: take("price"),
+        currency: take("currency"),
+        was_price: take("was_price"),
+        buy_it_now_price: take("buy_it_now_price"),
+        bids: take("bids"),
+        item_id: take("item_id"),
+        condition: take("condition"),
+        seller: take("seller"),
+        seller_score: take("seller_score"),
+        shipping: take("shipping"),
+        location: take("location"),
+        description: take("description"),
+        description_url: take("description_url"),
+        images: take("images"),
+        status_text: take("status_text"),
+        auction: take("auction"),
+        best_offer: take("best_offer"),
+        ended: take("ended").or(ended),
         specifics: specifics
             .map(OneOrMany::into_vec)
             .unwrap_or_default()
             .into_iter()
-            .map(Specifics::validate)
-            .collect::<Result<_, _>>()?,
-    })
+            .filter_map(|def| p.check(def.validate()))
+            .collect(),
+    };
+    (p.0.len() == before).then_some(fields)
 }
 
 impl Specifics {
@@ -256,33 +340,62 @@ impl Specifics {
 }
 
 impl Search {
-    fn validate(self) -> Result<SearchDef, String> {
+    fn validate(self, p: &mut Problems) -> Option<SearchDef> {
+        let before = p.0.len();
         if !self.url.contains("{query}") {
-            return Err("key `search.url`: needs a `{query}` placeholder".into());
+            p.0.push("key `search.url`: needs a `{query}` placeholder".into());
         }
         if let Some(ready) = &self.ready {
-            selector("search.ready", ready)?;
+            p.check(selector("search.ready", ready));
         }
-        let optional = |key: &str, value: Option<toml::Value>| {
-            value
-                .map(|v| field(&format!("search.{key}"), v))
-                .transpose()
+        let mut optional = |key: &str, value: Option<toml::Value>| {
+            value.and_then(|v| p.check(field(&format!("search.{key}"), v)))
         };
-        Ok(SearchDef {
+        let title = optional("title", self.title);
+        let price = optional("price", self.price);
+        let result_count = optional("result_count", self.result_count);
+        let result = p.check(selector("search.result", &self.result));
+        let skip = p.check(self.skip.map(|s| selector("search.skip", &s)).transpose());
+        let link = p.check(field("search.link", self.link));
+        let next_page = p.check(
+            self.next_page
+                .map(|v| field("search.next_page", v).map(|f| with_default_attr(f, "href")))
+                .transpose(),
+        );
+        if p.0.len() > before {
+            return None;
+        }
+        Some(SearchDef {
             url: self.url,
             ready: self.ready,
-            result: selector("search.result", &self.result)?,
-            skip: self.skip.map(|s| selector("search.skip", &s)).transpose()?,
-            link: field("search.link", self.link)?,
-            title: optional("title", self.title)?,
-            price: optional("price", self.price)?,
-            result_count: optional("result_count", self.result_count)?,
-            next_page: self
-                .next_page
-                .map(|s| selector("search.next_page", &s))
-                .transpose()?,
+            result: result?,
+            skip: skip?,
+            link: link?,
+            title,
+            price,
+            result_count,
+            next_page: next_page?,
         })
     }
+}
+
+/// `field` with `attr` on its CSS rules that name none: a link field reads `href`, not text.
+fn with_default_attr(field: Field, attr: &str) -> Field {
+    let rules = field
+        .rules
+        .into_iter()
+        .map(|mut rule| {
+            if let Source::Css {
+                attr: none @ None, ..
+            } = &mut rule.source
+            {
+                *none = Some(attr.to_string());
+                rule.label += &format!(" @{attr}");
+            }
+            rule
+        })
+        .collect();
+    Field { rules }
 }
 
 /// A field from its TOML value: a selector string, a rule table, or an array of either.
@@ -311,6 +424,8 @@ fn rules_of(key: &str, item: toml::Value) -> Result<Vec<Rule>, String> {
             jsonld: None,
             html: None,
             regex: None,
+            currency: None,
+            node_type: None,
         },
         toml::Value::Table(table) => toml::Value::Table(table)
             .try_into::<RuleTable>()
@@ -337,6 +452,9 @@ impl RuleTable {
                 "key `{key}`: a rule needs exactly one of `css`, `jsonld`, `html`"
             ));
         }
+        if self.node_type.is_some() && self.jsonld.is_none() {
+            return Err(format!("key `{key}.type`: only applies to `jsonld`"));
+        }
         if (self.attr.is_some() || self.exclude.is_some()) && self.css.is_none() {
             return Err(format!(
                 "key `{key}`: `attr` and `exclude` only apply to `css`"
@@ -347,13 +465,21 @@ impl RuleTable {
             .as_deref()
             .map(|r| Regex::new(r).map_err(|e| format!("key `{key}.regex`: {e}")))
             .transpose()?;
-        let suffix = self
+        let currency = self
+            .currency
+            .as_deref()
+            .map(|c| Currency::parse(c).map_err(|e| format!("key `{key}.currency`: {e}")))
+            .transpose()?;
+        let mut suffix = self
             .regex
             .as_deref()
             .map(|r| format!(" regex /{r}/"))
             .unwrap_or_default();
+        if let Some(currency) = currency {
+            suffix += &format!(" in {currency}");
+        }
         let sources = match (self.jsonld, self.html, self.css) {
-            (Some(paths), _, _) => vec![jsonld_source(key, paths.into_vec())?],
+            (Some(paths), _, _) => vec![jsonld_source(key, paths.into_vec(), self.node_type)?],
             (_, Some(html), _) => {
                 let re = Regex::new(&html).map_err(|e| format!("key `{key}.html`: {e}"))?;
                 vec![(Source::Html(re), format!("html /{html}/"))]
@@ -370,22 +496,33 @@ impl RuleTable {
             .map(|(source, label)| Rule {
                 source,
                 regex: regex.clone(),
+                currency,
                 label: label + &suffix,
             })
             .collect())
     }
 }
 
-fn jsonld_source(key: &str, paths: Vec<String>) -> Result<(Source, String), String> {
+fn jsonld_source(
+    key: &str,
+    paths: Vec<String>,
+    node_type: Option<String>,
+) -> Result<(Source, String), String> {
     if paths.is_empty() || paths.iter().any(|p| p.trim().is_empty()) {
         return Err(format!("key `{key}.jsonld`: needs non-empty paths"));
     }
-    let label = format!("jsonld {}", paths.join(" + "));
+    if node_type.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(format!("key `{key}.type`: needs a JSON-LD `@type` name"));
+    }
+    let label = match &node_type {
+        Some(t) => format!("jsonld {t} {}", paths.join(" + ")),
+        None => format!("jsonld {}", paths.join(" + ")),
+    };
     let paths = paths
         .iter()
         .map(|p| p.split('.').map(str::to_string).collect())
         .collect();
-    Ok((Source::JsonLd { paths }, label))
+    Ok((Source::JsonLd { paths, node_type }, label))
 }
 
 /// One source per selector, sharing the attribute and the exclusion.

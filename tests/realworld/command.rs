@@ -155,7 +155,7 @@ async fn extract_command_renders_a_url_in_the_browser_it_launches() {
     assert_eq!(record["title"].as_str(), listing.title.as_deref());
     assert_eq!(record["price_minor"].as_i64(), listing.price_minor);
     assert_eq!(record["seller_score"].as_i64(), listing.seller_score);
-    let search = sites.get("fixture").unwrap().search_url("lamp", 1);
+    let search = sites.get("fixture").unwrap().search_url("lamp", 1).unwrap();
     let mut json = Vec::new();
     inspect::extract_command(&sites, "fixture", &search, true, launch, &mut json)
         .await
@@ -214,8 +214,8 @@ async fn regenerate_saved_fixture_site_pages() {
             serde_json::json!({ "class": class, "listing": listing }),
         );
     }
-    let url = site.search_url("lamp", 1);
-    let ready = site.search.ready.clone().unwrap();
+    let url = site.search_url("lamp", 1).unwrap();
+    let ready = site.search.as_ref().unwrap().ready.clone().unwrap();
     let page = renderer
         .render(&browser::request(url.clone(), &ready, site.ready_timeout))
         .await
@@ -229,7 +229,7 @@ async fn regenerate_saved_fixture_site_pages() {
             serde_json::json!({ "external_id": t.external_id, "url": t.url, "title": title, "price_text": price })
         })
         .collect();
-    let next = site.search_url("lamp", 2).replace("+", "%20");
+    let next = site.search_url("lamp", 2).unwrap().replace("+", "%20");
     save(
         "search-lamp-1",
         &page.html,
