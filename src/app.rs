@@ -48,13 +48,8 @@ pub fn worker_pool_size(concurrency: usize) -> u32 {
     u32::try_from(deliveries + 1).map_or(POOL_SIZE, |n| n.min(POOL_SIZE))
 }
 
-/// Connects to the database (creating the embedded one if needed) and applies migrations.
-pub async fn connect_store(common: &Common) -> anyhow::Result<Store> {
-    connect_store_with(common, POOL_SIZE).await
-}
-
-/// [`connect_store`] with a pool of at most `max_connections`.
-pub async fn connect_store_with(common: &Common, max_connections: u32) -> anyhow::Result<Store> {
+/// Creates the data directory of the embedded database (nothing to do with `DATABASE_URL` set).
+pub(crate) fn ensure_data_dir(common: &Common) -> anyhow::Result<()> {
     if common.database_url.is_none() {
         std::fs::create_dir_all(&common.data_dir).with_context(|| {
             format!(
@@ -63,6 +58,17 @@ pub async fn connect_store_with(common: &Common, max_connections: u32) -> anyhow
             )
         })?;
     }
+    Ok(())
+}
+
+/// Connects to the database (creating the embedded one if needed) and applies migrations.
+pub async fn connect_store(common: &Common) -> anyhow::Result<Store> {
+    connect_store_with(common, POOL_SIZE).await
+}
+
+/// [`connect_store`] with a pool of at most `max_connections`.
+pub async fn connect_store_with(common: &Common, max_connections: u32) -> anyhow::Result<Store> {
+    ensure_data_dir(common)?;
     let store = Store::connect(&common.database_url(), max_connections).await?;
     store.migrate().await?;
     Ok(store)

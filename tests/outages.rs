@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{AMQP, Farm, PG_BASE, assert_matches_truth};
+use common::{AMQP, Farm, PG_BASE, fleet};
 use scrapefarm::fixture_site::FixtureConfig;
 use scrapefarm::queue::{Queue, QueueNames, RabbitMqQueue};
 use scrapefarm::store::Store;
@@ -93,82 +93,12 @@ async fn forward(mut client: TcpStream, target: SocketAddr, cut: CancellationTok
     }
 }
 
-/// Listings stored so far (not pending), read through `store`.
-async fn stored(store: &Store) -> usize {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM listings WHERE status <> 'pending'")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    n as usize
-}
-
-async fn wait_until_stored(store: &Store, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while stored(store).await < n {
-        assert!(Instant::now() < deadline, "{n} listings stored within 90 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until the broker counts `n` consumers on the work queue; returns how long that took.
-async fn wait_for_consumers(broker: &impl Queue, n: u64, within: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let consumers = broker.depths().await.unwrap().consumers;
-        if consumers == n {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < within,
-            "{n} consumers within {within:?} (now {consumers})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Every listing equals the truth and was stored by exactly one attempt; the queues are drained.
-async fn assert_complete_and_single(farm: &Farm, query: &str) {
-    let truth = farm.fixture.ground_truth(query);
-    let rows = farm.stored_listings().await;
-    assert_eq!(rows.len(), truth.len(), "one row per listing");
-    for t in &truth {
-        assert_matches_truth(&rows[&t.external_id], t);
-    }
-    let stores: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT l.external_id, COUNT(*) FROM attempts a JOIN listings l ON l.id = a.listing_id \
-         WHERE a.outcome IN ('content', 'ended', 'gone') GROUP BY l.external_id",
-    )
-    .fetch_all(farm.store.pool())
-    .await
-    .unwrap();
-    assert_eq!(
-        stores.len(),
-        truth.len(),
-        "every listing has a storing attempt"
-    );
-    let twice: Vec<_> = stores.iter().filter(|(_, n)| *n != 1).collect();
-    assert!(twice.is_empty(), "stored more than once: {twice:?}");
-    let depths = farm.queue.depths().await.unwrap();
-    assert_eq!((depths.ready, depths.retrying, depths.dead), (0, 0, 0));
-}
-
-/// Shows the worker's warnings (reconnects, halts) in the test output; `RUST_LOG` overrides.
-fn show_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "scrapefarm=warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .with_ansi(false)
-        .try_init();
-}
-
 /// The fixture's 200 listings of one search.
 const QUERY: &str = "lamp";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rabbitmq_restart_mid_run_makes_the_worker_reconnect_and_loses_nothing() {
-    show_logs();
+    fleet::show_logs();
     let proxy = Proxy::start("127.0.0.1:5672").await;
     let amqp = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
     let farm = Farm::start_via(FixtureConfig::default(), PG_BASE, &amqp).await;
@@ -181,14 +111,14 @@ async fn a_rabbitmq_restart_mid_run_makes_the_worker_reconnect_and_loses_nothing
     let started = Instant::now();
     let run = farm.work("bunny", 4, Duration::from_secs(3));
     let restart = async {
-        wait_until_stored(&farm.store, total * 3 / 10).await;
+        fleet::wait_until_stored(&farm.store, total * 3 / 10, Duration::from_secs(90)).await;
         proxy.cut().await;
         let cut_at = Instant::now();
-        let gone = wait_for_consumers(&broker, 0, Duration::from_secs(5)).await;
+        let gone = fleet::wait_for_consumers(&broker, 0, Duration::from_secs(5)).await;
         let held = broker.depths().await.unwrap().ready;
         tokio::time::sleep(Duration::from_secs(5).saturating_sub(cut_at.elapsed())).await;
         proxy.restore().await;
-        let back = wait_for_consumers(&broker, 1, Duration::from_secs(30)).await;
+        let back = fleet::wait_for_consumers(&broker, 1, Duration::from_secs(30)).await;
         eprintln!(
             "cut after {:?}: consumer gone after {gone:?} with {held} jobs ready, \
              back {back:?} after the 5 s outage",
@@ -198,14 +128,14 @@ async fn a_rabbitmq_restart_mid_run_makes_the_worker_reconnect_and_loses_nothing
     };
     let (stats, ()) = tokio::join!(run, restart);
     eprintln!("{stats}\nrun took {:?}", started.elapsed());
-    assert_complete_and_single(&farm, QUERY).await;
+    fleet::assert_stored_once_and_true(&farm, QUERY).await;
     broker.close().await;
     farm.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgresql_outage_mid_run_pauses_the_worker_and_loses_nothing() {
-    show_logs();
+    fleet::show_logs();
     let proxy = Proxy::start("127.0.0.1:5432").await;
     let via = format!("postgres://postgres@127.0.0.1:{}", proxy.port);
     let farm = Farm::start_via(FixtureConfig::default(), &via, AMQP).await;
@@ -221,19 +151,19 @@ async fn a_postgresql_outage_mid_run_pauses_the_worker_and_loses_nothing() {
     // halts (a shorter outage is ridden out inside the pool).
     let outage = Duration::from_secs(15);
     let down = async {
-        wait_until_stored(&direct, total * 3 / 10).await;
+        fleet::wait_until_stored(&direct, total * 3 / 10, Duration::from_secs(90)).await;
         proxy.cut().await;
         let cut_at = Instant::now();
-        let paused = wait_for_consumers(&farm.queue, 0, outage).await;
-        let frozen = stored(&direct).await;
+        let paused = fleet::wait_for_consumers(&farm.queue, 0, outage).await;
+        let frozen = fleet::stored_ids(&direct).await.len();
         tokio::time::sleep(outage.saturating_sub(cut_at.elapsed())).await;
         assert_eq!(
-            stored(&direct).await,
+            fleet::stored_ids(&direct).await.len(),
             frozen,
             "nothing stored while the database is down"
         );
         proxy.restore().await;
-        let back = wait_for_consumers(&farm.queue, 1, Duration::from_secs(30)).await;
+        let back = fleet::wait_for_consumers(&farm.queue, 1, Duration::from_secs(30)).await;
         eprintln!(
             "cut after {:?} with {frozen} stored: consuming stopped after {paused:?}, \
              resumed {back:?} after the {outage:?} outage",
@@ -242,7 +172,7 @@ async fn a_postgresql_outage_mid_run_pauses_the_worker_and_loses_nothing() {
     };
     let (stats, ()) = tokio::join!(run, down);
     eprintln!("{stats}\nrun took {:?}", started.elapsed());
-    assert_complete_and_single(&farm, QUERY).await;
+    fleet::assert_stored_once_and_true(&farm, QUERY).await;
     direct.close().await;
     farm.cleanup().await;
 }

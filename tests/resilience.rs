@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use common::{Farm, assert_matches_truth};
+use common::{Farm, fleet};
 use scrapefarm::fixture_site::FixtureConfig;
 use scrapefarm::queue::Queue;
 use scrapefarm::render::Renderer;
@@ -25,22 +25,6 @@ fn worker(farm: &Farm, id: &str, extra: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("worker binary starts")
-}
-
-async fn stored(farm: &Farm) -> usize {
-    let rows = farm.stored_listings().await;
-    rows.values().filter(|r| r.status != "pending").count()
-}
-
-async fn wait_until_stored(farm: &Farm, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while stored(farm).await < n {
-        assert!(
-            Instant::now() < deadline,
-            "{n} listings stored within 3 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn processes_on(profile: &Path) -> Vec<u32> {
@@ -65,30 +49,6 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok.success(), "kill {sig} {pid}");
 }
 
-/// Every listing equals the truth and was stored by exactly one attempt.
-async fn assert_complete_and_single(farm: &Farm, query: &str) {
-    let truth = farm.fixture.ground_truth(query);
-    let rows = farm.stored_listings().await;
-    assert_eq!(rows.len(), truth.len(), "one row per listing");
-    for t in &truth {
-        assert_matches_truth(&rows[&t.external_id], t);
-    }
-    let stores: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT l.external_id, COUNT(*) FROM attempts a JOIN listings l ON l.id = a.listing_id \
-         WHERE a.outcome IN ('content', 'ended', 'gone') GROUP BY l.external_id",
-    )
-    .fetch_all(farm.store.pool())
-    .await
-    .unwrap();
-    assert_eq!(stores.len(), truth.len());
-    assert!(
-        stores.iter().all(|(_, n)| *n == 1),
-        "stored more than once: {stores:?}"
-    );
-    let depths = farm.queue.depths().await.unwrap();
-    assert_eq!((depths.ready, depths.retrying, depths.dead), (0, 0, 0));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_sigkilled_twice_loses_nothing_and_leaves_no_chromium() {
     let farm = Farm::start(FixtureConfig::default()).await;
@@ -96,7 +56,7 @@ async fn a_worker_sigkilled_twice_loses_nothing_and_leaves_no_chromium() {
     let profile: PathBuf = farm.profiles().join("crashy");
     for kill_at in [40, 100] {
         let mut child = worker(&farm, "crashy", &[]);
-        wait_until_stored(&farm, kill_at).await;
+        fleet::wait_until_stored(&farm.store, kill_at, Duration::from_secs(180)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         // Chromium dies with its worker, even on SIGKILL (no orphans, no zombies).
@@ -114,7 +74,7 @@ async fn a_worker_sigkilled_twice_loses_nothing_and_leaves_no_chromium() {
         .wait()
         .unwrap();
     assert!(status.success(), "the third worker completes the run");
-    assert_complete_and_single(&farm, "lamp").await;
+    fleet::assert_stored_once_and_true(&farm, "lamp").await;
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         processes_on(&profile),
@@ -129,7 +89,7 @@ async fn sigterm_finishes_in_flight_pages_exits_zero_and_leaves_the_rest_queued(
     let farm = Farm::start(FixtureConfig::default()).await;
     farm.enqueue("lamp", 20).await;
     let mut child = worker(&farm, "graceful", &["--shutdown-deadline", "20"]);
-    wait_until_stored(&farm, 30).await;
+    fleet::wait_until_stored(&farm.store, 30, Duration::from_secs(180)).await;
     let asked = Instant::now();
     signal(child.id(), "-TERM");
     let status = child.wait().unwrap();
@@ -160,7 +120,7 @@ async fn sigterm_finishes_in_flight_pages_exits_zero_and_leaves_the_rest_queued(
         .wait()
         .unwrap();
     assert!(status.success());
-    assert_complete_and_single(&farm, "lamp").await;
+    fleet::assert_stored_once_and_true(&farm, "lamp").await;
     farm.cleanup().await;
 }
 
@@ -170,7 +130,7 @@ async fn a_killed_chromium_is_relaunched_and_its_pages_retried() {
     farm.enqueue("lamp", 20).await;
     let run = farm.work("phoenix", 4, Duration::from_secs(3));
     let killer = async {
-        wait_until_stored(&farm, 40).await;
+        fleet::wait_until_stored(&farm.store, 40, Duration::from_secs(180)).await;
         let victims = processes_on(&farm.profiles().join("phoenix"));
         assert!(!victims.is_empty(), "Chromium runs on the profile");
         for pid in victims {
@@ -179,7 +139,7 @@ async fn a_killed_chromium_is_relaunched_and_its_pages_retried() {
     };
     let (stats, ()) = tokio::join!(run, killer);
     eprintln!("{stats}");
-    assert_complete_and_single(&farm, "lamp").await;
+    fleet::assert_stored_once_and_true(&farm, "lamp").await;
     assert_eq!(
         processes_on(&farm.profiles().join("phoenix")),
         Vec::<u32>::new()
@@ -245,7 +205,7 @@ async fn a_browser_is_retired_after_its_pages_and_a_fresh_one_runs_on_the_same_p
         truth.len(),
         browsers.len()
     );
-    assert_complete_and_single(&farm, "lamp").await;
+    fleet::assert_stored_once_and_true(&farm, "lamp").await;
     assert_eq!(processes_on(&profile), Vec::<u32>::new());
     farm.cleanup().await;
 }
@@ -285,7 +245,7 @@ async fn a_browser_above_its_memory_ceiling_is_replaced_and_nothing_is_lost() {
         "{pages} pages, memory read every {MEMORY_CHECK_EVERY}: only {generations} replacements"
     );
     renderer.close().await;
-    assert_complete_and_single(&farm, "lamp").await;
+    fleet::assert_stored_once_and_true(&farm, "lamp").await;
     assert_eq!(
         processes_on(&farm.profiles().join("heavy")),
         Vec::<u32>::new()

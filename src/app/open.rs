@@ -2,8 +2,6 @@
 //! or change its schema; `migrate` creates, migrates and says what it applied. And the outcome a
 //! run that finished with failures reports (exit code 3).
 
-use anyhow::Context;
-
 use super::POOL_SIZE;
 use crate::cli::Common;
 use crate::store::Store;
@@ -88,14 +86,7 @@ pub async fn open_existing_store(common: &Common) -> anyhow::Result<Store> {
 /// `scrapefarm migrate`: creates the database if needed, applies what is missing and says which
 /// migrations it applied (read from sqlx's table before and after).
 pub async fn migrate(common: &Common) -> anyhow::Result<()> {
-    if common.database_url.is_none() {
-        std::fs::create_dir_all(&common.data_dir).with_context(|| {
-            format!(
-                "Data directory {} is not writable",
-                common.data_dir.display()
-            )
-        })?;
-    }
+    super::ensure_data_dir(common)?;
     let store = Store::connect(&common.database_url(), 2).await?;
     let before = store.applied_migrations().await?;
     store.migrate().await?;
