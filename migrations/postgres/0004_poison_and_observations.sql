@@ -12,6 +12,5 @@ CREATE TABLE job_renders (
     job_id  TEXT    NOT NULL,
     attempt BIGINT  NOT NULL,
     starts  BIGINT  NOT NULL,
-    last_at BIGINT  NOT NULL,
     PRIMARY KEY (job_id, attempt)
 );

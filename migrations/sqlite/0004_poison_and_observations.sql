@@ -11,6 +11,5 @@ CREATE TABLE job_renders (
     job_id  TEXT    NOT NULL,
     attempt INTEGER  NOT NULL,
     starts  INTEGER  NOT NULL,
-    last_at INTEGER  NOT NULL,
     PRIMARY KEY (job_id, attempt)
 );

@@ -178,25 +178,7 @@ impl<R: Renderer> Pipeline<R> {
                 timeout: CHALLENGE_WAIT,
             }),
         };
-        let start = async {
-            let tab = self.render_slots.acquire().await.ok();
-            self.pacer.acquire(&site.name, site.max_rps).await?;
-            Ok::<_, AttemptError>(tab)
-        };
-        let tab = tokio::select! {
-            biased;
-            _ = self.stopping.cancelled() => return Err(AttemptError::ShuttingDown),
-            tab = start => tab?,
-        };
-        self.store.note_render_start(&job.id, attempt).await?;
-        tracing::debug!(attempt, url = %job.url, "Rendering.");
-        let t = Instant::now();
-        let page = self.renderer.render(&request).await?;
-        self.stats.record(Stage::Render, t.elapsed());
-        drop(tab);
-        if page.html.len() > MAX_PAGE_BYTES {
-            return Err(AttemptError::TooLarge(page.html.len()));
-        }
+        let page = self.render_paced(job, site, attempt, &request).await?;
         let (page, class, record) = self.classify_and_extract(page, site, &job.url).await?;
         self.react(site, &class).await?;
         let (status, record) = match (class.clone(), record) {
@@ -239,6 +221,37 @@ impl<R: Renderer> Pipeline<R> {
             _ => &self.stats.stored,
         });
         Ok(())
+    }
+
+    /// Renders once a tab is free and the site's pace allows, noting the start first (a page
+    /// that kills the worker is then counted against its job).
+    async fn render_paced(
+        &self,
+        job: &Job,
+        site: &Site,
+        attempt: u32,
+        request: &RenderRequest,
+    ) -> Result<Page, AttemptError> {
+        let start = async {
+            let tab = self.render_slots.acquire().await.ok();
+            self.pacer.acquire(&site.name, site.max_rps).await?;
+            Ok::<_, AttemptError>(tab)
+        };
+        let tab = tokio::select! {
+            biased;
+            _ = self.stopping.cancelled() => return Err(AttemptError::ShuttingDown),
+            tab = start => tab?,
+        };
+        self.store.note_render_start(&job.id, attempt).await?;
+        tracing::debug!(attempt, url = %job.url, "Rendering.");
+        let t = Instant::now();
+        let page = self.renderer.render(request).await?;
+        self.stats.record(Stage::Render, t.elapsed());
+        drop(tab);
+        if page.html.len() > MAX_PAGE_BYTES {
+            return Err(AttemptError::TooLarge(page.html.len()));
+        }
+        Ok(page)
     }
 
     /// Adjusts the site's pace and this profile's identity to what the page says.

@@ -214,17 +214,13 @@ impl Store {
     /// Notes that rendering attempt `attempt` of `job_id` starts now (before the page loads, so
     /// a page that kills its worker is counted).
     pub async fn note_render_start(&self, job_id: &str, attempt: u32) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let now = db_now(&mut conn, self.backend).await?;
         sqlx::query(
-            "INSERT INTO job_renders (job_id, attempt, starts, last_at) VALUES ($1, $2, 1, $3) \
-             ON CONFLICT (job_id, attempt) DO UPDATE SET starts = job_renders.starts + 1, \
-             last_at = excluded.last_at",
+            "INSERT INTO job_renders (job_id, attempt, starts) VALUES ($1, $2, 1) \
+             ON CONFLICT (job_id, attempt) DO UPDATE SET starts = job_renders.starts + 1",
         )
         .bind(job_id)
         .bind(i64::from(attempt))
-        .bind(now)
-        .execute(&mut *conn)
+        .execute(&self.pool)
         .await?;
         Ok(())
     }
