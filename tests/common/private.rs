@@ -214,6 +214,17 @@ impl PrivateRabbit {
             .expect("rabbitmq-server starts");
         self.server = Some(server);
         wait_for_port(self.port, true, "RabbitMQ start").await;
+        // The AMQP port opens before the node has finished booting (a connection made then is
+        // aborted); `await_startup` returns once the node accepts clients.
+        let mut ctl = tokio::process::Command::from(
+            self.env(Command::new(Path::new(RABBIT_BIN).join("rabbitmqctl"))),
+        );
+        let timeout = STARTUP.as_secs().to_string();
+        run(
+            ctl.args(["-n", &self.node, "await_startup", "--timeout", &timeout]),
+            "rabbitmqctl await_startup",
+        )
+        .await;
         started.elapsed()
     }
 
