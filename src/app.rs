@@ -29,7 +29,7 @@ pub use open::{FinishedWithFailures, NoDatabase, migrate, open_existing_store, s
 
 /// Loads site definitions, applying `--base-url` to `site` when given.
 pub fn load_sites(common: &Common, site: Option<&str>) -> anyhow::Result<Sites> {
-    let mut sites = Sites::load(&common.sites_dir)?;
+    let mut sites = Sites::load_from(common.sites_dir.as_deref())?;
     if let (Some(base), Some(site)) = (&common.base_url, site) {
         sites.set_base_url(site, base)?;
     }

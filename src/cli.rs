@@ -43,14 +43,10 @@ pub struct Common {
         default_value = "scrapefarm.listings"
     )]
     pub queue: String,
-    /// Directory of site definitions (`<name>.toml`).
-    #[arg(
-        long,
-        env = "SCRAPEFARM_SITES_DIR",
-        global = true,
-        default_value = "sites"
-    )]
-    pub sites_dir: PathBuf,
+    /// Directory of site definitions (`<name>.toml`) that add to or override the built-in
+    /// `fixture` and `ebay` [default: ./sites when it exists]
+    #[arg(long, env = "SCRAPEFARM_SITES_DIR", global = true)]
+    pub sites_dir: Option<PathBuf>,
     /// Root of the browser profiles (each worker uses its own subfolder).
     #[arg(
         long,

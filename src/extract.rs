@@ -5,6 +5,7 @@
 //! tables into maps and relative URLs into absolute ones. Runs on a blocking thread: HTML parsing
 //! is CPU work.
 
+mod charset;
 mod page;
 mod reader;
 mod rules;
@@ -22,6 +23,7 @@ use crate::price::{self, Currency, Money, PriceError};
 use crate::site::{Field, Rule, Site};
 use reader::FieldReader;
 
+pub use charset::{CharsetSource, Decoded, decode_html};
 pub use rules::{Document, RuleTrace};
 pub use text::{collapse_whitespace, inner_text};
 
