@@ -8,6 +8,7 @@
 //! read several generations of a site's markup. A rule reads CSS-selected elements (their text or
 //! an attribute), values in the page's JSON-LD, or a regex over the raw HTML (embedded JSON).
 
+pub mod command;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -283,6 +284,8 @@ pub struct Sites {
     /// The directory whose files were loaded over the built-in definitions, if any.
     dir: Option<PathBuf>,
     sites: BTreeMap<String, Site>,
+    /// The file each site was read from (`built-in <name>.toml` for compiled-in ones).
+    files: BTreeMap<String, PathBuf>,
     invalid: Vec<InvalidSite>,
 }
 
@@ -319,6 +322,7 @@ impl Sites {
         let mut sites = Sites {
             dir: None,
             sites: BTreeMap::new(),
+            files: BTreeMap::new(),
             invalid: Vec::new(),
         };
         for (name, text) in BUILTIN {
@@ -368,11 +372,13 @@ impl Sites {
             Ok(site) => {
                 self.invalid
                     .retain(|bad| bad.file.file_stem() != file.file_stem());
+                self.files.insert(site.name.clone(), file);
                 self.sites.insert(site.name.clone(), site);
             }
             Err(problems) => {
                 if let Some(stem) = file.file_stem().and_then(|s| s.to_str()) {
                     self.sites.remove(stem);
+                    self.files.remove(stem);
                 }
                 let bad = InvalidSite { file, problems };
                 tracing::warn!(error = %bad.error(), "Site file skipped.");
@@ -423,6 +429,11 @@ impl Sites {
             problem: format!("base URL override `{base_url}`: {e}"),
         })?;
         Ok(())
+    }
+
+    /// The file site `name` was read from (`built-in <name>.toml` for a compiled-in one).
+    pub fn file(&self, name: &str) -> Option<&Path> {
+        self.files.get(name).map(PathBuf::as_path)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
