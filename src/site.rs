@@ -84,6 +84,30 @@ pub enum Source {
     },
     /// Capture group 1 (or the whole match) of a regex over the raw HTML: data embedded in scripts.
     Html(Regex),
+    /// Values at dotted paths in a JSON document embedded in the page: the text of the
+    /// `<script>` elements matching `script` (`script#__NEXT_DATA__`), or the value assigned to
+    /// the JavaScript variable `var` (`window.__INITIAL_STATE__ = {…};`). Paths work as for
+    /// JSON-LD (arrays are searched element by element, so `items.title` is a list), starting at
+    /// the nodes of `@type` `node_type` when given.
+    Json {
+        document: JsonDocument,
+        paths: Vec<Vec<String>>,
+        node_type: Option<String>,
+    },
+    /// Microdata: elements whose `itemprop` holds the name (`selector` finds them), read as
+    /// browsers expose their value — `content`, else `href`/`src` of links and media, else the
+    /// element's text.
+    ItemProp { name: String, selector: Selector },
+    /// `<meta property|name = the name content=…>`: OpenGraph (`og:title`), Twitter cards,
+    /// `product:price:amount`.
+    Meta { name: String, selector: Selector },
+}
+
+/// Where a [`Source::Json`] rule finds its document.
+#[derive(Debug, Clone)]
+pub enum JsonDocument {
+    Script { css: String, selector: Selector },
+    Var(String),
 }
 
 /// Where the item specifics (key/value pairs) are: in each row, the n-th key element pairs with
