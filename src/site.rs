@@ -112,14 +112,22 @@ pub enum JsonDocument {
 
 /// Where the item specifics (key/value pairs) are: in each row, the n-th key element pairs with
 /// the n-th value element, so both one-pair rows (`th`/`td`) and two-pair rows
-/// (`td.label`/`td`/`td.label`/`td`) read correctly.
+/// (`td.label`/`td`/`td.label`/`td`) read correctly. Without `value`, a row's value is its text
+/// outside the key element (`<li><b>Key:</b> value</li>`).
 #[derive(Debug, Clone)]
 pub struct SpecificsDef {
     pub row: Selector,
     pub key: Selector,
-    pub value: Selector,
-    /// Descendants of a value left out of its text ("Read more" buttons).
+    pub value: Option<Selector>,
+    /// Descendants of a value left out of its text ("Read more" buttons; without `value`, the
+    /// key elements too).
     pub exclude: Option<Selector>,
+    /// Keys are capture group 1 (or the whole match) of this; rows whose key does not match are
+    /// skipped.
+    pub key_regex: Option<Regex>,
+    /// Values are capture group 1 (or the whole match) of this; a value that does not match is
+    /// kept whole.
+    pub value_regex: Option<Regex>,
 }
 
 /// Rules of a listing page.

@@ -102,8 +102,11 @@ fn default_ready_ms() -> u64 {
 struct Specifics {
     row: String,
     key: String,
-    value: String,
+    /// Without it, a row's value is its text outside the key (`<li><b>Key:</b> value</li>`).
+    value: Option<String>,
     exclude: Option<String>,
+    key_regex: Option<String>,
+    value_regex: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -339,14 +342,28 @@ fn listing_fields(
 
 impl Specifics {
     fn validate(self) -> Result<SpecificsDef, String> {
+        let regex = |key: &str, re: Option<String>| {
+            re.map(|re| Regex::new(&re).map_err(|e| format!("key `listing.specifics.{key}`: {e}")))
+                .transpose()
+        };
+        // A row's own text leaves out its key elements, as well as what `exclude` names.
+        let exclude = match (&self.value, &self.exclude) {
+            (Some(_), exclude) => exclude.clone(),
+            (None, Some(exclude)) => Some(format!("{}, {exclude}", self.key)),
+            (None, None) => Some(self.key.clone()),
+        };
         Ok(SpecificsDef {
             row: selector("listing.specifics.row", &self.row)?,
             key: selector("listing.specifics.key", &self.key)?,
-            value: selector("listing.specifics.value", &self.value)?,
-            exclude: self
-                .exclude
+            value: self
+                .value
+                .map(|css| selector("listing.specifics.value", &css))
+                .transpose()?,
+            exclude: exclude
                 .map(|css| selector("listing.specifics.exclude", &css))
                 .transpose()?,
+            key_regex: regex("key_regex", self.key_regex)?,
+            value_regex: regex("value_regex", self.value_regex)?,
         })
     }
 }
