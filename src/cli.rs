@@ -495,6 +495,10 @@ pub struct ExtractArgs {
     pub site: String,
     /// A saved HTML file, or an http(s) URL rendered in the browser.
     pub target: String,
+    /// The URL a saved file was saved from: its relative links resolve against it (default: the
+    /// page's canonical listing URL, else the site's base URL).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
     /// One JSON object: `class` and the record (the field names of `listings --json`).
     #[arg(long)]
     pub json: bool,

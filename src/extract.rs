@@ -49,6 +49,9 @@ pub struct SearchPage {
     /// The total the page announces; `Some(0)` is a zero-result page, whose rows (if any) are
     /// the site's suggestions for a looser query.
     pub result_count: Option<u64>,
+    /// Rows that gave no hit, counted by why: `skipped` (the site's `skip`), `no link`,
+    /// `not a URL`, `not a listing URL` (the link does not match the site's listing pattern).
+    pub dropped: BTreeMap<&'static str, usize>,
 }
 
 /// Extracts a listing record from `html`, the page found at `url`.
@@ -69,7 +72,7 @@ pub fn extract_record(
     site: &Site,
 ) -> Result<Record, ExtractError> {
     let doc = Document::parse(html, site);
-    let base = Url::parse(url).ok();
+    let base = Some(link_base(&doc, url, site));
     let f = &site.fields;
     let mut read = FieldReader::new(&doc);
     let title = read.text("title", &f.title).ok_or(ExtractError::NoTitle)?;
@@ -144,35 +147,17 @@ pub fn is_ended(html: &str, site: &Site) -> bool {
 /// next page. A site without `[search]` finds nothing.
 pub fn extract_search(html: &str, url: &str, site: &Site) -> SearchPage {
     let doc = Document::parse(html, site);
-    let base = Url::parse(url).ok();
+    let base = Some(link_base(&doc, url, site));
     let mut page = SearchPage::default();
     let Some(search) = &site.search else {
         return page;
     };
     for row in doc.html.select(&search.result) {
         page.rows += 1;
-        if search
-            .skip
-            .as_ref()
-            .is_some_and(|skip| matches_self_or_inside(row, skip))
-        {
-            continue;
+        match search_hit(&doc, row, search, base.as_ref(), site) {
+            Ok(hit) => page.hits.push(hit),
+            Err(reason) => *page.dropped.entry(reason).or_default() += 1,
         }
-        let Some(href) = doc.first_in(row, &search.link) else {
-            continue;
-        };
-        let Some(link) = absolute(base.as_ref(), &href) else {
-            continue;
-        };
-        let Some(external_id) = site.listing_id(&link) else {
-            continue;
-        };
-        page.hits.push(SearchHit {
-            external_id,
-            url: link,
-            title: search.title.as_ref().and_then(|f| doc.first_in(row, f)),
-            price_text: search.price.as_ref().and_then(|f| doc.first_in(row, f)),
-        });
     }
     page.next_page = search.next_page.as_ref().and_then(|field| {
         doc.candidates(field)
@@ -185,6 +170,66 @@ pub fn extract_search(html: &str, url: &str, site: &Site) -> SearchPage {
         .and_then(|text| price::parse_count(&text))
         .and_then(|n| u64::try_from(n).ok());
     page
+}
+
+/// One result row as a hit, or why it is not one.
+fn search_hit(
+    doc: &Document<'_>,
+    row: ElementRef<'_>,
+    search: &crate::site::SearchDef,
+    base: Option<&Url>,
+    site: &Site,
+) -> Result<SearchHit, &'static str> {
+    if search
+        .skip
+        .as_ref()
+        .is_some_and(|skip| matches_self_or_inside(row, skip))
+    {
+        return Err("skipped");
+    }
+    let href = doc.first_in(row, &search.link).ok_or("no link")?;
+    let link = absolute(base, &href).ok_or("not a URL")?;
+    let external_id = site.listing_id(&link).ok_or("not a listing URL")?;
+    Ok(SearchHit {
+        external_id,
+        url: link,
+        title: search.title.as_ref().and_then(|f| doc.first_in(row, f)),
+        price_text: search.price.as_ref().and_then(|f| doc.first_in(row, f)),
+    })
+}
+
+/// The URL relative links resolve against, in order: the page's `<base href>` (itself
+/// resolved against the page's URL), the page's own URL when it is a web URL, else (a saved
+/// file) its canonical link, then the site's `base_url` — so a saved file's links point at the
+/// site, never at `file://`.
+fn link_base(doc: &Document<'_>, url: &str, site: &Site) -> Url {
+    static BASE: std::sync::LazyLock<Selector> = std::sync::LazyLock::new(|| {
+        // A constant, valid selector.
+        Selector::parse("base[href]").expect("valid selector")
+    });
+    static CANONICAL: std::sync::LazyLock<Selector> = std::sync::LazyLock::new(|| {
+        // A constant, valid selector.
+        Selector::parse(r#"link[rel="canonical"][href]"#).expect("valid selector")
+    });
+    let web = |u: &Url| matches!(u.scheme(), "http" | "https");
+    let canonical = || {
+        doc.html
+            .select(&CANONICAL)
+            .filter_map(|link| link.value().attr("href"))
+            .find_map(|href| site.base_url.join(href.trim()).ok().filter(web))
+    };
+    let page = Url::parse(url)
+        .ok()
+        .filter(web)
+        .or_else(canonical)
+        .unwrap_or_else(|| site.base_url.clone());
+    doc.html
+        .select(&BASE)
+        .next()
+        .and_then(|base| base.value().attr("href"))
+        .and_then(|href| page.join(href.trim()).ok())
+        .filter(web)
+        .unwrap_or(page)
 }
 
 fn matches_self_or_inside(row: ElementRef<'_>, sel: &Selector) -> bool {

@@ -58,12 +58,29 @@ pub enum Content {
     Search(SearchPage),
 }
 
-/// Runs `extract`: `target` is a file path or an http(s) URL. A browser is launched (by `launch`)
-/// only for a URL, and closed before returning. Output goes to `out`.
+/// What `extract` reads: a saved file or an http(s) URL, and for a file the URL it was saved
+/// from, when known (`--url`), which relative links resolve against.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub file_or_url: &'a str,
+    pub page_url: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Target<'a> {
+    fn from(file_or_url: &'a str) -> Target<'a> {
+        Target {
+            file_or_url,
+            page_url: None,
+        }
+    }
+}
+
+/// Runs `extract` on `target`. A browser is launched (by `launch`) only for a URL, and closed
+/// before returning. Output goes to `out`.
 pub async fn extract_command<R, F, Fut>(
     sites: &Sites,
     site: &str,
-    target: &str,
+    target: Target<'_>,
     json: bool,
     launch: F,
     out: &mut impl Write,
@@ -74,6 +91,7 @@ where
     Fut: Future<Output = Result<R, RenderError>>,
 {
     let site = sites.get(site)?;
+    let (target, page_url) = (target.file_or_url, target.page_url);
     let page = if target.starts_with("http://") || target.starts_with("https://") {
         let renderer = launch().await.map_err(|cause| InspectError::Render {
             url: target.to_string(),
@@ -86,7 +104,7 @@ where
             cause,
         })?
     } else {
-        saved_page(Path::new(target), site)?
+        saved_page(Path::new(target), site, page_url)?
     };
     let inspection = inspect(&page, site);
     if json {
@@ -100,8 +118,9 @@ where
 }
 
 /// A saved HTML file as a page: no status (treated as 200), ready when the site's listing ready
-/// element is in the HTML, at the page's canonical listing URL when it names one.
-pub fn saved_page(path: &Path, site: &Site) -> Result<Page, InspectError> {
+/// element is in the HTML, at `url` when given, else at the page's canonical listing URL when it
+/// names one, else at its `file://` URL (links then resolve against the site's base URL).
+pub fn saved_page(path: &Path, site: &Site, url: Option<&str>) -> Result<Page, InspectError> {
     let bytes = std::fs::read(path).map_err(|source| InspectError::Read {
         path: path.to_path_buf(),
         source,
@@ -113,8 +132,12 @@ pub fn saved_page(path: &Path, site: &Site) -> Result<Page, InspectError> {
         .and_then(|p| url::Url::from_file_path(p).ok())
         .map(String::from)
         .unwrap_or_else(|| format!("file://{}", path.display()));
+    let url = url
+        .map(str::to_string)
+        .or_else(|| canonical_url(&html, site))
+        .unwrap_or(file_url);
     Ok(Page {
-        url: canonical_url(&html, site).unwrap_or(file_url),
+        url,
         ready: ready_in_html(&html, site),
         html,
         ..Page::default()
@@ -129,12 +152,13 @@ fn canonical_url(html: &str, site: &Site) -> Option<String> {
         (r#"link[rel="canonical"][href]"#, "href"),
         (r#"meta[property="og:url"][content]"#, "content"),
     ];
+    // A relative canonical link is relative to the site.
+    let absolute = |href: &str| site.base_url.join(href.trim()).ok().map(String::from);
     sources.into_iter().find_map(|(css, attr)| {
         let selector = scraper::Selector::parse(css).ok()?;
         doc.select(&selector)
-            .filter_map(|el| el.value().attr(attr))
+            .filter_map(|el| el.value().attr(attr).and_then(absolute))
             .find(|url| site.listing_id(url).is_some())
-            .map(str::to_string)
     })
 }
 
@@ -308,6 +332,7 @@ struct SearchJson<'a> {
     result_count: Option<u64>,
     next_page: Option<&'a str>,
     hits: &'a [SearchHit],
+    dropped: &'a std::collections::BTreeMap<&'static str, usize>,
 }
 
 fn to_json(inspection: &Inspection, site: &Site) -> serde_json::Value {
@@ -332,6 +357,7 @@ fn to_json(inspection: &Inspection, site: &Site) -> serde_json::Value {
                 result_count: search.result_count,
                 next_page: search.next_page.as_deref(),
                 hits: &search.hits,
+                dropped: &search.dropped,
             });
         }
     }
@@ -400,6 +426,14 @@ fn write_search(out: &mut impl Write, search: &SearchPage) -> std::io::Result<()
         search.hits.len()
     )?;
     writeln!(out, "results {count}")?;
+    if !search.dropped.is_empty() {
+        let dropped: Vec<String> = search
+            .dropped
+            .iter()
+            .map(|(reason, n)| format!("{n} {reason}"))
+            .collect();
+        writeln!(out, "dropped {}", dropped.join(", "))?;
+    }
     writeln!(
         out,
         "next    {}",
@@ -453,7 +487,7 @@ mod tests {
         let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(html);
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), &bytes).unwrap();
-        let page = saved_page(file.path(), site).unwrap();
+        let page = saved_page(file.path(), site, None).unwrap();
         assert!(page.html.contains("Zuverlässigkeit"), "{}", page.html);
         assert!(page.html.contains("12,50 €") && !page.html.contains('\u{FFFD}'));
     }

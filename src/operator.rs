@@ -312,7 +312,10 @@ pub async fn extract(common: &Common, args: &ExtractArgs) -> anyhow::Result<()> 
     crate::inspect::extract_command(
         &sites,
         &args.site,
-        &args.target,
+        crate::inspect::Target {
+            file_or_url: &args.target,
+            page_url: args.url.as_deref(),
+        },
         args.json,
         launch,
         &mut out,

@@ -58,6 +58,10 @@ pub struct Rule {
     /// The currency of the prices this rule reads (`currency = "CAD"`): first in the money
     /// decision order (rule, the `currency` field, the page, the site's default, the symbol).
     pub currency: Option<Currency>,
+    /// A redirect link's query parameter that carries the real URL (`unwrap = "url"` reads
+    /// `https://ads.example/click?url=https%3A%2F%2Fshop%2Fitem%2F1` as the shop's URL); a link
+    /// without it is kept as it is.
+    pub unwrap: Option<String>,
     /// How the rule was written, for the `extract` command's trace.
     pub label: String,
 }

@@ -1,8 +1,10 @@
 //! The character encoding of HTML bytes read from a file (a saved page): a byte-order mark, the
 //! HTTP header's charset, `<meta charset>` or `<meta http-equiv=Content-Type>` in the first
-//! 1,024 bytes, else UTF-8 when the bytes are valid UTF-8, else windows-1252 — the order of the
-//! HTML standard's encoding sniffing, without the guesswork of its last step. Decoding never
-//! fails; a byte the encoding cannot map becomes U+FFFD and is counted.
+//! 1,024 bytes, else UTF-8 when the bytes are valid UTF-8, else a `<meta>` declaration further
+//! down (a browser would re-decode on meeting it; saved pages often carry it late), else
+//! windows-1252 — the order of the HTML standard's encoding sniffing, without the guesswork of
+//! its last step. Decoding never fails; a byte the encoding cannot map becomes U+FFFD and is
+//! counted.
 
 use encoding_rs::Encoding;
 
@@ -59,6 +61,9 @@ fn sniff(bytes: &[u8], content_type: Option<&str>) -> (&'static Encoding, Charse
     }
     if std::str::from_utf8(bytes).is_ok() {
         return (encoding_rs::UTF_8, CharsetSource::ValidUtf8);
+    }
+    if let Some(encoding) = meta_charset(bytes) {
+        return (encoding, CharsetSource::Meta);
     }
     (encoding_rs::WINDOWS_1252, CharsetSource::Fallback)
 }
@@ -238,9 +243,17 @@ mod tests {
     }
 
     #[test]
-    fn a_declaration_after_the_first_1024_bytes_is_not_seen() {
-        let page = format!("{}<meta charset=windows-1252>", " ".repeat(1100));
+    fn a_late_declaration_counts_only_for_bytes_that_are_not_utf8() {
+        let page = format!("{}<meta charset=gbk><p>Grüße</p>", " ".repeat(1100));
         let decoded = decode_html(page.as_bytes(), None);
-        assert_eq!(decoded.source, CharsetSource::ValidUtf8);
+        assert_eq!(decoded.source, CharsetSource::ValidUtf8, "UTF-8 bytes win");
+        assert!(decoded.html.contains("Grüße"));
+        let page = format!("{}<meta charset=gbk><h1>天猫 手机</h1>", " ".repeat(1100));
+        let decoded = decode_html(&encoded(&page, encoding_rs::GBK), None);
+        assert_eq!(
+            (decoded.encoding, decoded.source),
+            ("GBK", CharsetSource::Meta)
+        );
+        assert!(decoded.html.contains("天猫 手机"), "{}", decoded.html);
     }
 }

@@ -308,6 +308,10 @@ fn first_json<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
 }
 
 fn post_process(rule: &Rule, value: String) -> Option<String> {
+    let value = match &rule.unwrap {
+        Some(param) => unwrap_redirect(&value, param).unwrap_or(value),
+        None => value,
+    };
     let value = match &rule.regex {
         Some(re) => {
             let caps = re.captures(&value)?;
@@ -319,10 +323,30 @@ fn post_process(rule: &Rule, value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
+/// The URL carried, URL-encoded, in query parameter `param` of the link `href` (absolute or
+/// relative), when it has one.
+fn unwrap_redirect(href: &str, param: &str) -> Option<String> {
+    static ANY: LazyLock<url::Url> = LazyLock::new(|| {
+        // A constant, valid URL: relative links only need some base to read their query.
+        url::Url::parse("http://link.invalid/").expect("valid URL")
+    });
+    let link = ANY.join(href.trim()).ok()?;
+    link.query_pairs()
+        .find(|(name, _)| name == param)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
 /// Collects the values at `path` below `value`. Arrays are searched element by element unless
 /// the segment is an index; an object without the key is searched through its `@graph`; `price`
 /// on an AggregateOffer reads its `lowPrice`.
 fn walk<'v>(value: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
+    if let Some(("**", rest)) = path
+        .split_first()
+        .map(|(first, rest)| (first.as_str(), rest))
+    {
+        return deep(value, rest, out);
+    }
     match (value, path.split_first()) {
         (Value::Array(items), Some((key, rest))) if key.parse::<usize>().is_ok() => {
             if let Some(item) = key.parse::<usize>().ok().and_then(|i| items.get(i)) {
@@ -341,6 +365,24 @@ fn walk<'v>(value: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
             }
         }
         (leaf, None) => out.push(leaf),
+        _ => {}
+    }
+}
+
+/// `path` walked from every object in `value` (itself included) that has `path`'s first key,
+/// outermost first, in document order: the `..key` form of a path.
+fn deep<'v>(value: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
+    let Some(first) = path.first() else {
+        return;
+    };
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| deep(item, path, out)),
+        Value::Object(map) => {
+            if map.contains_key(first) {
+                walk(value, path, out);
+            }
+            map.values().for_each(|v| deep(v, path, out));
+        }
         _ => {}
     }
 }
@@ -529,7 +571,8 @@ best_offer = { html = 'bestOffer":true' }"#,
             r#"title = { json = "props.pageProps.product.name", script = "script#__NEXT_DATA__" }
 description_url = { json = "search.items.url", var = "window.__INITIAL_STATE__" }
 item_id = { json = "sku", var = "runParams", type = "Product" }
-status_text = { json = ["price.currency", "price.amount"], var = "window.__STATE__" }"#,
+status_text = { json = ["price.currency", "price.amount"], var = "window.__STATE__" }
+bids = { json = "..next_page.url", var = "deepState" }"#,
         );
         let html = r#"<script id="__NEXT_DATA__" type="application/json">
             {"props":{"pageProps":{"product":{"name":"Desk Lamp"}}}}</script>
@@ -537,6 +580,7 @@ status_text = { json = ["price.currency", "price.amount"], var = "window.__STATE
             window.__INITIAL_STATE__ = {"search":{"items":[{"url":"/i/1"},{"url":"/i/2"}]}};
             var runParams = {"data":[{"@type":"Offer","sku":"x"},{"@type":"Product","sku":"SKU-9"}]};
             window.__STATE__ = JSON.parse("{\"price\":{\"amount\":1299,\"currency\":\"TRY\"}}");
+            var deepState = {"a":[{"b":1},{"pager":{"next_page":{"url":"https:\u002F\u002Fx"}}}]};
             </script>"#;
         let doc = Document::parse(html, &site);
         let f = &site.fields;
@@ -551,6 +595,12 @@ status_text = { json = ["price.currency", "price.amount"], var = "window.__STATE
         );
         let price = doc.first(f.status_text.as_ref().unwrap());
         assert_eq!(price.as_deref(), Some("TRY 1299"));
+        let deep = doc.first(f.bids.as_ref().unwrap());
+        assert_eq!(
+            deep.as_deref(),
+            Some("https://x"),
+            "a `..key` path at any depth, unescaped"
+        );
         let trace = doc.trace(title(&site));
         assert_eq!(
             trace[0].label,

@@ -375,3 +375,72 @@ fn specifics_regexes_are_validated_with_their_key() {
         .to_string();
     assert!(err.contains("listing.specifics.key_regex"), "{err}");
 }
+
+#[test]
+fn relative_links_resolve_against_base_then_page_then_canonical_then_site() {
+    let site = fixture_site();
+    let row = r#"<ul class="results"><li class="result"><a class="result-link" href="item/100001">Lamp</a>
+        <span class="price">$1.00</span></li></ul>"#;
+    let first_url = |html: &str, url: &str| {
+        let page = extract_search(html, url, &site);
+        page.hits.first().map(|h| h.url.clone())
+    };
+    let with_base = format!(r#"<base href="http://localhost:9/">{row}"#);
+    assert_eq!(
+        first_url(&with_base, "http://127.0.0.1:8377/search?q=x").as_deref(),
+        Some("http://localhost:9/item/100001"),
+        "<base href> first"
+    );
+    assert_eq!(
+        first_url(row, "http://127.0.0.1:8377/search?q=x").as_deref(),
+        Some("http://127.0.0.1:8377/item/100001"),
+        "then the page's own URL"
+    );
+    let canonical = format!(r#"<link rel="canonical" href="http://localhost:7/search">{row}"#);
+    assert_eq!(
+        first_url(&canonical, "file:///tmp/saved.html").as_deref(),
+        Some("http://localhost:7/item/100001"),
+        "a saved file: its canonical link"
+    );
+    assert_eq!(
+        first_url(row, "file:///tmp/saved.html").as_deref(),
+        Some("http://127.0.0.1:8377/item/100001"),
+        "else the site's base URL, never file://"
+    );
+}
+
+#[test]
+fn a_link_rule_unwraps_a_redirect_and_dropped_rows_are_counted_by_reason() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sites/fixture.toml"))
+            .unwrap();
+    let link = text
+        .lines()
+        .find(|l| l.starts_with("link = "))
+        .unwrap()
+        .to_string();
+    let text = text.replace(
+        &link,
+        r#"link = { css = "a.link", attr = "href", unwrap = "u" }"#,
+    );
+    assert!(text.contains("unwrap = \"u\""));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fixture.toml"), text).unwrap();
+    let site = Sites::load(dir.path())
+        .unwrap()
+        .get("fixture")
+        .unwrap()
+        .clone();
+    let html = r#"<ul class="results">
+        <li class="result"><a class="link" href="/ads/click?x=1&u=http%3A%2F%2F127.0.0.1%3A8377%2Fitem%2F100002">A</a></li>
+        <li class="result"><a class="link" href="/item/100003">B</a></li>
+        <li class="result"><a class="link" href="/ads/click?x=9">C</a></li>
+        <li class="result"><span>no link</span></li></ul>"#;
+    let page = extract_search(html, "http://127.0.0.1:8377/search?q=x", &site);
+    let ids: Vec<_> = page.hits.iter().map(|h| h.external_id.as_str()).collect();
+    assert_eq!(ids, ["100002", "100003"]);
+    assert_eq!(page.hits[0].url, "http://127.0.0.1:8377/item/100002");
+    assert_eq!(page.rows, 4);
+    let dropped: Vec<_> = page.dropped.iter().map(|(r, n)| (*r, *n)).collect();
+    assert_eq!(dropped, [("no link", 1), ("not a listing URL", 1)]);
+}

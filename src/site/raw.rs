@@ -150,6 +150,8 @@ struct RuleTable {
     itemprop: Option<String>,
     meta: Option<String>,
     regex: Option<String>,
+    /// The query parameter of a redirect link that holds the real URL.
+    unwrap: Option<String>,
     currency: Option<String>,
     /// With `jsonld`: start the paths at the nodes of this `@type`.
     #[serde(rename = "type")]
@@ -458,6 +460,7 @@ fn rules_of(key: &str, item: toml::Value) -> Result<Vec<Rule>, String> {
             itemprop: None,
             meta: None,
             regex: None,
+            unwrap: None,
             currency: None,
             node_type: None,
         },
@@ -526,6 +529,13 @@ impl RuleTable {
         if let Some(currency) = currency {
             suffix += &format!(" in {currency}");
         }
+        if self.unwrap.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(format!("key `{key}.unwrap`: needs a query parameter name"));
+        }
+        if let Some(param) = &self.unwrap {
+            suffix += &format!(" unwrap {param}");
+        }
+        let unwrap = self.unwrap;
         let sources = if let Some(paths) = self.json {
             let document = json_document(key, self.script, self.var)?;
             vec![json_source(
@@ -566,6 +576,7 @@ impl RuleTable {
                 source,
                 regex: regex.clone(),
                 currency,
+                unwrap: unwrap.clone(),
                 label: label + &suffix,
             })
             .collect())
@@ -651,9 +662,15 @@ fn json_paths(
         Some(t) => format!("{kind} {t} {}", paths.join(" + ")),
         None => format!("{kind} {}", paths.join(" + ")),
     };
+    // `..key.rest`: `key` at any depth (written `**` in the segments).
     let paths = paths
         .iter()
-        .map(|p| p.split('.').map(str::to_string).collect())
+        .map(|p| match p.strip_prefix("..") {
+            Some(deep) => std::iter::once("**".to_string())
+                .chain(deep.split('.').map(str::to_string))
+                .collect(),
+            None => p.split('.').map(str::to_string).collect(),
+        })
         .collect();
     Ok((paths, label))
 }

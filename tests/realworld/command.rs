@@ -12,9 +12,16 @@ async fn extract_command_shows_every_rule_and_the_record_of_a_saved_ebay_page() 
     let no_browser =
         || async { Err::<CdpRenderer, _>(RenderError::Browser("not for files".into())) };
     let mut text = Vec::new();
-    inspect::extract_command(&sites(), "ebay", target, false, no_browser, &mut text)
-        .await
-        .unwrap();
+    inspect::extract_command(
+        &sites(),
+        "ebay",
+        target.into(),
+        false,
+        no_browser,
+        &mut text,
+    )
+    .await
+    .unwrap();
     let text = String::from_utf8(text).unwrap();
     println!("{text}");
     assert!(text.contains("class   content"), "{text}");
@@ -30,7 +37,7 @@ async fn extract_command_shows_every_rule_and_the_record_of_a_saved_ebay_page() 
     assert!(text.contains("    css #prcIsum_bidPrice"), "{text}");
     assert!(text.contains(" miss\n"), "{text}");
     let mut json = Vec::new();
-    inspect::extract_command(&sites(), "ebay", target, true, no_browser, &mut json)
+    inspect::extract_command(&sites(), "ebay", target.into(), true, no_browser, &mut json)
         .await
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
@@ -60,9 +67,16 @@ async fn extract_command_reads_a_saved_fixture_page_as_the_pipeline_would() {
         || async { Err::<CdpRenderer, _>(RenderError::Browser("not for files".into())) };
     let target = file.to_str().unwrap();
     let mut json = Vec::new();
-    inspect::extract_command(&sites(), "fixture", target, true, no_browser, &mut json)
-        .await
-        .unwrap();
+    inspect::extract_command(
+        &sites(),
+        "fixture",
+        target.into(),
+        true,
+        no_browser,
+        &mut json,
+    )
+    .await
+    .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(json["class"], "ended");
     let record = &json["record"];
@@ -92,9 +106,16 @@ async fn extract_command_reads_a_saved_fixture_page_as_the_pipeline_would() {
         assert_eq!(record[key], truth[key], "{key}");
     }
     let mut text = Vec::new();
-    inspect::extract_command(&sites(), "fixture", target, false, no_browser, &mut text)
-        .await
-        .unwrap();
+    inspect::extract_command(
+        &sites(),
+        "fixture",
+        target.into(),
+        false,
+        no_browser,
+        &mut text,
+    )
+    .await
+    .unwrap();
     let text = String::from_utf8(text).unwrap();
     assert!(text.contains("class   ended"), "{text}");
     assert!(text.contains("ended             true"), "{text}");
@@ -145,9 +166,16 @@ async fn extract_command_renders_a_url_in_the_browser_it_launches() {
     let profiles = tempfile::tempdir().unwrap();
     let launch = || browser::try_launch(profiles.path());
     let mut json = Vec::new();
-    inspect::extract_command(&sites, "fixture", &listing.url, true, launch, &mut json)
-        .await
-        .unwrap();
+    inspect::extract_command(
+        &sites,
+        "fixture",
+        listing.url.as_str().into(),
+        true,
+        launch,
+        &mut json,
+    )
+    .await
+    .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(json["class"], "content");
     let record = &json["record"];
@@ -157,9 +185,16 @@ async fn extract_command_renders_a_url_in_the_browser_it_launches() {
     assert_eq!(record["seller_score"].as_i64(), listing.seller_score);
     let search = sites.get("fixture").unwrap().search_url("lamp", 1).unwrap();
     let mut json = Vec::new();
-    inspect::extract_command(&sites, "fixture", &search, true, launch, &mut json)
-        .await
-        .unwrap();
+    inspect::extract_command(
+        &sites,
+        "fixture",
+        search.as_str().into(),
+        true,
+        launch,
+        &mut json,
+    )
+    .await
+    .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(
         json["search"]["hits"][0]["external_id"],
