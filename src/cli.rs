@@ -232,6 +232,9 @@ pub enum Command {
     /// API keys of the price-tracker service: create (the key is printed once), ls, revoke.
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Price alerts of watches: deliver them to their webhooks (until SIGTERM), list them.
+    #[command(subcommand)]
+    Alerts(crate::alerts::AlertsCommand),
 }
 
 #[derive(Debug, Subcommand)]

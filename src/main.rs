@@ -49,6 +49,7 @@ async fn run() -> std::process::ExitCode {
         Command::Health(args) => operator::health(args),
         Command::Apikey(cmd) => scrapefarm::api_key::command(common, cmd).await,
         Command::Db(DbCommand::GrantWorker(args)) => app::grant_worker(common, args).await,
+        Command::Alerts(cmd) => scrapefarm::alerts::command(common, cmd, shutdown).await,
     };
     signals.abort();
     exit_code(result)
