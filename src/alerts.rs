@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cli::Common;
-use crate::store::{AlertListing, DueAlert, Store, WebhookSecret};
+use crate::report::ListingJson;
+use crate::store::{DueAlert, Store, WebhookSecret};
 
 /// The signature header: `sha256=` and the hex HMAC-SHA256 of the body.
 pub const SIGNATURE_HEADER: &str = "X-Scrapefarm-Signature";
@@ -50,7 +51,8 @@ pub struct DeliverArgs {
     /// Alerts claimed (and delivered concurrently) at a time.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// How long a claimed alert is held before another deliverer may take it over.
+    /// How long a claimed alert is held before another deliverer may take it over (at least
+    /// 2; a request may take at most half of it, and 10 s).
     #[arg(long, default_value_t = 60)]
     pub lease_secs: u64,
     /// How often to look for due alerts when there are none.
@@ -82,7 +84,7 @@ pub struct DeliverySettings {
     /// Names this deliverer's leases (host, pid and a random part).
     pub owner: String,
     pub batch: usize,
-    /// Longer than `timeout`, so a live deliverer's rows are never taken over mid-request.
+    /// At least twice `timeout`, so a live deliverer's rows are never taken over mid-request.
     pub lease: Duration,
     pub poll: Duration,
     /// One request, connect to last header: 10 s.
@@ -103,12 +105,14 @@ impl DeliverySettings {
             std::process::id(),
             hex::encode(random)
         );
+        let lease = Duration::from_secs(args.lease_secs.max(2));
         Ok(DeliverySettings {
             owner,
             batch: args.batch.max(1),
-            lease: Duration::from_secs(args.lease_secs.max(11)),
+            lease,
             poll: Duration::from_millis(args.poll_ms.max(10)),
-            timeout: Duration::from_secs(10),
+            // Half the lease at most, so a request never outlives the lease that covers it.
+            timeout: Duration::from_secs(10).min(lease / 2),
             max_attempts: args.max_attempts.max(1),
             retry_min: Duration::from_millis(args.retry_min_ms),
             retry_max: Duration::from_millis(args.retry_max_ms.max(args.retry_min_ms)),
@@ -250,7 +254,8 @@ pub struct AlertBody<'a> {
     pub alert_id: i64,
     pub watch_id: i64,
     pub reason: &'a str,
-    pub listing: Option<&'a AlertListing>,
+    /// The listing as `scrapefarm listings --json` shows it.
+    pub listing: Option<&'a ListingJson>,
     pub old_price: Option<PriceJson<'a>>,
     pub new_price: PriceJson<'a>,
     /// The listing's page.
@@ -266,7 +271,7 @@ pub struct PriceJson<'a> {
 }
 
 /// The body for `due`, serialized once: the signature covers exactly these bytes.
-fn body(due: &DueAlert, listing: Option<&AlertListing>) -> Vec<u8> {
+fn body(due: &DueAlert, listing: Option<&ListingJson>) -> Vec<u8> {
     let a = &due.alert;
     let old_price = match (a.old_price_minor, a.old_currency.as_deref()) {
         (Some(minor), Some(currency)) => Some(PriceJson { minor, currency }),
@@ -318,6 +323,7 @@ async fn deliver_and_settle(
             return;
         }
     };
+    let listing = listing.map(|row| ListingJson::from_row(row, None));
     let body = body(&due, listing.as_ref());
     let sent = post(client, &due, body, settings.timeout).await;
     let attempt = u32::try_from(due.alert.attempts)

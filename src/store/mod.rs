@@ -17,7 +17,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection};
 
 pub use error::StoreError;
-pub use outbox::{AlertListing, DueAlert};
+pub use outbox::DueAlert;
 pub use queue_jobs::{ClaimedJob, DeadRow, JobCounts, JobOutcome};
 pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table};
 pub use snapshots::{DayCount, SnapshotEntry, SnapshotFilter};

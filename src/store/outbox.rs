@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
+use super::read::{LISTING_COLUMNS, ListingRow};
 use super::watches::{AlertRow, WebhookSecret};
 use super::{Store, StoreError};
 
@@ -19,23 +18,6 @@ pub struct DueAlert {
     pub observed_at: i64,
     /// The lease the claim took; settling checks it is still ours.
     pub lease_until: i64,
-}
-
-/// The listing an alert is about, as the webhook body shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct AlertListing {
-    pub id: i64,
-    pub site: String,
-    pub external_id: String,
-    pub url: String,
-    pub status: String,
-    pub title: Option<String>,
-    pub price_minor: Option<i64>,
-    pub currency: Option<String>,
-    pub condition: Option<String>,
-    pub seller: Option<String>,
-    pub location: Option<String>,
-    pub last_enriched: Option<i64>,
 }
 
 /// The flat row a claim reads back.
@@ -103,14 +85,12 @@ impl Store {
     }
 
     /// The listing of an alert, for its webhook body.
-    pub async fn alert_listing(&self, listing_id: i64) -> Result<Option<AlertListing>, StoreError> {
-        let row = sqlx::query_as::<_, AlertListing>(
-            "SELECT id, site, external_id, url, status, title, price_minor, currency, condition, \
-             seller, location, last_enriched FROM listings WHERE id = $1",
-        )
-        .bind(listing_id)
-        .fetch_optional(&self.pool)
-        .await?;
+    pub async fn alert_listing(&self, listing_id: i64) -> Result<Option<ListingRow>, StoreError> {
+        let sql = format!("SELECT {LISTING_COLUMNS} FROM listings l WHERE l.id = $1");
+        let row = sqlx::query_as::<_, ListingRow>(sqlx::AssertSqlSafe(sql))
+            .bind(listing_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row)
     }
 
