@@ -64,6 +64,7 @@ pub struct DeliverArgs {
     /// The first retry delay; it doubles (with jitter) up to --retry-max-ms.
     #[arg(long, default_value_t = 2000)]
     pub retry_min_ms: u64,
+    /// The longest wait between two attempts (an hour).
     #[arg(long, default_value_t = 3_600_000)]
     pub retry_max_ms: u64,
 }

@@ -565,6 +565,25 @@ async fn a_killed_deliverer_loses_nothing_once_restarted(store: Store, db_url: S
     for key in &ids {
         assert!(delivered.contains_key(key), "{key} lost: {delivered:?}");
     }
+    let ls = std::process::Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
+        .args(["alerts", "ls", "--json"])
+        .env("DATABASE_URL", &db_url)
+        .env_remove("AMQP_URL")
+        .output()
+        .unwrap();
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    let listed: Vec<AlertRow> = String::from_utf8_lossy(&ls.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(
+        listed, alerts,
+        "`alerts ls --json` shows every alert as stored"
+    );
     // At least once: only a request in flight when the process died can have arrived twice.
     let repeats: usize = delivered.values().map(|c| c - 1).sum();
     assert!(repeats <= 4, "{delivered:?}");

@@ -4,7 +4,7 @@
 //! deliverer's side of the outbox — claiming due alerts under a lease on the database's clock,
 //! marking them delivered or scheduling the next attempt.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
 use super::{Store, StoreError};
@@ -160,7 +160,7 @@ impl std::fmt::Debug for WebhookSecret {
 }
 
 /// An alert and where its delivery stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AlertRow {
     pub id: i64,
     pub watch_id: i64,
