@@ -10,6 +10,7 @@ mod queue_jobs;
 mod read;
 pub mod roles;
 mod snapshots;
+mod watch_rule;
 mod watches;
 mod write;
 
@@ -21,9 +22,9 @@ pub use outbox::DueAlert;
 pub use queue_jobs::{ClaimedJob, DeadRow, JobCounts, JobOutcome};
 pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table};
 pub use snapshots::{DayCount, SnapshotEntry, SnapshotFilter};
+pub use watch_rule::{Observed, Reason, WatchRule};
 pub use watches::{
-    AlertRow, CreatedWatch, NewWatch, Observed, Reason, WatchError, WatchRow, WatchRule,
-    WebhookSecret, check_webhook_url,
+    AlertRow, CreatedWatch, NewWatch, WatchError, WatchRow, WebhookSecret, check_webhook_url,
 };
 pub use write::{ListingSave, SnapshotMeta};
 

@@ -191,7 +191,7 @@ impl Store {
                             listing_id: id,
                             site: &save.job.site,
                             external_id: save.external_id,
-                            price: super::watches::Observed {
+                            price: super::watch_rule::Observed {
                                 minor: price.minor,
                                 currency: price.currency.as_str(),
                             },
