@@ -239,6 +239,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: Option<crate::site::command::SitesCommand>,
     },
+    /// Price alerts of watches: deliver them to their webhooks (until SIGTERM), list them.
+    #[command(subcommand)]
+    Alerts(crate::alerts::AlertsCommand),
 }
 
 #[derive(Debug, Subcommand)]

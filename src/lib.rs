@@ -12,7 +12,9 @@
 //! 5. `snapshot` keeps the HTML, zstd-compressed, with its sha256;
 //! 6. `store` writes the row, price observation, snapshot and attempt in one transaction;
 //! 7. `pipeline` runs those stages for one job and says what to do with the delivery; `worker`
-//!    consumes and settles deliveries; `collect` turns a search into jobs.
+//!    consumes and settles deliveries; `collect` turns a search into jobs;
+//! 8. `alerts` delivers the alerts that storing a price observation fired (the store writes
+//!    them in the same transaction) to their watches' signed webhooks.
 //!
 //! Around the flow: `domain` and `clock` (the words and the time every stage uses), `telemetry`,
 //! the commands (`cli`, `app`, `api_key`, `crawl`, `export`, `operator`, `inspect`,
@@ -44,6 +46,8 @@ pub mod pipeline;
 pub mod worker;
 
 pub mod collect;
+
+pub mod alerts;
 
 pub mod telemetry;
 

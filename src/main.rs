@@ -52,6 +52,7 @@ async fn run() -> std::process::ExitCode {
         Command::Sites { cmd } => {
             scrapefarm::site::command::run(common.sites_dir.as_deref(), cmd.as_ref())
         }
+        Command::Alerts(cmd) => scrapefarm::alerts::command(common, cmd, shutdown).await,
     };
     signals.abort();
     exit_code(result)

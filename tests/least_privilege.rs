@@ -1,6 +1,7 @@
 //! Least privilege outside the browser: `--help` never prints a secret from the environment, and
 //! workers connect to PostgreSQL as a role that can read and write the farm's rows but cannot
-//! change the schema or read the server's secrets.
+//! change the schema or read the server's secrets — nor a watch's webhook or secret (it may only
+//! evaluate watches and add alerts).
 
 mod common;
 
@@ -11,7 +12,7 @@ use clap::CommandFactory;
 use common::{PG_BASE, drop_database, unique};
 use scrapefarm::cli::Cli;
 use scrapefarm::fixture_site::{FixtureConfig, FixtureSite};
-use scrapefarm::store::Store;
+use scrapefarm::store::{NewWatch, Store, WatchRule};
 use sqlx::Connection;
 
 const SECRET: &str = "s3cret";
@@ -124,6 +125,25 @@ async fn a_worker_role_crawls_but_cannot_change_the_schema_or_read_secrets() {
     let fixture = FixtureSite::start(FixtureConfig::default(), 0)
         .await
         .unwrap();
+    // A watch on one listing the crawl stores: the worker evaluates it and writes its alert.
+    let watched = fixture
+        .ground_truth("lamp")
+        .into_iter()
+        .find(|l| l.status == "active" && l.rank <= 50)
+        .unwrap();
+    let owner = Store::connect(&owner_url, 2).await.unwrap();
+    let new_watch = NewWatch {
+        site: Some("fixture".into()),
+        external_id: Some(watched.external_id.clone()),
+        rule: WatchRule {
+            below_minor: Some(i64::MAX),
+            ..WatchRule::default()
+        },
+        webhook_url: "http://127.0.0.1:9/hook".into(),
+        ..NewWatch::default()
+    };
+    let watch = owner.create_watch(&new_watch).await.unwrap().watch;
+    owner.close().await;
     let worker_url = format!("postgres://{role}:{SECRET}@127.0.0.1:5432/{name}");
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
@@ -159,6 +179,12 @@ async fn a_worker_role_crawls_but_cannot_change_the_schema_or_read_secrets() {
         .await
         .unwrap();
     assert!(stored > 0, "the worker role stored listings");
+    let alerts = owner.alerts(Some(watch.id)).await.unwrap();
+    assert_eq!(
+        alerts.len(),
+        1,
+        "the worker role wrote the alert: {alerts:?}"
+    );
     owner.close().await;
 
     assert!(
@@ -166,7 +192,18 @@ async fn a_worker_role_crawls_but_cannot_change_the_schema_or_read_secrets() {
             .await
             .is_ok()
     );
+    let evaluation = "SELECT id, below_minor, drop_percent, currency FROM watches \
+        WHERE deleted_at IS NULL AND site = 'fixture' AND external_id = '1' AND search_id IS NULL";
+    assert_eq!(as_worker(&worker_url, evaluation).await, Ok(()));
     let denied = [
+        "SELECT secret FROM watches",
+        "SELECT webhook_url FROM watches",
+        "SELECT * FROM alerts",
+        "UPDATE alerts SET state = 'delivered'",
+        "DELETE FROM alerts",
+        "UPDATE watches SET deleted_at = 1",
+        "INSERT INTO watches (webhook_url, secret, created_at, search_id, below_minor) \
+         VALUES ('http://x', 'x', 0, 1, 1)",
         "DROP TABLE listings",
         "CREATE TABLE intruder (id INT)",
         "SELECT rolpassword FROM pg_authid",

@@ -358,7 +358,7 @@ impl PriceStyle {
         PriceStyle::YenCode,
     ];
 
-    fn for_index(index: usize) -> Self {
+    pub(crate) fn for_index(index: usize) -> Self {
         Self::ALL[index % Self::ALL.len()]
     }
 

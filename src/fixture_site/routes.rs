@@ -44,6 +44,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/ground-truth", get(ground_truth))
         .route("/api/counters", get(counters))
         .route("/api/counters/reset", post(reset_counters))
+        .route("/__admin/price-step/{step}", post(set_price_step))
         .route("/static/vendor-analytics.js", get(analytics))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
@@ -52,7 +53,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 
 /// Observer endpoints are not counted, so polling them does not skew numbers.
 fn is_observer(path: &str) -> bool {
-    path == "/api/ground-truth" || path == "/api/counters" || path.starts_with("/api/counters/")
+    path == "/api/ground-truth"
+        || path == "/api/counters"
+        || path.starts_with("/api/counters/")
+        || path.starts_with("/__admin/")
 }
 
 /// Counts requests and 404s; gives clients without one a `visitor` cookie.
@@ -212,6 +216,12 @@ async fn counters(State(st): Shared) -> Response {
 async fn reset_counters(State(st): Shared) -> Response {
     st.counters.reset();
     Json(st.counters.snapshot()).into_response()
+}
+
+/// `POST /__admin/price-step/N`: moves prices to step N (see `price_steps`).
+async fn set_price_step(State(st): Shared, Path(step): Path<u32>) -> Response {
+    st.set_price_step(step);
+    Json(serde_json::json!({ "price_step": step })).into_response()
 }
 
 async fn analytics() -> Response {

@@ -1,7 +1,7 @@
 //! Shared server state: configuration, counters, the id → listing registry.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::http::HeaderMap;
@@ -9,6 +9,7 @@ use axum::http::header::{COOKIE, USER_AGENT};
 
 use super::data::{self, mix};
 use super::defences::Defender;
+use super::price_steps;
 use super::{Counters, FixtureConfig, TruthListing};
 
 /// Locks a mutex, ignoring poisoning (every critical section leaves consistent state).
@@ -77,6 +78,8 @@ pub(crate) struct AppState {
     pub(crate) defender: Defender,
     registry: Mutex<Registry>,
     visitor_seq: AtomicU64,
+    /// The price step every listing is shown at (see `price_steps`); 0 = the plain catalogue.
+    price_step: AtomicU32,
     /// Listing pages served past the defences, per requested id: what tests count renders by.
     served: Mutex<HashMap<String, u64>>,
 }
@@ -92,6 +95,7 @@ impl AppState {
             counters: CounterSet::default(),
             registry: Mutex::default(),
             visitor_seq: AtomicU64::new(0),
+            price_step: AtomicU32::new(0),
             served: Mutex::default(),
         }
     }
@@ -129,7 +133,7 @@ impl AppState {
         self.register(&query);
         let end = range.end.min(self.total(&query));
         (range.start.min(end)..end)
-            .map(|i| data::listing(self.config.seed, &self.base_url, &query, i))
+            .map(|i| self.at_step(data::listing(self.config.seed, &self.base_url, &query, i)))
             .collect()
     }
 
@@ -142,12 +146,22 @@ impl AppState {
     pub(crate) fn lookup(&self, id: &str) -> Option<TruthListing> {
         let id: u32 = id.parse().ok()?;
         let (query, index) = lock(&self.registry).ids.get(&id).cloned()?;
-        Some(data::listing(
-            self.config.seed,
-            &self.base_url,
-            &query,
-            index,
-        ))
+        let listing = data::listing(self.config.seed, &self.base_url, &query, index);
+        Some(self.at_step(listing))
+    }
+
+    /// Moves every listing's price to step `step` (see `price_steps`).
+    pub(crate) fn set_price_step(&self, step: u32) {
+        self.price_step.store(step, Ordering::Relaxed);
+    }
+
+    pub(crate) fn price_step(&self) -> u32 {
+        self.price_step.load(Ordering::Relaxed)
+    }
+
+    /// `listing` at the current price step.
+    fn at_step(&self, listing: TruthListing) -> TruthListing {
+        price_steps::at_step(listing, self.config.seed, self.price_step())
     }
 
     /// Records that the page of listing `id` was served past the defences.

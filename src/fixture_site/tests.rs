@@ -409,3 +409,33 @@ async fn static_assets_and_home() {
     assert_eq!(get(&site, "/promo/1").await.status, 404);
     site.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_price_step_moves_prices_and_their_ground_truth() {
+    let site = start(FixtureConfig::default()).await;
+    let before = site.ground_truth("lamp");
+    let resp = http(&site, "POST", "/__admin/price-step/2", &[]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(site.price_step(), 2);
+    let after = site.ground_truth("lamp");
+    let moved = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b.price_minor != a.price_minor)
+        .count();
+    assert!(moved > 20, "{moved} prices moved");
+    let live = after.iter().find(|l| l.status == "active").unwrap();
+    let api = get(&site, &format!("/api/item/{}", live.external_id)).await;
+    let shown: TruthListing = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(
+        shown.price_minor, live.price_minor,
+        "the page shows the step's price"
+    );
+    site.set_price_step(0);
+    assert_eq!(
+        site.ground_truth("lamp"),
+        before,
+        "step 0 is today's catalogue again"
+    );
+    site.stop().await;
+}

@@ -5,19 +5,27 @@
 pub mod api_keys;
 mod error;
 pub mod leases;
+mod outbox;
 mod queue_jobs;
 mod read;
 pub mod roles;
 mod snapshots;
+mod watch_rule;
+mod watches;
 mod write;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection};
 
 pub use error::StoreError;
+pub use outbox::DueAlert;
 pub use queue_jobs::{ClaimedJob, DeadRow, JobCounts, JobOutcome};
 pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table};
 pub use snapshots::{DayCount, SnapshotEntry, SnapshotFilter};
+pub use watch_rule::{Observed, Reason, WatchRule};
+pub use watches::{
+    AlertRow, CreatedWatch, NewWatch, WatchError, WatchRow, WebhookSecret, check_webhook_url,
+};
 pub use write::{ListingSave, SnapshotMeta};
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

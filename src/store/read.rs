@@ -75,7 +75,7 @@ pub struct SnapshotRow {
     pub screenshot_path: Option<String>,
 }
 
-const LISTING_COLUMNS: &str = "l.id, l.site, l.external_id, l.url, l.status, l.title, l.price_minor, \
+pub(super) const LISTING_COLUMNS: &str = "l.id, l.site, l.external_id, l.url, l.status, l.title, l.price_minor, \
     l.currency, l.condition, l.seller, l.seller_score, l.shipping, l.location, l.specifics, \
     l.description, l.images, l.attempts, l.last_error, l.first_seen, l.last_enriched, \
     (SELECT s.path FROM snapshots s WHERE s.listing_id = l.id ORDER BY s.captured_at DESC, s.id DESC LIMIT 1) AS snapshot";

@@ -43,7 +43,8 @@ impl Store {
     /// Creates `role` if missing (LOGIN, NOSUPERUSER, NOCREATEDB, NOCREATEROLE, `password`), sets
     /// its password when one is given, and grants it SELECT/INSERT/UPDATE/DELETE on the farm's
     /// tables and USAGE on their sequences, now and (default privileges) for the tables later
-    /// migrations create. Run it as the role that runs the migrations.
+    /// migrations create — except the watches and alerts (see [`outbox_grants`]). Run it as the
+    /// role that runs the migrations.
     pub async fn grant_worker(
         &self,
         role: &str,
@@ -91,6 +92,12 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         statements.extend(grants(role, &db));
+        let outbox: bool = sqlx::query_scalar("SELECT to_regclass('watches') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+        if outbox {
+            statements.extend(outbox_grants(role));
+        }
         for sql in statements {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .execute(&mut *tx)
@@ -143,6 +150,21 @@ fn grants(role: &str, db: &str) -> Vec<String> {
         format!(
             "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {role}"
         ),
+    ]
+    .into()
+}
+
+/// Workers evaluate watches inside the transaction that stores a price observation and add the
+/// alerts it fires; they never read a webhook URL or secret, nor settle an alert (the deliverer
+/// does, as the owner). Migration 0009 narrows roles granted before it the same way.
+fn outbox_grants(role: &str) -> Vec<String> {
+    [
+        format!("REVOKE ALL ON watches, alerts FROM {role}"),
+        format!(
+            "GRANT SELECT (id, search_id, site, external_id, below_minor, drop_percent, \
+             currency, deleted_at) ON watches TO {role}"
+        ),
+        format!("GRANT INSERT ON alerts TO {role}"),
     ]
     .into()
 }

@@ -171,10 +171,11 @@ impl Store {
                             price.currency.as_str()
                         ),
                     };
-                    sqlx::query(
+                    // The id only when this row is new: a redelivery evaluates no watch again.
+                    let observation: Option<i64> = sqlx::query_scalar(
                         "INSERT INTO price_observations \
                          (listing_id, job_id, observed_at, price_minor, currency, observation_key) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
                     )
                     .bind(id)
                     .bind(&save.job.id)
@@ -182,8 +183,22 @@ impl Store {
                     .bind(price.minor)
                     .bind(price.currency.as_str())
                     .bind(key)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
+                    if let Some(observation) = observation {
+                        let new = super::watches::NewObservation {
+                            id: observation,
+                            listing_id: id,
+                            site: &save.job.site,
+                            external_id: save.external_id,
+                            price: super::watch_rule::Observed {
+                                minor: price.minor,
+                                currency: price.currency.as_str(),
+                            },
+                            now,
+                        };
+                        super::watches::evaluate_observation(&mut tx, &new).await?;
+                    }
                 }
             }
             (_, status) => update_status(&mut tx, id, status, save, now).await?,
