@@ -157,6 +157,30 @@ pub struct Record {
     /// Where the description lives when the page frames it in from elsewhere.
     #[serde(default)]
     pub description_url: Option<String>,
+    /// The maker's brand.
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// The seller's stock-keeping unit.
+    #[serde(default)]
+    pub sku: Option<String>,
+    /// GTIN / EAN / UPC / ISBN, digits as the page gives them.
+    #[serde(default)]
+    pub gtin: Option<String>,
+    /// The manufacturer's part number.
+    #[serde(default)]
+    pub mpn: Option<String>,
+    /// Stock state: a schema.org name (`InStock`, `OutOfStock`, `PreOrder`, …) when the page
+    /// uses one, else the page's text.
+    #[serde(default)]
+    pub availability: Option<String>,
+    /// Average review rating as the page gives it (not money: a plain number).
+    #[serde(default)]
+    pub rating: Option<f64>,
+    #[serde(default)]
+    pub review_count: Option<i64>,
+    /// The site's own fields (`[listing.extra]` of its definition), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
     /// Fields whose rules read values but none could be parsed (a price text no rule reads):
     /// field name → what each rule read and why it failed. Not stored yet.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -214,6 +238,23 @@ impl Record {
                 .description_url
                 .as_deref()
                 .map(|u| bounded_text(u, MAX_URL_BYTES)),
+            brand: short(&self.brand),
+            sku: short(&self.sku),
+            gtin: short(&self.gtin),
+            mpn: short(&self.mpn),
+            availability: short(&self.availability),
+            rating: self.rating.filter(|r| r.is_finite()),
+            extra: self
+                .extra
+                .iter()
+                .take(MAX_SPECIFICS)
+                .map(|(k, v)| {
+                    (
+                        bounded_text(k, MAX_SHORT_FIELD),
+                        bounded_text(v, MAX_SHORT_FIELD),
+                    )
+                })
+                .collect(),
             ..self.clone()
         }
     }

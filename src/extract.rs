@@ -118,10 +118,54 @@ pub fn extract_record(
             .unwrap_or_default(),
         status_text: read.text("status_text", &f.status_text),
         ended: flag(&f.ended),
+        brand: read.text("brand", &f.brand),
+        sku: read.text("sku", &f.sku),
+        gtin: read.text("gtin", &f.gtin),
+        mpn: read.text("mpn", &f.mpn),
+        availability: read
+            .text("availability", &f.availability)
+            .map(|a| availability(&a)),
+        rating: read.read("rating", &f.rating, |_, text| rating(text)),
+        review_count: read.count("review_count", &f.review_count),
+        extra: f
+            .extra
+            .iter()
+            .filter_map(|(name, field)| {
+                Some((name.clone(), read.text(name, &Some(field.clone()))?))
+            })
+            .collect(),
         ..Record::default()
     };
     record.field_errors = read.errors;
     Ok(record)
+}
+
+/// A stock state as its schema.org name when the page gives a schema.org URL
+/// (`https://schema.org/InStock`, `http://schema.org/OutOfStock`), else the text as read.
+fn availability(text: &str) -> String {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    if lower.contains("schema.org/") {
+        return trimmed.rsplit('/').next().unwrap_or(trimmed).to_string();
+    }
+    trimmed.to_string()
+}
+
+/// The first decimal number of a rating text ("4.7 out of 5 stars", "4,5 de 5"), a comma
+/// read as the decimal point.
+fn rating(text: &str) -> Result<f64, String> {
+    static NUMBER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        // A constant, valid pattern.
+        regex::Regex::new(r"\d+(?:[.,]\d+)?").expect("valid regex")
+    });
+    let number = NUMBER
+        .find(text)
+        .ok_or_else(|| "no number in the rating".to_string())?;
+    number
+        .as_str()
+        .replace(',', ".")
+        .parse::<f64>()
+        .map_err(|e| e.to_string())
 }
 
 /// A listing's price: one amount, or the low end of a range ("US $9.99 to US $19.99" on a

@@ -168,6 +168,17 @@ pub struct ListingFields {
     pub specifics: Vec<SpecificsDef>,
     /// Flag: the listing has ended (classification says `Ended`).
     pub ended: Option<Field>,
+    pub brand: Option<Field>,
+    pub sku: Option<Field>,
+    pub gtin: Option<Field>,
+    pub mpn: Option<Field>,
+    /// Stock state; schema.org URLs (`https://schema.org/InStock`) read as their name.
+    pub availability: Option<Field>,
+    /// Average rating: the first number of the text ("4.7 out of 5 stars").
+    pub rating: Option<Field>,
+    pub review_count: Option<Field>,
+    /// The site's own fields (`[listing.extra]`), read as text.
+    pub extra: BTreeMap<String, Field>,
 }
 
 /// Fields that are flags: true when any of their rules matches, whatever the text.
@@ -197,6 +208,13 @@ impl ListingFields {
             ("images", &self.images),
             ("status_text", &self.status_text),
             ("ended", &self.ended),
+            ("brand", &self.brand),
+            ("sku", &self.sku),
+            ("gtin", &self.gtin),
+            ("mpn", &self.mpn),
+            ("availability", &self.availability),
+            ("rating", &self.rating),
+            ("review_count", &self.review_count),
         ];
         all.into_iter()
             .filter_map(|(name, field)| field.as_ref().map(|f| (name, f)))

@@ -444,3 +444,73 @@ fn a_link_rule_unwraps_a_redirect_and_dropped_rows_are_counted_by_reason() {
     let dropped: Vec<_> = page.dropped.iter().map(|(r, n)| (*r, *n)).collect();
     assert_eq!(dropped, [("no link", 1), ("not a listing URL", 1)]);
 }
+
+#[test]
+fn product_identity_fields_ratings_and_a_sites_own_fields_are_read() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sites/fixture.toml"))
+            .unwrap()
+            .replace(
+                "[listing.fields]\n",
+                "[listing.extra]\nenergy_class = \".energy\"\nwarranty_years = { css = \".warranty\", regex = '(\\d+)' }\n\n\
+                 [listing.fields]\nbrand = { jsonld = \"brand.name\", type = \"Product\" }\n\
+                 sku = { itemprop = \"sku\" }\ngtin = { jsonld = \"gtin13\", type = \"Product\" }\n\
+                 mpn = { jsonld = \"mpn\", type = \"Product\" }\n\
+                 availability = { jsonld = \"offers.availability\", type = \"Product\" }\n\
+                 rating = [\".stars\", { jsonld = \"aggregateRating.ratingValue\" }]\n\
+                 review_count = \".reviews\"\n",
+            );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fixture.toml"), text).unwrap();
+    let site = Sites::load(dir.path())
+        .unwrap()
+        .get("fixture")
+        .unwrap()
+        .clone();
+    let html = r#"<h1 class="title">Lamp</h1><span itemprop="sku">L-1</span>
+        <span class="stars">4,5 de 5 estrellas</span><span class="reviews">(1.234 valoraciones)</span>
+        <span class="energy">A++</span><span class="warranty">2 years</span>
+        <script type="application/ld+json">{"@type":"Product","brand":{"@type":"Brand","name":"Acme"},
+        "gtin13":"4006381333931","mpn":"LX-9","aggregateRating":{"ratingValue":"4.6"},
+        "offers":{"@type":"Offer","availability":"https://schema.org/InStock"}}</script>"#;
+    let record = extract_listing(html, "http://127.0.0.1:1/item/100001", &site).unwrap();
+    assert_eq!(record.brand.as_deref(), Some("Acme"));
+    assert_eq!(record.sku.as_deref(), Some("L-1"));
+    assert_eq!(record.gtin.as_deref(), Some("4006381333931"));
+    assert_eq!(record.mpn.as_deref(), Some("LX-9"));
+    assert_eq!(record.availability.as_deref(), Some("InStock"));
+    assert_eq!(record.rating, Some(4.5), "the first rule, a comma decimal");
+    assert_eq!(record.review_count, Some(1234));
+    let extra: Vec<_> = record
+        .extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(extra, [("energy_class", "A++"), ("warranty_years", "2")]);
+}
+
+#[test]
+fn extra_field_names_are_checked() {
+    for (extra, expected) in [
+        ("brand = \".b\"", "is a standard field"),
+        ("\"bad name\" = \".b\"", "letters, digits and `_`"),
+        ("ok = { css = \"[[\" }", "listing.extra.ok"),
+    ] {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sites/fixture.toml"),
+        )
+        .unwrap()
+        .replace(
+            "[listing.fields]\n",
+            &format!("[listing.extra]\n{extra}\n\n[listing.fields]\n"),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fixture.toml"), text).unwrap();
+        let err = Sites::load(dir.path())
+            .unwrap()
+            .get("fixture")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{extra}: {err}");
+    }
+}

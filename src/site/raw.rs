@@ -91,6 +91,9 @@ struct Listing {
     fields: BTreeMap<String, toml::Value>,
     specifics: Option<OneOrMany<Specifics>>,
     ended: Option<toml::Value>,
+    /// The site's own fields: name → rules, stored as text in the record's `extra`.
+    #[serde(default)]
+    extra: BTreeMap<String, toml::Value>,
 }
 
 fn default_ready_ms() -> u64 {
@@ -174,7 +177,14 @@ impl<T> OneOrMany<T> {
     }
 }
 
-const FIELD_NAMES: [&str; 20] = [
+const FIELD_NAMES: [&str; 27] = [
+    "brand",
+    "sku",
+    "gtin",
+    "mpn",
+    "availability",
+    "rating",
+    "review_count",
     "title",
     "translated_title",
     "price",
@@ -279,7 +289,10 @@ impl Listing {
             p.0.push("key `listing.url_pattern`: needs a named group `(?P<id>...)`".into());
         }
         let ready_selector = p.check(selector("listing.ready", &self.ready));
-        let fields = listing_fields(self.fields, self.specifics, self.ended, p);
+        let extra = extra_fields(self.extra, p);
+        let fields = listing_fields(self.fields, self.specifics, self.ended, p)
+            .zip(extra)
+            .map(|(fields, extra)| ListingFields { extra, ..fields });
         Some(ListingDef {
             listing_url: listing_url?,
             ready: self.ready,
@@ -332,6 +345,14 @@ fn listing_fields(
         auction: take("auction"),
         best_offer: take("best_offer"),
         ended: take("ended").or(ended),
+        brand: take("brand"),
+        sku: take("sku"),
+        gtin: take("gtin"),
+        mpn: take("mpn"),
+        availability: take("availability"),
+        rating: take("rating"),
+        review_count: take("review_count"),
+        extra: BTreeMap::new(),
         specifics: specifics
             .map(OneOrMany::into_vec)
             .unwrap_or_default()
@@ -339,6 +360,28 @@ fn listing_fields(
             .filter_map(|def| p.check(def.validate()))
             .collect(),
     };
+    (p.0.len() == before).then_some(fields)
+}
+
+/// `[listing.extra]`: names of letters, digits and `_`, none a standard field's.
+fn extra_fields(
+    extra: BTreeMap<String, toml::Value>,
+    p: &mut Problems,
+) -> Option<BTreeMap<String, Field>> {
+    let before = p.0.len();
+    let mut fields = BTreeMap::new();
+    for (name, value) in extra {
+        let key = format!("listing.extra.{name}");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            p.0.push(format!("key `{key}`: a name of letters, digits and `_`"));
+        } else if FIELD_NAMES.contains(&name.as_str()) {
+            p.0.push(format!(
+                "key `{key}`: `{name}` is a standard field; define it in `[listing.fields]`"
+            ));
+        } else if let Some(field) = p.check(field(&key, value)) {
+            fields.insert(name, field);
+        }
+    }
     (p.0.len() == before).then_some(fields)
 }
 

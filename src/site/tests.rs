@@ -141,7 +141,7 @@ fn an_invalid_site_file_is_reported_in_full_and_skipped_while_the_others_load() 
     std::fs::write(dir.path().join("fixture.toml"), fixture_text()).unwrap();
     let broken = fixture_text()
         .replace("name = \"fixture\"", "name = \"broken\"")
-        .replace("title = \"h1.title\"", "title = \"h1[[\"\nbrand = \".b\"")
+        .replace("title = \"h1.title\"", "title = \"h1[[\"\nflavour = \".b\"")
         .replace("result = \"li.result\"", "result = 5")
         .replace("max_rps = 50", "max_rps = 0");
     std::fs::write(dir.path().join("broken.toml"), broken).unwrap();
@@ -156,7 +156,7 @@ fn an_invalid_site_file_is_reported_in_full_and_skipped_while_the_others_load() 
     let problems = bad.problems.join("\n");
     for expected in [
         "key `listing.fields.title`: invalid CSS selector",
-        "key `listing.fields.brand`: unknown field",
+        "key `listing.fields.flavour`: unknown field",
         "key `search.result`: invalid type",
         "key `max_rps`",
     ] {
