@@ -68,6 +68,33 @@ pub async fn collect_into<R: Renderer, Q: Queue>(
     store: &Store,
     queue: &Q,
 ) -> Result<CollectReport, CollectError> {
+    let target = SearchRun {
+        search_id,
+        run: None,
+    };
+    collect_run(site, query, max_pages, target, renderer, store, queue).await
+}
+
+/// The search, and the run of it, that a collection publishes jobs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchRun {
+    pub search_id: i64,
+    /// `None` for collections outside the tracker's runs (`enqueue`, `crawl`).
+    pub run: Option<i64>,
+}
+
+/// [`collect_into`] for one run of a search: its jobs carry the run, so each run observes the
+/// listings' prices again.
+pub async fn collect_run<R: Renderer, Q: Queue>(
+    site: &Site,
+    query: &str,
+    max_pages: u32,
+    target: SearchRun,
+    renderer: &R,
+    store: &Store,
+    queue: &Q,
+) -> Result<CollectReport, CollectError> {
+    let search_id = target.search_id;
     let recorded: HashSet<String> = store.search_hit_ids(search_id).await?.into_iter().collect();
     let mut report = CollectReport {
         search_id,
@@ -107,9 +134,9 @@ pub async fn collect_into<R: Renderer, Q: Queue>(
             .filter(|(_, h)| !recorded.contains(&h.external_id))
         {
             let now = store.db_now_ms().await?;
-            queue
-                .publish(&new_job(site, &hit.url, Some(search_id), now))
-                .await?;
+            let mut job = new_job(site, &hit.url, Some(search_id), now);
+            job.run = target.run;
+            queue.publish(&job).await?;
             report.jobs_published += 1;
         }
         store
@@ -189,6 +216,7 @@ pub fn new_job(site: &Site, url: &str, search_id: Option<i64>, now: i64) -> Job 
         site: site.name.clone(),
         url: url.to_string(),
         search_id,
+        run: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod leases;
 mod queue_jobs;
 mod read;
 pub mod roles;
+pub mod searches;
 mod snapshots;
 mod write;
 
@@ -16,7 +17,9 @@ use sqlx::{AnyPool, Connection};
 
 pub use error::StoreError;
 pub use queue_jobs::{ClaimedJob, DeadRow, JobCounts, JobOutcome};
-pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table};
+pub use read::{
+    ListingFilter, ListingPage, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table,
+};
 pub use snapshots::{DayCount, SnapshotEntry, SnapshotFilter};
 pub use write::{ListingSave, SnapshotMeta};
 

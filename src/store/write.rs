@@ -160,17 +160,7 @@ impl Store {
             (Some(record), Some(status)) => {
                 update_record(&mut tx, id, &record, status, save.attempt, now).await?;
                 if let Some(price) = &record.price {
-                    // Counted once per (listing, search), or per price and hour for jobs of no
-                    // search: a job published again after a crash adds no second observation.
-                    let key = match save.job.search_id {
-                        Some(search) => format!("search:{search}"),
-                        None => format!(
-                            "hour:{}:{}:{}",
-                            now / 3_600_000,
-                            price.minor,
-                            price.currency.as_str()
-                        ),
-                    };
+                    let key = observation_key(save.job, price, now);
                     sqlx::query(
                         "INSERT INTO price_observations \
                          (listing_id, job_id, observed_at, price_minor, currency, observation_key) \
@@ -234,6 +224,23 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(n.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+}
+
+/// What makes a price observation distinct: one per (listing, search, run), or per price and
+/// hour for jobs of no search, so a job published again after a crash (a new job id) adds no
+/// second observation, while each run of a search observes the price once more. Jobs published
+/// before runs existed carry no run and keep the old per-search key.
+fn observation_key(job: &Job, price: &crate::price::Money, now: i64) -> String {
+    match (job.search_id, job.run) {
+        (Some(search), Some(run)) => format!("search:{search}:run:{run}"),
+        (Some(search), None) => format!("search:{search}"),
+        (None, _) => format!(
+            "hour:{}:{}:{}",
+            now / 3_600_000,
+            price.minor,
+            price.currency.as_str()
+        ),
     }
 }
 
