@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,19 +19,10 @@ use scrapefarm::fixture_site::{FixtureConfig, TruthListing};
 use serde_json::{Value, json};
 
 use common::private::spare_port;
+use common::process::Running;
 use common::{AMQP, Backend, Farm};
 
 const QUERY: &str = "lamp";
-
-/// A child process killed when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The API of one `serve` process, and the keys to call it with.
 struct Api {
@@ -278,6 +269,23 @@ async fn wait_for_observations(api: &Api, priced: &[&TruthListing], n: usize) {
     }
 }
 
+/// Waits until the search's latest run has this status (`done`: all its listings enriched).
+async fn wait_for_run_status(api: &Api, search_id: i64, status: &str) {
+    let started = Instant::now();
+    loop {
+        let search = api.get(&format!("/api/v1/searches/{search_id}")).await;
+        if search.json["last_run_status"] == status {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "run never {status}: {}",
+            search.text
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// A problem+json answer with this status.
 fn assert_problem(answer: &Answer, status: u16) {
     assert_eq!(answer.status, status, "{}", answer.text);
@@ -521,6 +529,8 @@ async fn tracker_api_end_to_end(backend: Backend) {
     let priced: Vec<&TruthListing> = truth.iter().filter(|t| t.price_minor.is_some()).collect();
     wait_for_observations(&api, &priced, 1).await;
 
+    wait_for_run_status(&api, search_id, "done").await;
+
     let run = api
         .post(&format!("/api/v1/searches/{search_id}/runs"), &json!({}))
         .await;
@@ -531,6 +541,7 @@ async fn tracker_api_end_to_end(backend: Backend) {
     assert_eq!(search.json["runs"], 2, "{}", search.text);
     assert_eq!(search.json["listings"], truth.len());
 
+    wait_for_run_status(&api, search_id, "done").await;
     check_problems(&api, search_id).await;
     check_open_endpoints(&api).await;
 
@@ -554,24 +565,20 @@ async fn tracker_api_end_to_end(backend: Backend) {
         "a deleted search keeps its listings"
     );
 
-    // SIGTERM: the server, its scheduler and its collector stop cleanly.
-    let pid = serve.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let started = Instant::now();
-    while serve.0.try_wait().unwrap().is_none() {
+    let keys = farm_command(&farm, &sites, &["apikey", "ls", "--json"])
+        .output()
+        .unwrap();
+    let keys = String::from_utf8(keys.stdout).unwrap();
+    for line in keys.lines() {
+        let key: Value = serde_json::from_str(line).unwrap();
         assert!(
-            started.elapsed() < Duration::from_secs(40),
-            "serve did not stop on SIGTERM"
+            key["last_used_at"].is_i64(),
+            "use of a key is noted: {line}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(serve.0.wait().unwrap().success());
+
+    // SIGTERM: the server, its scheduler and its collector stop cleanly.
+    serve.terminate(Duration::from_secs(40));
     drop(_worker);
     farm.cleanup().await;
 }

@@ -12,9 +12,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::problem::{ApiError, ApiPath, ApiQuery, Problem};
+use super::problem::answers;
+use super::problem::{ApiError, ApiPath, ApiQuery};
 use crate::report::ListingJson;
-use crate::tracker::{FieldError, ListingDetail, ListingQuery};
+use crate::store::ListingPage;
+use crate::tracker::{FieldError, ListingDetail};
 
 /// Listings per page unless `limit` says otherwise, and the most one page may hold.
 const DEFAULT_LIMIT: u32 = 50;
@@ -78,7 +80,7 @@ impl Cursor {
 }
 
 impl ListingParams {
-    fn into_query(self) -> Result<ListingQuery, ApiError> {
+    fn into_query(self) -> Result<ListingPage, ApiError> {
         let limit = self.limit.unwrap_or(i64::from(DEFAULT_LIMIT));
         let limit = u32::try_from(limit)
             .ok()
@@ -92,16 +94,12 @@ impl ListingParams {
                 known_sites: None,
             })?;
         let after_id = match &self.cursor {
-            Some(text) => Some(
-                Cursor::decode(text)
-                    .ok_or_else(|| {
-                        ApiError::BadRequest("cursor was not issued by this server".into())
-                    })?
-                    .0,
-            ),
-            None => None,
+            Some(text) => Cursor::decode(text).ok_or_else(|| {
+                ApiError::BadRequest("cursor was not issued by this server".into())
+            })?,
+            None => Cursor(0),
         };
-        Ok(ListingQuery {
+        Ok(ListingPage {
             site: self.site,
             search_id: self.search_id,
             status: self.status,
@@ -109,7 +107,7 @@ impl ListingParams {
             min_price_minor: self.min_price_minor,
             max_price_minor: self.max_price_minor,
             currency: self.currency.map(|c| c.to_ascii_uppercase()),
-            after_id,
+            after_id: after_id.0,
             limit,
         })
     }
@@ -122,10 +120,10 @@ impl ListingParams {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of listings", body = ListingList),
-        (status = 400, description = "A parameter of the wrong type, or a foreign cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Invalid,
+        answers::Unavailable,
     )
 )]
 async fn list_listings(
@@ -149,9 +147,9 @@ async fn list_listings(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The listing and its price history", body = ListingDetail),
-        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such listing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        answers::Unauthorized,
+        answers::NotFound,
+        answers::Unavailable,
     )
 )]
 async fn get_listing(

@@ -107,6 +107,15 @@ mod tests {
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing");
         }
+        let create = &doc["paths"]["/api/v1/searches"]["post"]["responses"];
+        for status in ["201", "400", "401", "403", "422", "503"] {
+            assert!(
+                create.get(status).is_some(),
+                "POST /searches answers {status}"
+            );
+        }
+        let invalid = &create["422"]["content"]["application/problem+json"]["schema"]["$ref"];
+        assert_eq!(invalid, "#/components/schemas/Problem");
         let page = docs_page(&openapi);
         assert!(page.contains("<code>/api/v1/searches/{id}/runs</code>"));
         assert!(

@@ -15,7 +15,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::problem::{ApiError, Problem};
+use super::problem::ApiError;
+use super::problem::answers;
 use crate::queue::{Queue, QueueDepths};
 
 /// How long a probe waits for the store or the queue.
@@ -48,7 +49,7 @@ async fn health() -> Json<ProbeStatus> {
 #[utoipa::path(get, path = "/ready", tag = "service",
     responses(
         (status = 200, description = "Ready", body = ProbeStatus),
-        (status = 503, description = "Store or queue unavailable", body = Problem, content_type = "application/problem+json"),
+        answers::Unavailable,
     ))]
 async fn ready(State(state): State<AppState>) -> Result<Json<ProbeStatus>, ApiError> {
     state.tracker.store.ping().await?;
@@ -71,7 +72,7 @@ async fn queue_depths(state: &AppState) -> Result<QueueDepths, ApiError> {
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
-        (status = 503, description = "Store or queue unavailable", body = Problem, content_type = "application/problem+json"),
+        answers::Unavailable,
     ))]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let depths = queue_depths(&state).await?;

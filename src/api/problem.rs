@@ -61,6 +61,47 @@ pub struct Problem {
     pub known_sites: Option<Vec<String>>,
 }
 
+/// The problem answers as the OpenAPI document lists them, one type per status (they only
+/// describe; the answers themselves are built by [`ApiError`]).
+pub mod answers {
+    use super::Problem;
+
+    /// Malformed JSON, or a parameter of the wrong type.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 400, content_type = "application/problem+json")]
+    pub struct BadRequest(pub Problem);
+
+    /// No key, or an unknown or revoked one.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 401, content_type = "application/problem+json")]
+    pub struct Unauthorized(pub Problem);
+
+    /// A `read` key on a write.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 403, content_type = "application/problem+json")]
+    pub struct Forbidden(pub Problem);
+
+    /// No such search or listing.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 404, content_type = "application/problem+json")]
+    pub struct NotFound(pub Problem);
+
+    /// A run of the search is still being collected.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 409, content_type = "application/problem+json")]
+    pub struct Conflict(pub Problem);
+
+    /// Invalid request: the invalid fields in `errors`, the known sites in `known_sites`.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 422, content_type = "application/problem+json")]
+    pub struct Invalid(pub Problem);
+
+    /// The store or the queue is unavailable; try again later.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 503, content_type = "application/problem+json")]
+    pub struct Unavailable(pub Problem);
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {

@@ -11,7 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::problem::{ApiError, ApiJson, ApiPath, Problem};
+use super::problem::answers;
+use super::problem::{ApiError, ApiJson, ApiPath};
 use crate::tracker::{RunView, SearchRequest, SearchView};
 
 /// The searches routes (mounted under `/api/v1`).
@@ -35,11 +36,11 @@ pub struct SearchList {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created; collected at once", body = SearchView),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A read key", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid search", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Forbidden,
+        answers::Invalid,
+        answers::Unavailable,
     )
 )]
 async fn create_search(
@@ -61,8 +62,8 @@ async fn create_search(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The searches", body = SearchList),
-        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        answers::Unauthorized,
+        answers::Unavailable,
     )
 )]
 async fn list_searches(State(state): State<AppState>) -> Result<Json<SearchList>, ApiError> {
@@ -77,10 +78,10 @@ async fn list_searches(State(state): State<AppState>) -> Result<Json<SearchList>
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The search", body = SearchView),
-        (status = 400, description = "Id not a number", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such search", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::NotFound,
+        answers::Unavailable,
     )
 )]
 async fn get_search(
@@ -97,11 +98,11 @@ async fn get_search(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Id not a number", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A read key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such search", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Forbidden,
+        answers::NotFound,
+        answers::Unavailable,
     )
 )]
 async fn delete_search(
@@ -119,12 +120,12 @@ async fn delete_search(
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Run requested", body = RunView),
-        (status = 400, description = "Id not a number", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A read key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such search", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A run is still being collected", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Forbidden,
+        answers::NotFound,
+        answers::Conflict,
+        answers::Unavailable,
     )
 )]
 async fn run_search(

@@ -153,20 +153,6 @@ pub struct RunView {
     pub status: String,
 }
 
-/// Which listings to page through.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListingQuery {
-    pub site: Option<String>,
-    pub search_id: Option<i64>,
-    pub status: Option<String>,
-    pub q: Option<String>,
-    pub min_price_minor: Option<i64>,
-    pub max_price_minor: Option<i64>,
-    pub currency: Option<String>,
-    pub after_id: Option<i64>,
-    pub limit: u32,
-}
-
 /// One page of listings, and the id to continue after when there are more.
 #[derive(Debug, Clone)]
 pub struct ListingsPage {
@@ -264,20 +250,13 @@ impl Tracker {
         })
     }
 
-    /// One page of listings in id order.
-    pub async fn listings(&self, query: &ListingQuery) -> Result<ListingsPage, TrackerError> {
+    /// One page of listings in id order: at most `query.limit`, after `query.after_id`.
+    pub async fn listings(&self, query: &ListingPage) -> Result<ListingsPage, TrackerError> {
         self.check_listing_query(query)?;
         let page = ListingPage {
-            site: query.site.clone(),
-            search_id: query.search_id,
-            status: query.status.clone(),
-            q: query.q.clone(),
-            min_price_minor: query.min_price_minor,
-            max_price_minor: query.max_price_minor,
-            currency: query.currency.clone(),
-            after_id: query.after_id.unwrap_or(0),
             // One more than asked tells whether another page follows.
             limit: query.limit + 1,
+            ..query.clone()
         };
         let mut rows = self.store.listings_page(&page).await?;
         let more = rows.len() > query.limit as usize;
@@ -324,7 +303,7 @@ impl Tracker {
         })
     }
 
-    fn check_listing_query(&self, query: &ListingQuery) -> Result<(), TrackerError> {
+    fn check_listing_query(&self, query: &ListingPage) -> Result<(), TrackerError> {
         if let Some(site) = &query.site {
             self.known_site(site)?;
         }
