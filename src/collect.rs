@@ -129,16 +129,11 @@ pub async fn collect_run<R: Renderer, Q: Queue>(
                 (report.listings_found, hit)
             })
             .collect();
-        for (_, hit) in fresh
+        let unrecorded = fresh
             .iter()
-            .filter(|(_, h)| !recorded.contains(&h.external_id))
-        {
-            let now = store.db_now_ms().await?;
-            let mut job = new_job(site, &hit.url, Some(search_id), now);
-            job.run = target.run;
-            queue.publish(&job).await?;
-            report.jobs_published += 1;
-        }
+            .map(|(_, hit)| hit)
+            .filter(|hit| !recorded.contains(&hit.external_id));
+        report.jobs_published += publish_hits(site, unrecorded, target, store, queue).await?;
         store
             .add_hits(search_id, &site.name, report.pages, &fresh)
             .await?;
@@ -159,6 +154,25 @@ pub async fn collect_run<R: Renderer, Q: Queue>(
         )
         .await?;
     Ok(report)
+}
+
+/// Publishes one job per hit for the search run; returns how many.
+async fn publish_hits<'a, Q: Queue>(
+    site: &Site,
+    hits: impl Iterator<Item = &'a crate::domain::SearchHit>,
+    target: SearchRun,
+    store: &Store,
+    queue: &Q,
+) -> Result<usize, CollectError> {
+    let mut published = 0;
+    for hit in hits {
+        let now = store.db_now_ms().await?;
+        let mut job = new_job(site, &hit.url, Some(target.search_id), now);
+        job.run = target.run;
+        queue.publish(&job).await?;
+        published += 1;
+    }
+    Ok(published)
 }
 
 /// Renders one search page (retrying transient failures) and parses it.

@@ -355,3 +355,31 @@ async fn insert_snapshot(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::price::{Currency, Money};
+
+    #[test]
+    fn each_run_of_a_search_observes_a_price_once_and_old_jobs_keep_their_key() {
+        let price = Money::new(1999, Currency::parse("USD").unwrap());
+        let mut job = Job {
+            id: "1-000001".into(),
+            site: "fixture".into(),
+            url: "http://127.0.0.1:1/item/1".into(),
+            search_id: Some(4),
+            run: Some(1),
+            published_at: 0,
+        };
+        let first = observation_key(&job, &price, 0);
+        job.id = "2-000001".into(); // published again after a crash: same run, same key
+        assert_eq!(observation_key(&job, &price, 0), first);
+        job.run = Some(2);
+        assert_ne!(observation_key(&job, &price, 0), first);
+        job.run = None;
+        assert_eq!(observation_key(&job, &price, 0), "search:4");
+        job.search_id = None;
+        assert_eq!(observation_key(&job, &price, 7_200_000), "hour:2:1999:USD");
+    }
+}

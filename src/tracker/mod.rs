@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 use crate::report::ListingJson;
-use crate::site::Sites;
+use crate::site::{Site, Sites};
 use crate::store::searches::{NewSearch, TrackedSearchRow};
 use crate::store::{ListingPage, Store, StoreError};
 use schedule::Schedule;
@@ -296,7 +296,7 @@ impl Tracker {
         })
     }
 
-    fn known_site(&self, site: &str) -> Result<&crate::site::Site, TrackerError> {
+    fn known_site(&self, site: &str) -> Result<&Site, TrackerError> {
         self.sites.get(site).map_err(|_| TrackerError::UnknownSite {
             site: site.into(),
             known: self.sites.names().map(String::from).collect(),
@@ -358,36 +358,7 @@ impl Tracker {
             .as_deref()
             .map(str::trim)
             .filter(|q| !q.is_empty());
-        match (query, &request.urls) {
-            (Some(_), Some(_)) => field("query", "give a query or urls, not both".into()),
-            (None, None) => field("query", "give a query or urls".into()),
-            (Some(q), None) if q.chars().count() > MAX_QUERY_CHARS => field(
-                "query",
-                format!("is longer than {MAX_QUERY_CHARS} characters"),
-            ),
-            (Some(_), None) if site.search_def().is_err() => field(
-                "query",
-                format!("site `{}` has no search pages; give urls", site.name),
-            ),
-            (None, Some(urls)) if urls.is_empty() || urls.len() > MAX_URLS => {
-                field("urls", format!("give 1 to {MAX_URLS} listing URLs"))
-            }
-            (None, Some(urls)) => {
-                for (i, url) in urls.iter().enumerate() {
-                    if let Err(reason) = site.check_listing_url(url) {
-                        let shown: String = url.chars().take(120).collect();
-                        field(
-                            &format!("urls[{i}]"),
-                            format!(
-                                "`{shown}` is not a listing URL of site `{}`: {reason}",
-                                site.name
-                            ),
-                        );
-                    }
-                }
-            }
-            _ => {}
-        }
+        errors.extend(check_source(site, query, request.urls.as_deref()));
         if !errors.is_empty() {
             return Err(TrackerError::Invalid(errors));
         }
@@ -401,10 +372,90 @@ impl Tracker {
     }
 }
 
+/// Whether a search names exactly one source, a query or listing URLs of its site.
+fn check_source(site: &Site, query: Option<&str>, urls: Option<&[String]>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut field = |name: &str, message: String| {
+        errors.push(FieldError {
+            field: name.into(),
+            message,
+        })
+    };
+    match (query, urls) {
+        (Some(_), Some(_)) => field("query", "give a query or urls, not both".into()),
+        (None, None) => field("query", "give a query or urls".into()),
+        (Some(q), None) if q.chars().count() > MAX_QUERY_CHARS => field(
+            "query",
+            format!("is longer than {MAX_QUERY_CHARS} characters"),
+        ),
+        (Some(_), None) if site.search_def().is_err() => field(
+            "query",
+            format!("site `{}` has no search pages; give urls", site.name),
+        ),
+        (None, Some(urls)) if urls.is_empty() || urls.len() > MAX_URLS => {
+            field("urls", format!("give 1 to {MAX_URLS} listing URLs"))
+        }
+        (None, Some(urls)) => {
+            for (i, url) in urls.iter().enumerate() {
+                if let Err(reason) = site.check_listing_url(url) {
+                    let shown: String = url.chars().take(120).collect();
+                    field(
+                        &format!("urls[{i}]"),
+                        format!(
+                            "`{shown}` is not a listing URL of site `{}`: {reason}",
+                            site.name
+                        ),
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    errors
+}
+
 /// A search request that passed validation.
 struct CheckedSearch<'a> {
     query: &'a str,
     urls: Option<&'a [String]>,
     max_pages: u32,
     schedule: Option<Schedule>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> Site {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sites");
+        Sites::load(&dir).unwrap().get("fixture").unwrap().clone()
+    }
+
+    fn fields(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_search_names_a_query_or_listing_urls_of_its_site() {
+        let site = fixture();
+        assert!(check_source(&site, Some("lamp"), None).is_empty());
+        let ok = ["http://127.0.0.1:8377/item/123".to_string()];
+        assert!(check_source(&site, None, Some(&ok)).is_empty());
+        assert_eq!(fields(&check_source(&site, None, None)), ["query"]);
+        assert_eq!(
+            fields(&check_source(&site, Some("x"), Some(&ok))),
+            ["query"]
+        );
+        assert_eq!(fields(&check_source(&site, None, Some(&[]))), ["urls"]);
+        let mixed = [
+            ok[0].clone(),
+            "https://elsewhere.example/item/1".to_string(),
+        ];
+        let errors = check_source(&site, None, Some(&mixed));
+        assert_eq!(fields(&errors), ["urls[1]"]);
+        assert!(
+            errors[0].message.contains("elsewhere.example"),
+            "{errors:?}"
+        );
+    }
 }
