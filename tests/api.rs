@@ -444,6 +444,10 @@ async fn check_problems(api: &Api, search_id: i64) {
         .await;
     assert_problem(&shaped, 422);
     assert_problem(&api.get("/api/v1/nothing-here").await, 404);
+    let put = api
+        .call("PUT", "/api/v1/searches", Some(&api.write_key), None)
+        .await;
+    assert_problem(&put, 405);
 }
 
 /// The open endpoints: probes, metrics, the generated document and the docs page.

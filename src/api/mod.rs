@@ -61,7 +61,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     assemble(v1_router()).into_openapi()
 }
 
-/// The service's router: the API, its document and docs page, and a problem+json 404.
+/// The service's router: the API, its document and docs page, and problem+json 404 and 405.
 pub fn router(state: AppState) -> Router {
     let v1 = v1_router().route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -92,5 +92,6 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }

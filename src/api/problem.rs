@@ -28,6 +28,8 @@ pub enum ApiError {
     Forbidden,
     #[error("{0}")]
     NotFound(String),
+    #[error("this route does not take this method")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     /// The request is well-formed but asks for something invalid.
@@ -109,6 +111,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -123,6 +126,7 @@ impl ApiError {
             ApiError::Unauthorized => ("unauthorized", "Unauthorized"),
             ApiError::Forbidden => ("forbidden", "Forbidden"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
             ApiError::Validation { .. } => ("validation", "Invalid request"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
@@ -276,6 +280,7 @@ mod tests {
             (ApiError::Unauthorized, 401),
             (ApiError::Forbidden, 403),
             (ApiError::NotFound("x".into()), 404),
+            (ApiError::MethodNotAllowed, 405),
             (ApiError::Conflict("x".into()), 409),
             (
                 ApiError::Validation {

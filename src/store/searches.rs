@@ -317,7 +317,7 @@ impl Store {
         Ok(urls)
     }
 
-    /// How many runs each search has, for tests and `searches`: (search id, run, scheduled for).
+    /// Every run of every search as (search id, run, scheduled for, status), for tests.
     pub async fn search_runs(&self) -> Result<Vec<(i64, i64, Option<i64>, String)>, StoreError> {
         let rows = sqlx::query_as(
             "SELECT search_id, run, scheduled_for, status FROM search_runs ORDER BY search_id, run",
