@@ -1,6 +1,7 @@
 //! Two `scrapefarm scheduler` processes on one PostgreSQL database, a few searches every 10 s
 //! for about a minute: every due run is started exactly once (claimed by compare-and-set on
-//! `next_run_at`), with no slot missed or doubled.
+//! `next_run_at`), with no slot missed or doubled. And a run's collection lease: a run whose
+//! collector died is taken over once the lease expires.
 
 mod common;
 
@@ -87,5 +88,53 @@ async fn two_schedulers_start_each_due_run_exactly_once() {
         );
     }
     store.close().await;
+    drop_database(&name).await;
+}
+
+/// A collector that dies holding a run blocks it only until its lease expires: then another
+/// takes it over, and the dead one can no longer renew it. On both backends.
+#[tokio::test]
+async fn a_run_whose_collector_died_is_taken_over_when_its_lease_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("sf_lease");
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    for url in [format!("{PG_BASE}/{name}"), sqlite] {
+        let store = Store::connect(&url, 4).await.unwrap();
+        store.migrate().await.unwrap();
+        let sites = Sites::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sites")).unwrap();
+        let tracker = Tracker::new(store.clone(), Arc::new(sites));
+        let request = SearchRequest {
+            site: "fixture".into(),
+            query: Some("lamp".into()),
+            ..SearchRequest::default()
+        };
+        let search = tracker.create_search(&request).await.unwrap();
+        let dead = store
+            .claim_run("dead", 300, None)
+            .await
+            .unwrap()
+            .expect("run 1 waits");
+        assert_eq!((dead.search_id, dead.run), (search.id, 1));
+        assert_eq!(
+            store.claim_run("alive", 60_000, None).await.unwrap(),
+            None,
+            "{url}: leased"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let taken = store.claim_run("alive", 60_000, None).await.unwrap();
+        assert_eq!(
+            taken,
+            Some(dead.clone()),
+            "{url}: taken over after the lease"
+        );
+        assert!(!store.renew_run_lease(dead.id, "dead", 300).await.unwrap());
+        assert!(
+            store
+                .renew_run_lease(dead.id, "alive", 60_000)
+                .await
+                .unwrap()
+        );
+        store.close().await;
+    }
     drop_database(&name).await;
 }
