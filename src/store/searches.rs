@@ -253,12 +253,16 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Gives a claimed run back (shutdown): another collector may take it at once.
-    pub async fn release_run(&self, id: i64, owner: &str) -> Result<(), StoreError> {
+    /// Gives a claimed run back: any collector may take it again `after_ms` from now on the
+    /// database's clock (0 on shutdown; later after a transient failure, so a broken browser or
+    /// queue is not retried in a tight loop).
+    pub async fn release_run(&self, id: i64, owner: &str, after_ms: i64) -> Result<(), StoreError> {
+        let now = self.db_now_ms().await?;
         sqlx::query(
-            "UPDATE search_runs SET lease_owner = NULL, lease_until = NULL \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'collecting'",
+            "UPDATE search_runs SET lease_owner = NULL, lease_until = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'collecting'",
         )
+        .bind(now + after_ms)
         .bind(id)
         .bind(owner)
         .execute(&self.pool)

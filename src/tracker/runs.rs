@@ -43,6 +43,9 @@ pub const SCHEDULER_TICK: Duration = Duration::from_secs(1);
 const COLLECTOR_POLL: Duration = Duration::from_secs(2);
 /// A collector's lease on a run; renewed every third of it while the run is collected.
 const RUN_LEASE: Duration = Duration::from_secs(60);
+/// How long a run interrupted by a transient failure (store, queue or browser down) waits before
+/// any collector tries it again.
+const RETRY_TRANSIENT: Duration = Duration::from_secs(30);
 /// How long launching the collector's browser may take.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -228,13 +231,15 @@ impl Collector {
             tokio::select! {
                 result = &mut work => break result,
                 _ = renew.tick() => {
+                    // A failed renewal (store down) keeps working: the lease is still ours
+                    // until it expires, and the collection itself will fail if the store stays down.
                     if !store.renew_run_lease(claim.id, &self.owner, lease_ms).await.unwrap_or(true) {
                         tracing::warn!(search_id = claim.search_id, run = claim.run, "Run lease lost; another collector has it.");
                         return;
                     }
                 }
                 _ = shutdown.cancelled() => {
-                    let _ = store.release_run(claim.id, &self.owner).await;
+                    let _ = store.release_run(claim.id, &self.owner, 0).await;
                     return;
                 }
             }
@@ -255,7 +260,8 @@ impl Collector {
             }
             Err(RunError::Transient(reason)) => {
                 tracing::warn!(search_id = claim.search_id, run = claim.run, %reason, "Run interrupted; it is collected again later.");
-                store.release_run(claim.id, &self.owner).await
+                let retry_ms = RETRY_TRANSIENT.as_millis() as i64;
+                store.release_run(claim.id, &self.owner, retry_ms).await
             }
         };
         if let Err(e) = finished {
