@@ -30,7 +30,7 @@ RUN mkdir -p src \
 
 # The real sources. `build.r[s]` copies build.rs only if it exists (Cargo.toml is listed again
 # so the instruction always has a match). migrations/ and sites/ are read at compile time by
-# sqlx::migrate! and tests, and shipped in the runtime image below.
+# sqlx::migrate! and include_str! (the built-in sites), and shipped in the runtime image below.
 COPY Cargo.toml build.r[s] ./
 COPY src ./src
 COPY migrations ./migrations

@@ -31,7 +31,7 @@ pub use serve::{scheduler, serve};
 
 /// Loads site definitions, applying `--base-url` to `site` when given.
 pub fn load_sites(common: &Common, site: Option<&str>) -> anyhow::Result<Sites> {
-    let mut sites = Sites::load(&common.sites_dir)?;
+    let mut sites = Sites::load_from(common.sites_dir.as_deref())?;
     if let (Some(base), Some(site)) = (&common.base_url, site) {
         sites.set_base_url(site, base)?;
     }

@@ -21,8 +21,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Settings shared by every command.
+/// Settings shared by every command (listed under their own heading in every `--help`).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Common {
     /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://file.db?mode=rwc`) URL; without one, the
     /// embedded default `<data dir>/scrapefarm.db` (SQLite).
@@ -43,14 +44,10 @@ pub struct Common {
         default_value = "scrapefarm.listings"
     )]
     pub queue: String,
-    /// Directory of site definitions (`<name>.toml`).
-    #[arg(
-        long,
-        env = "SCRAPEFARM_SITES_DIR",
-        global = true,
-        default_value = "sites"
-    )]
-    pub sites_dir: PathBuf,
+    /// Directory of site definitions (`<name>.toml`) that add to or override the built-in
+    /// `fixture` and `ebay` [default: ./sites when it exists]
+    #[arg(long, env = "SCRAPEFARM_SITES_DIR", global = true)]
+    pub sites_dir: Option<PathBuf>,
     /// Root of the browser profiles (each worker uses its own subfolder).
     #[arg(
         long,
@@ -240,6 +237,16 @@ pub enum Command {
     /// Start due scheduled runs (and collect them) without the HTTP API; any number may run.
     #[command(after_help = "Example:\n  scrapefarm scheduler\n  scrapefarm scheduler --no-collect")]
     Scheduler(SchedulerArgs),
+    /// Site definitions: list the usable ones (built in and from the sites directory), validate
+    /// a directory of them.
+    #[command(
+        after_help = "Examples:\n  scrapefarm sites ls\n  scrapefarm sites validate ./my-sites"
+    )]
+    Sites {
+        /// Default: `ls`.
+        #[command(subcommand)]
+        cmd: Option<crate::site::command::SitesCommand>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -323,10 +330,13 @@ pub enum ApiKeyCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct FixtureArgs {
+    /// TCP port on 127.0.0.1 (0 = any free port).
     #[arg(long, env = "SCRAPEFARM_FIXTURE_PORT", default_value_t = 8377)]
     pub port: u16,
+    /// Seed of the generated catalogue: the same seed serves the same listings and prices.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Listings each search query finds.
     #[arg(long, default_value_t = 200)]
     pub listings_per_query: usize,
     /// Fraction of listing pages answered with a JS challenge.
@@ -338,7 +348,8 @@ pub struct FixtureArgs {
     /// Fraction of listing requests answered with a captcha 403.
     #[arg(long, default_value_t = 0.0)]
     pub captcha_rate: f64,
-    #[arg(long, default_value_t = 10)]
+    /// Seconds a visitor that hit a captcha keeps getting captchas.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub captcha_cooldown: u64,
     /// Fraction of listing requests answered with a 503.
     #[arg(long, default_value_t = 0.0)]
@@ -347,12 +358,14 @@ pub struct FixtureArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct EnqueueArgs {
+    /// Site definition to use (`scrapefarm sites` lists them).
     #[arg(long, env = "SCRAPEFARM_SITE")]
     pub site: String,
     /// Search query to collect.
     #[arg(long, conflicts_with = "urls", required_unless_present = "urls")]
     pub query: Option<String>,
-    #[arg(long, default_value_t = 5)]
+    /// Search-result pages to collect at most (≥ 1).
+    #[arg(long, default_value_t = 5, value_parser = at_least_one_u32)]
     pub max_pages: u32,
     /// File of listing URLs, one per line (`-` for stdin).
     #[arg(long)]
@@ -369,11 +382,14 @@ pub struct EnqueueArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CrawlArgs {
+    /// Site definition to use (`scrapefarm sites` lists them).
     #[arg(long, env = "SCRAPEFARM_SITE")]
     pub site: String,
+    /// Search query to collect and crawl.
     #[arg(long, conflicts_with = "urls", required_unless_present = "urls")]
     pub query: Option<String>,
-    #[arg(long, default_value_t = 5)]
+    /// Search-result pages to collect at most (≥ 1).
+    #[arg(long, default_value_t = 5, value_parser = at_least_one_u32)]
     pub max_pages: u32,
     /// File of listing URLs, one per line.
     #[arg(long)]
@@ -382,29 +398,36 @@ pub struct CrawlArgs {
     /// the crawl before anything is queued, as `enqueue` does).
     #[arg(long, requires = "urls")]
     pub skip_invalid: bool,
-    #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4)]
+    /// Pages rendering at once (browser tabs, ≥ 1).
+    #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4, value_parser = at_least_one)]
     pub concurrency: usize,
-    #[arg(long, env = "SCRAPEFARM_MAX_ATTEMPTS", default_value_t = 8)]
+    /// Attempts of a listing before it is dead-lettered (≥ 1).
+    #[arg(long, env = "SCRAPEFARM_MAX_ATTEMPTS", default_value_t = 8,
+          value_parser = at_least_one_u32)]
     pub max_attempts: u32,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
+    /// Search query on the fixture marketplace.
     #[arg(long, default_value = "lamp")]
     pub query: String,
-    #[arg(long, default_value_t = 200)]
+    /// Listings the fixture marketplace finds for the query (≥ 1).
+    #[arg(long, default_value_t = 200, value_parser = at_least_one)]
     pub listings: usize,
-    #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4)]
+    /// Pages rendering at once (browser tabs, ≥ 1).
+    #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4, value_parser = at_least_one)]
     pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// Tabs = pages rendering at once; RabbitMQ prefetch is twice this (storing overlaps rendering).
-    #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4)]
+    /// Tabs = pages rendering at once (≥ 1); RabbitMQ prefetch is twice this (storing overlaps
+    /// rendering).
+    #[arg(long, env = "SCRAPEFARM_CONCURRENCY", default_value_t = 4, value_parser = at_least_one)]
     pub concurrency: usize,
     /// Exit 0 after the queues have been empty this many seconds.
-    #[arg(long, env = "SCRAPEFARM_EXIT_WHEN_IDLE_SECS")]
+    #[arg(long, env = "SCRAPEFARM_EXIT_WHEN_IDLE_SECS", value_name = "SECONDS")]
     pub exit_when_idle: Option<u64>,
     /// Worker id (profile subfolder); defaults to `worker-$JOB_COMPLETION_INDEX` or `worker-0`.
     #[arg(long, env = "SCRAPEFARM_WORKER_ID")]
@@ -412,10 +435,16 @@ pub struct WorkerArgs {
     #[arg(long, env = "JOB_COMPLETION_INDEX", hide = true)]
     pub completion_index: Option<u32>,
     /// Seconds in-flight pages may take after SIGTERM.
-    #[arg(long, env = "SCRAPEFARM_SHUTDOWN_DEADLINE_SECS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "SCRAPEFARM_SHUTDOWN_DEADLINE_SECS",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
     pub shutdown_deadline: u64,
-    /// Attempts before a job is dead-lettered.
-    #[arg(long, env = "SCRAPEFARM_MAX_ATTEMPTS", default_value_t = 8)]
+    /// Attempts before a job is dead-lettered (≥ 1).
+    #[arg(long, env = "SCRAPEFARM_MAX_ATTEMPTS", default_value_t = 8,
+          value_parser = at_least_one_u32)]
     pub max_attempts: u32,
     /// Readiness file touched while running.
     #[arg(
@@ -444,8 +473,8 @@ pub struct ListingsArgs {
     /// Only the listings a search found (its id, as `searches` shows), in search-result order.
     #[arg(long, value_name = "SEARCH_ID")]
     pub search: Option<i64>,
-    /// Only listings in this status: pending, active, ended, gone or failed.
-    #[arg(long)]
+    /// Only listings in this status.
+    #[arg(long, value_parser = LISTING_STATUSES)]
     pub status: Option<String>,
     /// Only listings of this site.
     #[arg(long)]
@@ -456,8 +485,8 @@ pub struct ListingsArgs {
     /// Order of the rows (default: search-result order with --search, else as stored).
     #[arg(long, value_enum)]
     pub sort: Option<ListingSort>,
-    /// At most this many rows (after sorting).
-    #[arg(long)]
+    /// At most this many rows (after sorting, ≥ 1).
+    #[arg(long, value_parser = at_least_one)]
     pub limit: Option<usize>,
     /// Include each listing's price observations (local time and price).
     #[arg(long)]
@@ -481,8 +510,8 @@ pub struct ExportArgs {
     /// Only the listings a search found (its id, as `searches` shows).
     #[arg(long, value_name = "SEARCH_ID")]
     pub search: Option<i64>,
-    /// Only listings in this status: pending, active, ended, gone or failed.
-    #[arg(long)]
+    /// Only listings in this status.
+    #[arg(long, value_parser = LISTING_STATUSES)]
     pub status: Option<String>,
     /// Only listings of this site.
     #[arg(long)]
@@ -527,6 +556,7 @@ pub struct JsonArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct ExtractArgs {
+    /// Site definition whose rules read the page (`scrapefarm sites` lists them).
     #[arg(long, env = "SCRAPEFARM_SITE")]
     pub site: String,
     /// A saved HTML file, or an http(s) URL rendered in the browser.
@@ -587,6 +617,24 @@ pub struct HealthArgs {
         default_value = "/tmp/scrapefarm-ready"
     )]
     pub ready_file: PathBuf,
+}
+
+/// The statuses a listing can be in, for `--status`.
+const LISTING_STATUSES: [&str; 5] = ["pending", "active", "ended", "gone", "failed"];
+
+/// A count that must be at least 1 (`--concurrency 0` would never render a page).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+/// [`at_least_one`] for `u32` settings (`--max-pages`, `--max-attempts`).
+fn at_least_one_u32(text: &str) -> Result<u32, String> {
+    let n = at_least_one(text)?;
+    u32::try_from(n).map_err(|_| format!("must be at most {}", u32::MAX))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! tables into maps and relative URLs into absolute ones. Runs on a blocking thread: HTML parsing
 //! is CPU work.
 
+mod charset;
 mod page;
 mod reader;
 mod rules;
@@ -22,6 +23,7 @@ use crate::price::{self, Currency, Money, PriceError};
 use crate::site::{Field, Rule, Site};
 use reader::FieldReader;
 
+pub use charset::{CharsetSource, Decoded, decode_html};
 pub use rules::{Document, RuleTrace};
 pub use text::{collapse_whitespace, inner_text};
 
@@ -190,24 +192,47 @@ fn matches_self_or_inside(row: ElementRef<'_>, sel: &Selector) -> bool {
 }
 
 /// Item specifics: in every row of every definition, the n-th key pairs with the n-th value.
-/// The first value of a key wins.
+/// The first non-empty value of a key wins; a key shown with an empty value is kept with `""`.
 fn specifics(doc: &Document<'_>, site: &Site) -> BTreeMap<String, String> {
-    let mut map = BTreeMap::new();
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
     for def in &site.fields.specifics {
         for row in doc.html.select(&def.row) {
             let keys = row.select(&def.key).map(|e| doc.text(e, None));
-            let values = row
-                .select(&def.value)
-                .map(|e| doc.text(e, def.exclude.as_ref()));
+            let values: Vec<String> = match &def.value {
+                Some(value) => row
+                    .select(value)
+                    .map(|e| doc.text(e, def.exclude.as_ref()))
+                    .collect(),
+                None => {
+                    let text = doc.text(row, def.exclude.as_ref());
+                    vec![text.trim_start_matches([':', '：', ' ']).to_string()]
+                }
+            };
             for (key, value) in keys.zip(values) {
-                let key = specifics_key(&key);
-                if !key.is_empty() && !value.is_empty() {
-                    map.entry(key).or_insert(value);
+                let Some(key) = regex_part(def.key_regex.as_ref(), &specifics_key(&key)) else {
+                    continue;
+                };
+                let value = regex_part(def.value_regex.as_ref(), &value).unwrap_or(value);
+                let slot = map.entry(key).or_default();
+                if slot.is_empty() {
+                    *slot = value;
                 }
             }
         }
     }
+    map.retain(|key, _| !key.is_empty());
     map
+}
+
+/// Capture group 1 (or the whole match) of `re` in `text`, trimmed; `text` itself without a
+/// regex; `None` when the regex does not match.
+fn regex_part(re: Option<&regex::Regex>, text: &str) -> Option<String> {
+    let Some(re) = re else {
+        return Some(text.to_string());
+    };
+    let caps = re.captures(text)?;
+    let m = caps.get(1).or_else(|| caps.get(0))?;
+    Some(m.as_str().trim().to_string())
 }
 
 /// A specifics label as a key: without invisible direction and zero-width marks (U+200E,

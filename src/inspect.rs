@@ -106,7 +106,8 @@ pub fn saved_page(path: &Path, site: &Site) -> Result<Page, InspectError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let html = String::from_utf8_lossy(&bytes).into_owned();
+    // Saved pages come in every encoding: decoded as a browser would (BOM, meta charset, …).
+    let html = crate::extract::decode_html(&bytes, None).html;
     let file_url = std::path::absolute(path)
         .ok()
         .and_then(|p| url::Url::from_file_path(p).ok())
@@ -441,5 +442,19 @@ mod tests {
         let og_only = r#"<meta property="og:url" content="http://127.0.0.1:1/item/8">"#;
         let url = canonical_url(og_only, site);
         assert_eq!(url.as_deref(), Some("http://127.0.0.1:1/item/8"));
+    }
+
+    #[test]
+    fn a_saved_windows_1252_page_reads_as_its_text_not_replacement_characters() {
+        let sites = Sites::builtin();
+        let site = sites.get("fixture").unwrap();
+        let html = "<meta charset=windows-1252><h1 class=title>Stehlampe Zuverlässigkeit</h1>\
+                    <span class=price>12,50 €</span>";
+        let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(html);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &bytes).unwrap();
+        let page = saved_page(file.path(), site).unwrap();
+        assert!(page.html.contains("Zuverlässigkeit"), "{}", page.html);
+        assert!(page.html.contains("12,50 €") && !page.html.contains('\u{FFFD}'));
     }
 }

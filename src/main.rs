@@ -51,6 +51,9 @@ async fn run() -> std::process::ExitCode {
         Command::Health(args) => operator::health(args),
         Command::Apikey(cmd) => scrapefarm::api_key::command(common, cmd).await,
         Command::Db(DbCommand::GrantWorker(args)) => app::grant_worker(common, args).await,
+        Command::Sites { cmd } => {
+            scrapefarm::site::command::run(common.sites_dir.as_deref(), cmd.as_ref())
+        }
     };
     signals.abort();
     exit_code(result)

@@ -8,6 +8,7 @@
 //! read several generations of a site's markup. A rule reads CSS-selected elements (their text or
 //! an attribute), values in the page's JSON-LD, or a regex over the raw HTML (embedded JSON).
 
+pub mod command;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -33,10 +34,11 @@ pub enum SiteError {
     Invalid { file: PathBuf, problem: String },
     #[error("site `{0}` has no `[search]` section: it takes listing URLs only")]
     NoSearch(String),
-    #[error("no site named `{name}` in {dir} (known: {known})")]
+    #[error("no site named `{name}` in {from} (known: {known})")]
     Unknown {
         name: String,
-        dir: PathBuf,
+        /// Where definitions were looked for: the built-in ones and the directory, if any.
+        from: String,
         known: String,
     },
 }
@@ -82,18 +84,50 @@ pub enum Source {
     },
     /// Capture group 1 (or the whole match) of a regex over the raw HTML: data embedded in scripts.
     Html(Regex),
+    /// Values at dotted paths in a JSON document embedded in the page: the text of the
+    /// `<script>` elements matching `script` (`script#__NEXT_DATA__`), or the value assigned to
+    /// the JavaScript variable `var` (`window.__INITIAL_STATE__ = {…};`). Paths work as for
+    /// JSON-LD (arrays are searched element by element, so `items.title` is a list), starting at
+    /// the nodes of `@type` `node_type` when given.
+    Json {
+        document: JsonDocument,
+        paths: Vec<Vec<String>>,
+        node_type: Option<String>,
+    },
+    /// Microdata: elements whose `itemprop` holds the name (`selector` finds them), read as
+    /// browsers expose their value — `content`, else `href`/`src` of links and media, else the
+    /// element's text.
+    ItemProp { name: String, selector: Selector },
+    /// `<meta property|name = the name content=…>`: OpenGraph (`og:title`), Twitter cards,
+    /// `product:price:amount`.
+    Meta { name: String, selector: Selector },
+}
+
+/// Where a [`Source::Json`] rule finds its document.
+#[derive(Debug, Clone)]
+pub enum JsonDocument {
+    Script { css: String, selector: Selector },
+    Var(String),
 }
 
 /// Where the item specifics (key/value pairs) are: in each row, the n-th key element pairs with
 /// the n-th value element, so both one-pair rows (`th`/`td`) and two-pair rows
-/// (`td.label`/`td`/`td.label`/`td`) read correctly.
+/// (`td.label`/`td`/`td.label`/`td`) read correctly. Without `value`, a row's value is its text
+/// outside the key element (`<li><b>Key:</b> value</li>`).
 #[derive(Debug, Clone)]
 pub struct SpecificsDef {
     pub row: Selector,
     pub key: Selector,
-    pub value: Selector,
-    /// Descendants of a value left out of its text ("Read more" buttons).
+    pub value: Option<Selector>,
+    /// Descendants of a value left out of its text ("Read more" buttons; without `value`, the
+    /// key elements too).
     pub exclude: Option<Selector>,
+    /// Keys are capture group 1 (or the whole match) of this; rows whose key does not match are
+    /// skipped.
+    pub key_regex: Option<Regex>,
+    /// Values are capture group 1 (or the whole match) of this; a value that does not match is
+    /// kept whole.
+    pub value_regex: Option<Regex>,
 }
 
 /// Rules of a listing page.
@@ -279,10 +313,23 @@ pub enum ListingUrlError {
 /// (every problem, with the file and key) and skipped: the other sites still load.
 #[derive(Debug, Clone)]
 pub struct Sites {
-    dir: PathBuf,
+    /// The directory whose files were loaded over the built-in definitions, if any.
+    dir: Option<PathBuf>,
     sites: BTreeMap<String, Site>,
+    /// The file each site was read from (`built-in <name>.toml` for compiled-in ones).
+    files: BTreeMap<String, PathBuf>,
     invalid: Vec<InvalidSite>,
 }
+
+/// Site definitions compiled into the binary, so `demo`, `crawl --site fixture` and the container
+/// work from any directory; a file of the same name in the sites directory overrides one.
+const BUILTIN: [(&str, &str); 2] = [
+    ("ebay", include_str!("../sites/ebay.toml")),
+    ("fixture", include_str!("../sites/fixture.toml")),
+];
+
+/// The sites directory used when none is given: `./sites`, only if it exists.
+pub const DEFAULT_DIR: &str = "sites";
 
 /// A site file that could not be loaded, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,8 +349,24 @@ impl InvalidSite {
 }
 
 impl Sites {
-    /// Loads and validates every `*.toml` in `dir`, in name order; invalid files are logged and
-    /// kept in [`Sites::invalid`]. Only an unreadable directory is an error.
+    /// The built-in definitions alone.
+    pub fn builtin() -> Sites {
+        let mut sites = Sites {
+            dir: None,
+            sites: BTreeMap::new(),
+            files: BTreeMap::new(),
+            invalid: Vec::new(),
+        };
+        for (name, text) in BUILTIN {
+            sites.add(PathBuf::from(format!("built-in {name}.toml")), parse(text));
+        }
+        sites
+    }
+
+    /// The built-in definitions, overridden and extended by every `*.toml` in `dir`, in name
+    /// order; invalid files are logged and kept in [`Sites::invalid`] (an invalid file replaces a
+    /// built-in definition of its name: a broken override is reported, never silently ignored).
+    /// Only an unreadable directory is an error.
     pub fn load(dir: &Path) -> Result<Sites, SiteError> {
         let entries = std::fs::read_dir(dir).map_err(|source| SiteError::Dir {
             dir: dir.to_path_buf(),
@@ -315,27 +378,53 @@ impl Sites {
             .filter(|path| path.extension().is_some_and(|e| e == "toml"))
             .collect();
         paths.sort();
-        let (mut sites, mut invalid) = (BTreeMap::new(), Vec::new());
+        let mut sites = Sites::builtin();
+        sites.dir = Some(dir.to_path_buf());
         for path in paths {
-            match load_file(&path) {
-                Ok(site) => {
-                    sites.insert(site.name.clone(), site);
+            let site = std::fs::read_to_string(&path)
+                .map_err(|e| vec![e.to_string()])
+                .and_then(|text| parse(&text));
+            sites.add(path, site);
+        }
+        Ok(sites)
+    }
+
+    /// [`Sites::load`] of `dir` when given (it must be readable), else of `./sites` when that
+    /// exists, else the built-in definitions alone.
+    pub fn load_from(dir: Option<&Path>) -> Result<Sites, SiteError> {
+        match dir {
+            Some(dir) => Sites::load(dir),
+            None if Path::new(DEFAULT_DIR).is_dir() => Sites::load(Path::new(DEFAULT_DIR)),
+            None => Ok(Sites::builtin()),
+        }
+    }
+
+    fn add(&mut self, file: PathBuf, site: Result<Site, Vec<String>>) {
+        match site {
+            Ok(site) => {
+                self.invalid
+                    .retain(|bad| bad.file.file_stem() != file.file_stem());
+                self.files.insert(site.name.clone(), file);
+                self.sites.insert(site.name.clone(), site);
+            }
+            Err(problems) => {
+                if let Some(stem) = file.file_stem().and_then(|s| s.to_str()) {
+                    self.sites.remove(stem);
+                    self.files.remove(stem);
                 }
-                Err(problems) => {
-                    let bad = InvalidSite {
-                        file: path,
-                        problems,
-                    };
-                    tracing::warn!(error = %bad.error(), "Site file skipped.");
-                    invalid.push(bad);
-                }
+                let bad = InvalidSite { file, problems };
+                tracing::warn!(error = %bad.error(), "Site file skipped.");
+                self.invalid.push(bad);
             }
         }
-        Ok(Sites {
-            dir: dir.to_path_buf(),
-            sites,
-            invalid,
-        })
+    }
+
+    /// Where definitions come from, for messages: "the built-in sites and sites/".
+    fn origin(&self) -> String {
+        match &self.dir {
+            Some(dir) => format!("the built-in sites and {}", dir.display()),
+            None => "the built-in sites".to_string(),
+        }
     }
 
     /// The site files that could not be loaded.
@@ -354,24 +443,29 @@ impl Sites {
         }
         self.sites.get(name).ok_or_else(|| SiteError::Unknown {
             name: name.to_string(),
-            dir: self.dir.clone(),
+            from: self.origin(),
             known: self.sites.keys().cloned().collect::<Vec<_>>().join(", "),
         })
     }
 
     /// Points a site at another base URL (the fixture marketplace listens on a chosen port).
     pub fn set_base_url(&mut self, name: &str, base_url: &str) -> Result<(), SiteError> {
-        let dir = self.dir.clone();
+        let from = self.origin();
         let site = self.sites.get_mut(name).ok_or_else(|| SiteError::Unknown {
             name: name.to_string(),
-            dir: dir.clone(),
+            from,
             known: String::new(),
         })?;
         site.base_url = Url::parse(base_url).map_err(|e| SiteError::Invalid {
-            file: dir.join(format!("{name}.toml")),
+            file: PathBuf::from(format!("{name}.toml")),
             problem: format!("base URL override `{base_url}`: {e}"),
         })?;
         Ok(())
+    }
+
+    /// The file site `name` was read from (`built-in <name>.toml` for a compiled-in one).
+    pub fn file(&self, name: &str) -> Option<&Path> {
+        self.files.get(name).map(PathBuf::as_path)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -379,10 +473,9 @@ impl Sites {
     }
 }
 
-/// One site file, or every problem found in it.
-fn load_file(path: &Path) -> Result<Site, Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| vec![e.to_string()])?;
-    let raw: raw::SiteFile = toml::from_str(&text).map_err(|e| vec![e.to_string()])?;
+/// One site definition's text, or every problem found in it.
+fn parse(text: &str) -> Result<Site, Vec<String>> {
+    let raw: raw::SiteFile = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
     raw.validate()
 }
 

@@ -1,14 +1,16 @@
 //! Rule evaluation: how one [`Field`] of a site definition reads values from a parsed page —
-//! CSS-selected text or attributes, JSON-LD paths, regexes over the raw HTML — and how element
+//! CSS-selected text or attributes, JSON-LD paths, paths in JSON embedded in scripts or assigned
+//! to JavaScript variables, microdata, meta tags, regexes over the raw HTML — and how element
 //! text is read the way a reader sees it (`text`: innerText without the site's hidden decoration).
 
-use std::sync::{LazyLock, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use scraper::{ElementRef, Html, Selector};
 use serde_json::Value;
 
 use super::text::{collapse_whitespace, inner_text};
-use crate::site::{Field, Rule, Site, Source};
+use crate::site::{Field, JsonDocument, Rule, Site, Source};
 
 static JSONLD: LazyLock<Selector> = LazyLock::new(|| {
     // A constant, valid selector.
@@ -21,6 +23,8 @@ pub struct Document<'a> {
     raw: &'a str,
     hidden: Option<&'a Selector>,
     jsonld: OnceLock<Vec<Value>>,
+    /// Embedded JSON documents already parsed, by script selector or variable name.
+    embedded: Mutex<HashMap<String, Arc<Vec<Value>>>>,
 }
 
 /// What one rule of a field read, for the `extract` command.
@@ -39,6 +43,7 @@ impl<'a> Document<'a> {
             raw,
             hidden: site.hidden.as_ref(),
             jsonld: OnceLock::new(),
+            embedded: Mutex::new(HashMap::new()),
         }
     }
 
@@ -63,8 +68,8 @@ impl<'a> Document<'a> {
             .filter_map(move |rule| self.values(rule, None, 1).pop().map(|v| (rule, v)))
     }
 
-    /// The first value of `field` inside `scope` (a search result row). Only CSS rules apply:
-    /// JSON-LD and raw-HTML rules describe the whole page, not a row.
+    /// The first value of `field` inside `scope` (a search result row). Only CSS and microdata
+    /// rules apply: JSON, meta and raw-HTML rules describe the whole page, not a row.
     pub fn first_in(&self, scope: ElementRef<'_>, field: &Field) -> Option<String> {
         field
             .rules
@@ -154,9 +159,36 @@ impl<'a> Document<'a> {
                 .filter_map(keep)
                 .take(limit)
                 .collect(),
+            (Source::ItemProp { selector, .. }, scope) => scope
+                .unwrap_or_else(|| self.html.root_element())
+                .select(selector)
+                .filter_map(|el| self.item_value(el))
+                .filter_map(keep)
+                .take(limit)
+                .collect(),
             (_, Some(_)) => Vec::new(),
-            (Source::JsonLd { paths, node_type }, None) => self
-                .jsonld_values(paths, node_type.as_deref())
+            (Source::Meta { selector, .. }, None) => self
+                .html
+                .select(selector)
+                .filter_map(|el| el.value().attr("content").map(|v| v.trim().to_string()))
+                .filter_map(keep)
+                .take(limit)
+                .collect(),
+            (Source::JsonLd { paths, node_type }, None) => {
+                json_values(self.jsonld_blocks(), paths, node_type.as_deref())
+                    .into_iter()
+                    .filter_map(keep)
+                    .take(limit)
+                    .collect()
+            }
+            (
+                Source::Json {
+                    document,
+                    paths,
+                    node_type,
+                },
+                None,
+            ) => json_values(&self.embedded_json(document), paths, node_type.as_deref())
                 .into_iter()
                 .filter_map(keep)
                 .take(limit)
@@ -181,30 +213,98 @@ impl<'a> Document<'a> {
         })
     }
 
-    fn jsonld_values(&self, paths: &[Vec<String>], node_type: Option<&str>) -> Vec<String> {
-        let mut roots = Vec::new();
-        for block in self.jsonld_blocks() {
-            match node_type {
-                Some(wanted) => nodes_of_type(block, wanted, &mut roots),
-                None => roots.push(block),
-            }
-        }
-        let at = |path: &[String]| -> Vec<String> {
-            let mut found = Vec::new();
-            for root in &roots {
-                walk(root, path, &mut found);
-            }
-            found.into_iter().filter_map(leaf_text).collect()
+    /// The JSON documents `document` names, parsed once per page.
+    fn embedded_json(&self, document: &JsonDocument) -> Arc<Vec<Value>> {
+        let key = match document {
+            JsonDocument::Script { css, .. } => format!("script {css}"),
+            JsonDocument::Var(var) => format!("var {var}"),
         };
-        match paths {
-            [one] => at(one),
-            many => {
-                let firsts: Option<Vec<String>> =
-                    many.iter().map(|p| at(p).into_iter().next()).collect();
-                firsts.map(|f| vec![f.join(" ")]).unwrap_or_default()
-            }
+        // A poisoned lock only means another rule panicked; the cache is still consistent.
+        let mut cache = self.embedded.lock().unwrap_or_else(|e| e.into_inner());
+        let docs = cache.entry(key).or_insert_with(|| {
+            Arc::new(match document {
+                JsonDocument::Script { selector, .. } => self
+                    .html
+                    .select(selector)
+                    .filter_map(|el| serde_json::from_str(&el.text().collect::<String>()).ok())
+                    .collect(),
+                JsonDocument::Var(var) => assigned_json(self.raw, var),
+            })
+        });
+        Arc::clone(docs)
+    }
+
+    /// A microdata property's value, as the HTML standard defines it.
+    fn item_value(&self, el: ElementRef<'_>) -> Option<String> {
+        let v = el.value();
+        let attr = match v.name() {
+            "meta" => "content",
+            "a" | "area" | "link" => "href",
+            "audio" | "embed" | "iframe" | "img" | "source" | "track" | "video" => "src",
+            "data" | "meter" => "value",
+            "time" if v.attr("datetime").is_some() => "datetime",
+            _ if v.attr("content").is_some() => "content",
+            _ => return Some(self.text(el, None)),
+        };
+        v.attr(attr).map(|value| value.trim().to_string())
+    }
+}
+
+/// Values at `paths` in `documents`, starting at the nodes of `@type` `node_type` when given;
+/// with several paths, the first value of each joined with a space.
+fn json_values(documents: &[Value], paths: &[Vec<String>], node_type: Option<&str>) -> Vec<String> {
+    let mut roots = Vec::new();
+    for block in documents {
+        match node_type {
+            Some(wanted) => nodes_of_type(block, wanted, &mut roots),
+            None => roots.push(block),
         }
     }
+    let at = |path: &[String]| -> Vec<String> {
+        let mut found = Vec::new();
+        for root in &roots {
+            walk(root, path, &mut found);
+        }
+        found.into_iter().filter_map(leaf_text).collect()
+    };
+    match paths {
+        [one] => at(one),
+        many => {
+            let firsts: Option<Vec<String>> =
+                many.iter().map(|p| at(p).into_iter().next()).collect();
+            firsts.map(|f| vec![f.join(" ")]).unwrap_or_default()
+        }
+    }
+}
+
+/// The JSON values assigned to JavaScript variable `var` in `raw` (`var = {…}`, also
+/// `var = JSON.parse("…")`), in document order.
+fn assigned_json(raw: &str, var: &str) -> Vec<Value> {
+    let mut found = Vec::new();
+    for (at, _) in raw.match_indices(var) {
+        let after = raw[at + var.len()..].trim_start();
+        let Some(rest) = after.strip_prefix('=').map(str::trim_start) else {
+            continue;
+        };
+        if rest.starts_with('=') {
+            continue; // a comparison, `==`
+        }
+        let value = match rest.strip_prefix("JSON.parse(") {
+            Some(quoted) => first_json::<String>(quoted.trim_start())
+                .and_then(|text| serde_json::from_str(&text).ok()),
+            None => first_json::<Value>(rest),
+        };
+        found.extend(value);
+    }
+    found
+}
+
+/// The first JSON value at the start of `text`, ignoring what follows it.
+fn first_json<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<T>()
+        .next()?
+        .ok()
 }
 
 fn post_process(rule: &Rule, value: String) -> Option<String> {
@@ -421,5 +521,106 @@ best_offer = { html = 'bestOffer":true' }"#,
             .unwrap();
         assert_eq!(doc.first_in(row, title(&site)).as_deref(), Some("Row"));
         assert_eq!(doc.first(title(&site)).as_deref(), Some("Page"));
+    }
+
+    #[test]
+    fn json_rules_read_script_documents_and_javascript_variables_including_lists() {
+        let site = site_with(
+            r#"title = { json = "props.pageProps.product.name", script = "script#__NEXT_DATA__" }
+description_url = { json = "search.items.url", var = "window.__INITIAL_STATE__" }
+item_id = { json = "sku", var = "runParams", type = "Product" }
+status_text = { json = ["price.currency", "price.amount"], var = "window.__STATE__" }"#,
+        );
+        let html = r#"<script id="__NEXT_DATA__" type="application/json">
+            {"props":{"pageProps":{"product":{"name":"Desk Lamp"}}}}</script>
+            <script>if (window.__INITIAL_STATE__ == null) {}
+            window.__INITIAL_STATE__ = {"search":{"items":[{"url":"/i/1"},{"url":"/i/2"}]}};
+            var runParams = {"data":[{"@type":"Offer","sku":"x"},{"@type":"Product","sku":"SKU-9"}]};
+            window.__STATE__ = JSON.parse("{\"price\":{\"amount\":1299,\"currency\":\"TRY\"}}");
+            </script>"#;
+        let doc = Document::parse(html, &site);
+        let f = &site.fields;
+        assert_eq!(doc.first(title(&site)).as_deref(), Some("Desk Lamp"));
+        assert_eq!(
+            doc.all(f.description_url.as_ref().unwrap()),
+            ["/i/1", "/i/2"]
+        );
+        assert_eq!(
+            doc.first(f.item_id.as_ref().unwrap()).as_deref(),
+            Some("SKU-9")
+        );
+        let price = doc.first(f.status_text.as_ref().unwrap());
+        assert_eq!(price.as_deref(), Some("TRY 1299"));
+        let trace = doc.trace(title(&site));
+        assert_eq!(
+            trace[0].label,
+            "json in script#__NEXT_DATA__ props.pageProps.product.name"
+        );
+    }
+
+    #[test]
+    fn microdata_and_meta_rules_read_values_as_browsers_expose_them() {
+        let site = site_with(
+            r#"title = { meta = "og:title" }
+description_url = { itemprop = "image" }
+item_id = { itemprop = "sku" }
+status_text = { itemprop = "price" }
+translated_title = { meta = "product:condition" }"#,
+        );
+        let html = r#"<meta property="og:title" content=" Lamp ">
+            <meta name="product:condition" content="new">
+            <div itemscope itemtype="https://schema.org/Product">
+            <img itemprop="image" src="/a.jpg"><link itemprop="image" href="/b.jpg">
+            <span itemprop="sku">  SKU 1 </span>
+            <span itemprop="price offers" content="12.50">12,50 €</span></div>"#;
+        let doc = Document::parse(html, &site);
+        let f = &site.fields;
+        assert_eq!(doc.first(title(&site)).as_deref(), Some("Lamp"));
+        assert_eq!(
+            doc.all(f.description_url.as_ref().unwrap()),
+            ["/a.jpg", "/b.jpg"]
+        );
+        assert_eq!(
+            doc.first(f.item_id.as_ref().unwrap()).as_deref(),
+            Some("SKU 1")
+        );
+        let price = doc.first(f.status_text.as_ref().unwrap());
+        assert_eq!(price.as_deref(), Some("12.50"));
+        let condition = doc.first(f.translated_title.as_ref().unwrap());
+        assert_eq!(condition.as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn new_sources_are_validated_with_the_key_named() {
+        for (rule, expected) in [
+            (r#"{ json = "a" }"#, "exactly one of `script`"),
+            (
+                r#"{ json = "a", script = "s", var = "v" }"#,
+                "exactly one of `script`",
+            ),
+            (r#"{ css = "h1", var = "v" }"#, "only apply to `json`"),
+            (
+                r#"{ json = "a", script = "[[" }"#,
+                "listing.fields.title.script",
+            ),
+            (r#"{ itemprop = "a]b" }"#, "is not a name"),
+            (r#"{ meta = "" }"#, "listing.fields.title.meta"),
+            (
+                r#"{ meta = "og:title", itemprop = "name" }"#,
+                "exactly one of",
+            ),
+        ] {
+            let text = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("sites/fixture.toml"),
+            )
+            .unwrap()
+            .replace("title = \"h1.title\"", &format!("title = {rule}"));
+            let tmp = tempfile::tempdir().unwrap();
+            std::fs::write(tmp.path().join("t.toml"), text).unwrap();
+            let sites = Sites::load(tmp.path()).unwrap();
+            let err = sites.get("t").unwrap_err().to_string();
+            assert!(err.contains(expected), "{rule}: {err}");
+            assert!(err.contains("listing.fields.title"), "{rule}: {err}");
+        }
     }
 }

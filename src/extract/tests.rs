@@ -309,3 +309,69 @@ fn specifics_keys_lose_direction_marks_and_trailing_colons() {
     let keys: Vec<_> = record.specifics.keys().map(String::as_str).collect();
     assert_eq!(keys, ["Brand", "Size", "色"]);
 }
+
+/// The fixture site with its `[listing.specifics]` table replaced by `specifics`.
+fn site_with_specifics(specifics: &str) -> Site {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sites/fixture.toml"))
+            .unwrap();
+    let start = text.find("[listing.specifics]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let text = format!("{}{specifics}{}", &text[..start], &text[end..]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fixture.toml"), text).unwrap();
+    Sites::load(dir.path())
+        .unwrap()
+        .get("fixture")
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn specifics_keep_empty_values_and_read_bare_text_values_with_regexes() {
+    let site = site_with_specifics(
+        "[[listing.specifics]]\nrow = \"table tr\"\nkey = \"th\"\nvalue = \"td\"\n\n\
+         [[listing.specifics]]\nrow = \"ul.facts li\"\nkey = \"b\"\n\
+         key_regex = '^(?:Item )?(.+)$'\nvalue_regex = '^(.*?)\\s*See all$'\n",
+    );
+    let html = "<h1 class=\"title\">Lamp</h1><table>\
+        <tr><th>Brand</th><td>Acme</td></tr><tr><th>Model</th><td></td></tr>\
+        <tr><th>Colour</th><td> </td></tr></table>\
+        <ul class=facts><li><b>Item Colour:</b> Red See all</li><li><b>Weight</b>: 2 kg</li>\
+        <li><b>Brand:</b> Other</li></ul>";
+    let record = extract_listing(html, "http://127.0.0.1:1/item/100001", &site).unwrap();
+    let got: Vec<(&str, &str)> = record
+        .specifics
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Brand", "Acme"),
+            ("Colour", "Red"),
+            ("Model", ""),
+            ("Weight", "2 kg")
+        ],
+        "an empty value is kept, a later non-empty one fills it, the first non-empty one wins"
+    );
+}
+
+#[test]
+fn specifics_regexes_are_validated_with_their_key() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sites/fixture.toml"))
+            .unwrap()
+            .replace(
+                "[listing.specifics]\n",
+                "[listing.specifics]\nkey_regex = \"(\"\n",
+            );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fixture.toml"), text).unwrap();
+    let err = Sites::load(dir.path())
+        .unwrap()
+        .get("fixture")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listing.specifics.key_regex"), "{err}");
+}

@@ -6,7 +6,11 @@
 //! `ended = { html = '"listingStatus":"ENDED"' }`. A table with several `css` selectors is one
 //! rule per selector, tried in order. A `jsonld` rule may start at the nodes of one type
 //! (`{ jsonld = "offers.price", type = "Product" }`); any rule may fix the currency of the prices
-//! it reads (`currency = "CAD"`). `search.next_page` takes the same grammar, its CSS rules
+//! it reads (`currency = "CAD"`). Embedded JSON is read with `json` paths in a script
+//! (`{ json = "props.pageProps.product.name", script = "script#__NEXT_DATA__" }`) or a JavaScript
+//! variable (`{ json = "items.title", var = "window.__INITIAL_STATE__" }`, also through
+//! `JSON.parse("…")`); microdata with `{ itemprop = "price" }`; meta tags (OpenGraph) with
+//! `{ meta = "og:title" }`. `search.next_page` takes the same grammar, its CSS rules
 //! reading `href` unless they name an `attr`. `[search]` may be left out.
 //!
 //! Validation goes on after a problem, so one pass reports every problem of a file.
@@ -19,7 +23,9 @@ use scraper::Selector;
 use serde::Deserialize;
 use url::Url;
 
-use super::{Field, ListingFields, Markers, Rule, SearchDef, Site, Source, SpecificsDef};
+use super::{
+    Field, JsonDocument, ListingFields, Markers, Rule, SearchDef, Site, Source, SpecificsDef,
+};
 use crate::price::Currency;
 
 #[derive(Deserialize)]
@@ -96,8 +102,11 @@ fn default_ready_ms() -> u64 {
 struct Specifics {
     row: String,
     key: String,
-    value: String,
+    /// Without it, a row's value is its text outside the key (`<li><b>Key:</b> value</li>`).
+    value: Option<String>,
     exclude: Option<String>,
+    key_regex: Option<String>,
+    value_regex: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +143,12 @@ struct RuleTable {
     exclude: Option<String>,
     jsonld: Option<OneOrMany<String>>,
     html: Option<String>,
+    /// Paths in an embedded JSON document, found by `script` (a selector) or `var`.
+    json: Option<OneOrMany<String>>,
+    script: Option<String>,
+    var: Option<String>,
+    itemprop: Option<String>,
+    meta: Option<String>,
     regex: Option<String>,
     currency: Option<String>,
     /// With `jsonld`: start the paths at the nodes of this `@type`.
@@ -327,14 +342,28 @@ fn listing_fields(
 
 impl Specifics {
     fn validate(self) -> Result<SpecificsDef, String> {
+        let regex = |key: &str, re: Option<String>| {
+            re.map(|re| Regex::new(&re).map_err(|e| format!("key `listing.specifics.{key}`: {e}")))
+                .transpose()
+        };
+        // A row's own text leaves out its key elements, as well as what `exclude` names.
+        let exclude = match (&self.value, &self.exclude) {
+            (Some(_), exclude) => exclude.clone(),
+            (None, Some(exclude)) => Some(format!("{}, {exclude}", self.key)),
+            (None, None) => Some(self.key.clone()),
+        };
         Ok(SpecificsDef {
             row: selector("listing.specifics.row", &self.row)?,
             key: selector("listing.specifics.key", &self.key)?,
-            value: selector("listing.specifics.value", &self.value)?,
-            exclude: self
-                .exclude
+            value: self
+                .value
+                .map(|css| selector("listing.specifics.value", &css))
+                .transpose()?,
+            exclude: exclude
                 .map(|css| selector("listing.specifics.exclude", &css))
                 .transpose()?,
+            key_regex: regex("key_regex", self.key_regex)?,
+            value_regex: regex("value_regex", self.value_regex)?,
         })
     }
 }
@@ -423,6 +452,11 @@ fn rules_of(key: &str, item: toml::Value) -> Result<Vec<Rule>, String> {
             exclude: None,
             jsonld: None,
             html: None,
+            json: None,
+            script: None,
+            var: None,
+            itemprop: None,
+            meta: None,
             regex: None,
             currency: None,
             node_type: None,
@@ -446,14 +480,28 @@ impl RuleTable {
             self.css.is_some(),
             self.jsonld.is_some(),
             self.html.is_some(),
+            self.json.is_some(),
+            self.itemprop.is_some(),
+            self.meta.is_some(),
         ];
         if sources.iter().filter(|s| **s).count() != 1 {
             return Err(format!(
-                "key `{key}`: a rule needs exactly one of `css`, `jsonld`, `html`"
+                "key `{key}`: a rule needs exactly one of `css`, `jsonld`, `json`, `itemprop`, \
+                 `meta`, `html`"
             ));
         }
-        if self.node_type.is_some() && self.jsonld.is_none() {
-            return Err(format!("key `{key}.type`: only applies to `jsonld`"));
+        if self.node_type.is_some() && self.jsonld.is_none() && self.json.is_none() {
+            return Err(format!(
+                "key `{key}.type`: only applies to `jsonld` and `json`"
+            ));
+        }
+        if (self.script.is_some() || self.var.is_some()) != self.json.is_some()
+            || (self.script.is_some() && self.var.is_some())
+        {
+            return Err(format!(
+                "key `{key}`: a `json` rule needs exactly one of `script` (a selector) or `var` \
+                 (a JavaScript variable), and they only apply to `json`"
+            ));
         }
         if (self.attr.is_some() || self.exclude.is_some()) && self.css.is_none() {
             return Err(format!(
@@ -478,18 +526,39 @@ impl RuleTable {
         if let Some(currency) = currency {
             suffix += &format!(" in {currency}");
         }
-        let sources = match (self.jsonld, self.html, self.css) {
-            (Some(paths), _, _) => vec![jsonld_source(key, paths.into_vec(), self.node_type)?],
-            (_, Some(html), _) => {
-                let re = Regex::new(&html).map_err(|e| format!("key `{key}.html`: {e}"))?;
-                vec![(Source::Html(re), format!("html /{html}/"))]
-            }
-            (_, _, css) => css_sources(
+        let sources = if let Some(paths) = self.json {
+            let document = json_document(key, self.script, self.var)?;
+            vec![json_source(
                 key,
-                css.map(OneOrMany::into_vec).unwrap_or_default(),
-                self.attr,
-                self.exclude,
-            )?,
+                document,
+                paths.into_vec(),
+                self.node_type,
+            )?]
+        } else if let Some(name) = self.itemprop {
+            let selector = named_selector(key, "itemprop", &name, &["[itemprop~=\"{}\"]"])?;
+            let label = format!("itemprop {name}");
+            vec![(Source::ItemProp { name, selector }, label)]
+        } else if let Some(name) = self.meta {
+            let forms = ["meta[property=\"{}\"]", "meta[name=\"{}\"]"];
+            let selector = named_selector(key, "meta", &name, &forms)?;
+            let label = format!("meta {name}");
+            vec![(Source::Meta { name, selector }, label)]
+        } else {
+            match (self.jsonld, self.html, self.css) {
+                (Some(paths), _, _) => {
+                    vec![jsonld_source(key, paths.into_vec(), self.node_type)?]
+                }
+                (_, Some(html), _) => {
+                    let re = Regex::new(&html).map_err(|e| format!("key `{key}.html`: {e}"))?;
+                    vec![(Source::Html(re), format!("html /{html}/"))]
+                }
+                (_, _, css) => css_sources(
+                    key,
+                    css.map(OneOrMany::into_vec).unwrap_or_default(),
+                    self.attr,
+                    self.exclude,
+                )?,
+            }
         };
         Ok(sources
             .into_iter()
@@ -508,21 +577,85 @@ fn jsonld_source(
     paths: Vec<String>,
     node_type: Option<String>,
 ) -> Result<(Source, String), String> {
+    let (paths, label) = json_paths(key, "jsonld", paths, node_type.as_deref())?;
+    Ok((Source::JsonLd { paths, node_type }, label))
+}
+
+fn json_source(
+    key: &str,
+    document: JsonDocument,
+    paths: Vec<String>,
+    node_type: Option<String>,
+) -> Result<(Source, String), String> {
+    let (paths, label) = json_paths(key, "json", paths, node_type.as_deref())?;
+    let label = match &document {
+        JsonDocument::Script { css, .. } => label.replacen("json", &format!("json in {css}"), 1),
+        JsonDocument::Var(var) => label.replacen("json", &format!("json in {var}"), 1),
+    };
+    let source = Source::Json {
+        document,
+        paths,
+        node_type,
+    };
+    Ok((source, label))
+}
+
+fn json_document(
+    key: &str,
+    script: Option<String>,
+    var: Option<String>,
+) -> Result<JsonDocument, String> {
+    match (script, var) {
+        (Some(css), _) => {
+            let parsed = Selector::parse(&css).map_err(|e| e.to_string());
+            match parsed {
+                Ok(selector) => Ok(JsonDocument::Script { css, selector }),
+                Err(e) => Err(format!(
+                    "key `{key}.script`: invalid CSS selector `{css}`: {e}"
+                )),
+            }
+        }
+        (None, Some(var)) if !var.trim().is_empty() => Ok(JsonDocument::Var(var.trim().into())),
+        _ => Err(format!("key `{key}.var`: needs a JavaScript variable name")),
+    }
+}
+
+/// A selector for elements named `name` (an `itemprop` or a `meta` property): each of `forms`
+/// with `{}` replaced by the name, joined. Names are letters, digits and `:_-.`, so no quoting
+/// is needed.
+fn named_selector(key: &str, kind: &str, name: &str, forms: &[&str]) -> Result<Selector, String> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || ":_-.".contains(c);
+    if name.is_empty() || !name.chars().all(valid) {
+        return Err(format!(
+            "key `{key}.{kind}`: `{name}` is not a name (letters, digits and `:_-.`)"
+        ));
+    }
+    let css: Vec<String> = forms.iter().map(|f| f.replace("{}", name)).collect();
+    Selector::parse(&css.join(", ")).map_err(|e| format!("key `{key}.{kind}`: {e}"))
+}
+
+/// Dotted paths split into segments, and the rule's label for the trace.
+fn json_paths(
+    key: &str,
+    kind: &str,
+    paths: Vec<String>,
+    node_type: Option<&str>,
+) -> Result<(Vec<Vec<String>>, String), String> {
     if paths.is_empty() || paths.iter().any(|p| p.trim().is_empty()) {
-        return Err(format!("key `{key}.jsonld`: needs non-empty paths"));
+        return Err(format!("key `{key}.{kind}`: needs non-empty paths"));
     }
-    if node_type.as_deref().is_some_and(|t| t.trim().is_empty()) {
-        return Err(format!("key `{key}.type`: needs a JSON-LD `@type` name"));
+    if node_type.is_some_and(|t| t.trim().is_empty()) {
+        return Err(format!("key `{key}.type`: needs a `@type` name"));
     }
-    let label = match &node_type {
-        Some(t) => format!("jsonld {t} {}", paths.join(" + ")),
-        None => format!("jsonld {}", paths.join(" + ")),
+    let label = match node_type {
+        Some(t) => format!("{kind} {t} {}", paths.join(" + ")),
+        None => format!("{kind} {}", paths.join(" + ")),
     };
     let paths = paths
         .iter()
         .map(|p| p.split('.').map(str::to_string).collect())
         .collect();
-    Ok((Source::JsonLd { paths, node_type }, label))
+    Ok((paths, label))
 }
 
 /// One source per selector, sharing the attribute and the exclusion.

@@ -147,7 +147,7 @@ fn an_invalid_site_file_is_reported_in_full_and_skipped_while_the_others_load() 
     std::fs::write(dir.path().join("broken.toml"), broken).unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a site").unwrap();
     let sites = Sites::load(dir.path()).unwrap();
-    assert_eq!(sites.names().collect::<Vec<_>>(), ["fixture"]);
+    assert_eq!(sites.names().collect::<Vec<_>>(), ["ebay", "fixture"]);
     assert!(sites.get("fixture").is_ok());
     let [bad] = sites.invalid() else {
         panic!("{:?}", sites.invalid());
@@ -186,4 +186,50 @@ fn a_site_without_search_loads_reads_listing_urls_and_says_it_has_no_search() {
     assert!(err.contains("no `[search]`"), "{err}");
     let page = crate::extract::extract_search("<li class=result></li>", "http://x/", site);
     assert_eq!(page, crate::extract::SearchPage::default());
+}
+
+#[test]
+fn the_built_in_sites_equal_the_shipped_files_and_load_without_a_directory() {
+    let builtin = Sites::builtin();
+    assert!(builtin.invalid().is_empty(), "{:?}", builtin.invalid());
+    assert_eq!(builtin.names().collect::<Vec<_>>(), ["ebay", "fixture"]);
+    let shipped = Sites::load(&sites_dir()).unwrap();
+    for name in ["ebay", "fixture"] {
+        let (a, b) = (builtin.get(name).unwrap(), shipped.get(name).unwrap());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "{name}");
+    }
+    let err = builtin.get("nope").unwrap_err().to_string();
+    assert!(
+        err.contains("the built-in sites") && err.contains("ebay, fixture"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_directory_file_overrides_a_built_in_site_and_a_broken_one_is_reported_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let moved = fixture_text().replace("http://127.0.0.1:8377", "http://127.0.0.1:9999");
+    assert_ne!(moved, fixture_text(), "the fixture file names its base URL");
+    std::fs::write(dir.path().join("fixture.toml"), moved).unwrap();
+    let sites = Sites::load(dir.path()).unwrap();
+    assert_eq!(
+        sites.get("fixture").unwrap().base_url.as_str(),
+        "http://127.0.0.1:9999/"
+    );
+    assert!(sites.get("ebay").is_ok(), "the other built-in stays");
+
+    let broken = fixture_text().replace("title = \"h1.title\"", "title = \"h1[[\"");
+    std::fs::write(dir.path().join("fixture.toml"), broken).unwrap();
+    let sites = Sites::load(dir.path()).unwrap();
+    let err = sites.get("fixture").unwrap_err().to_string();
+    assert!(
+        err.contains("fixture.toml") && err.contains("listing.fields.title"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_sites_directory_that_cannot_be_read_is_an_error_naming_it() {
+    let err = Sites::load_from(Some(Path::new("/nonexistent/sites"))).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/sites"), "{err}");
 }
