@@ -38,6 +38,7 @@ pub struct ListingParams {
     /// Only listings this search found.
     pub search_id: Option<i64>,
     /// pending, active, ended, gone or failed.
+    #[param(pattern = "^(pending|active|ended|gone|failed)$")]
     pub status: Option<String>,
     /// Case-insensitive substring of the title.
     pub q: Option<String>,
@@ -48,6 +49,7 @@ pub struct ListingParams {
     /// ISO currency code, e.g. USD.
     pub currency: Option<String>,
     /// Listings per page (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -80,7 +82,19 @@ impl Cursor {
 }
 
 impl ListingParams {
-    fn into_query(self) -> Result<ListingPage, ApiError> {
+    /// Empty parameters (`?site=&q=`, as forms send them) mean no filter.
+    fn into_query(mut self) -> Result<ListingPage, ApiError> {
+        for text in [
+            &mut self.site,
+            &mut self.status,
+            &mut self.q,
+            &mut self.currency,
+            &mut self.cursor,
+        ] {
+            if text.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                *text = None;
+            }
+        }
         let limit = self.limit.unwrap_or(i64::from(DEFAULT_LIMIT));
         let limit = u32::try_from(limit)
             .ok()
@@ -103,7 +117,7 @@ impl ListingParams {
             site: self.site,
             search_id: self.search_id,
             status: self.status,
-            q: self.q.filter(|q| !q.trim().is_empty()),
+            q: self.q,
             min_price_minor: self.min_price_minor,
             max_price_minor: self.max_price_minor,
             currency: self.currency.map(|c| c.to_ascii_uppercase()),
@@ -194,6 +208,17 @@ mod tests {
         }
         let query = ListingParams::default().into_query().unwrap();
         assert_eq!(query.limit, DEFAULT_LIMIT);
+        let empty = ListingParams {
+            site: Some(String::new()),
+            cursor: Some(" ".into()),
+            ..ListingParams::default()
+        };
+        let query = empty.into_query().unwrap();
+        assert_eq!(
+            (query.site, query.after_id),
+            (None, 0),
+            "empty means no filter"
+        );
         let foreign = ListingParams {
             cursor: Some("nope".into()),
             ..ListingParams::default()

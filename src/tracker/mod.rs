@@ -75,12 +75,16 @@ impl TrackerError {
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// Site definition name, e.g. `fixture` or `ebay`.
+    #[schema(min_length = 1)]
     pub site: String,
     /// Search query; give it or `urls`.
+    #[schema(min_length = 1, max_length = 500)]
     pub query: Option<String>,
     /// Listing URLs of the site; give them or `query`.
+    #[schema(min_items = 1, max_items = 1000)]
     pub urls: Option<Vec<String>>,
     /// Search pages to collect per run (1–100, default 5).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_pages: Option<i64>,
     /// Schedule: an interval (`"30m"`, `"6h"`, `"1d"`, at least 10s) or a 5-field cron
     /// expression (UTC).
