@@ -354,6 +354,32 @@ async fn check_listings(api: &Api, search_id: i64, truth: &[TruthListing]) {
     assert_eq!(got, matching, "title filter on {word:?}");
 }
 
+/// A search of listing URLs: its listings are the URLs given, stored by the worker.
+async fn check_url_search(api: &Api, truth: &[TruthListing]) {
+    let urls: Vec<&str> = truth.iter().take(2).map(|t| t.url.as_str()).collect();
+    let created = api
+        .post(
+            "/api/v1/searches",
+            &json!({"site": "fixture", "urls": urls}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["query"], Value::Null);
+    assert_eq!(created.json["urls"], json!(urls));
+    let id = created.json["id"].as_i64().unwrap();
+    wait_for_run_status(api, id, "done").await;
+    let got = ids(&all_pages(api, &format!("&search_id={id}"), 10).await);
+    let want: Vec<String> = truth
+        .iter()
+        .take(2)
+        .map(|t| t.external_id.clone())
+        .collect();
+    assert_eq!(
+        got.into_iter().collect::<BTreeSet<_>>(),
+        want.into_iter().collect()
+    );
+}
+
 /// The answers every caller gets wrong at some point.
 async fn check_problems(api: &Api, search_id: i64) {
     let none = api.call("GET", "/api/v1/searches", None, None).await;
@@ -546,6 +572,7 @@ async fn tracker_api_end_to_end(backend: Backend) {
     assert_eq!(search.json["listings"], truth.len());
 
     wait_for_run_status(&api, search_id, "done").await;
+    check_url_search(&api, &truth).await;
     check_problems(&api, search_id).await;
     check_open_endpoints(&api).await;
 
