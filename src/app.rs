@@ -24,8 +24,10 @@ use crate::store::{ListingFilter, Store};
 use crate::worker::{WorkerSettings, run_worker};
 
 mod open;
+mod serve;
 
 pub use open::{FinishedWithFailures, NoDatabase, migrate, open_existing_store, sqlite_file};
+pub use serve::{scheduler, serve};
 
 /// Loads site definitions, applying `--base-url` to `site` when given.
 pub fn load_sites(common: &Common, site: Option<&str>) -> anyhow::Result<Sites> {
@@ -196,6 +198,9 @@ pub async fn enqueue(common: &Common, args: &EnqueueArgs) -> anyhow::Result<()> 
         }
         return Ok(());
     }
+    if args.every.is_some() {
+        return enqueue_tracked(common, args, store, queue).await;
+    }
     let query = args.query.as_deref().unwrap_or_default();
     let renderer = launch_renderer(common, &args.profile, 1, true).await?;
     let result = collect(site, query, args.max_pages, &renderer, &store, &queue).await;
@@ -204,6 +209,47 @@ pub async fn enqueue(common: &Common, args: &EnqueueArgs) -> anyhow::Result<()> 
     println!(
         "Search {}: {} pages, {} listings found, {} jobs published.",
         report.search_id, report.pages, report.listings_found, report.jobs_published
+    );
+    Ok(())
+}
+
+/// `enqueue --every`: a tracked search on a schedule, whose first run is collected here; later
+/// runs are started by a `serve` or `scheduler` process.
+async fn enqueue_tracked(
+    common: &Common,
+    args: &EnqueueArgs,
+    store: Store,
+    queue: AnyQueue,
+) -> anyhow::Result<()> {
+    let sites = Arc::new(load_sites(common, Some(&args.site))?);
+    let tracker = crate::tracker::Tracker::new(store, sites);
+    let request = crate::tracker::SearchRequest {
+        site: args.site.clone(),
+        query: args.query.clone(),
+        max_pages: Some(i64::from(args.max_pages)),
+        every: args.every.clone(),
+        urls: None,
+    };
+    let search = tracker.create_search(&request).await?;
+    let collector = crate::tracker::runs::Collector::new(
+        tracker.clone(),
+        queue.clone(),
+        common.clone(),
+        &args.profile,
+    );
+    collector
+        .collect_now(search.id, &CancellationToken::new())
+        .await?;
+    queue.close().await;
+    let search = tracker.search(search.id).await?;
+    println!(
+        "Search {}: every {}, first run {}; {} listings found, {} jobs published. \
+         `scrapefarm serve` or `scrapefarm scheduler` starts its next runs.",
+        search.id,
+        search.every.as_deref().unwrap_or("-"),
+        search.last_run_status.as_deref().unwrap_or("-"),
+        search.listings_found,
+        search.jobs_published
     );
     Ok(())
 }

@@ -169,7 +169,7 @@ pub enum Command {
     FixtureSite(FixtureArgs),
     /// Render a search and queue every listing it finds, or queue listing URLs from a file.
     #[command(
-        after_help = "Examples:\n  scrapefarm enqueue --site fixture --query lamp --max-pages 4\n  scrapefarm enqueue --site fixture --urls urls.txt\n  cat urls.txt | scrapefarm enqueue --site fixture --urls -"
+        after_help = "Examples:\n  scrapefarm enqueue --site fixture --query lamp --max-pages 4\n  scrapefarm enqueue --site fixture --query lamp --every 6h\n  scrapefarm enqueue --site fixture --urls urls.txt\n  cat urls.txt | scrapefarm enqueue --site fixture --urls -"
     )]
     Enqueue(EnqueueArgs),
     /// Collect and work a search (or URL list) in one process; resumes when run again.
@@ -195,9 +195,9 @@ pub enum Command {
         after_help = "Examples:\n  scrapefarm export --format csv --out listings.csv\n  scrapefarm export --format csv --out - --fields site,external_id,price,currency,title\n  scrapefarm export --format jsonl --out lamps.jsonl --search 1"
     )]
     Export(ExportArgs),
-    /// List searches.
-    #[command(after_help = "Example:\n  scrapefarm searches --json")]
-    Searches(JsonArg),
+    /// List searches (with their schedules), or run one again.
+    #[command(after_help = "Examples:\n  scrapefarm searches --json\n  scrapefarm searches run 3")]
+    Searches(SearchesArgs),
     /// Queue depths and stored counts.
     #[command(after_help = "Example:\n  scrapefarm status --json")]
     Status(JsonArg),
@@ -229,6 +229,14 @@ pub enum Command {
     /// API keys of the price-tracker service: create (the key is printed once), ls, revoke.
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Serve the price-tracker HTTP API (with the scheduler and a collector of search runs).
+    #[command(
+        after_help = "Examples:\n  scrapefarm serve\n  SCRAPEFARM_BIND=0.0.0.0:8080 scrapefarm serve\n  curl -H \"Authorization: Bearer $KEY\" http://127.0.0.1:8080/api/v1/searches"
+    )]
+    Serve(ServeArgs),
+    /// Start due scheduled runs (and collect them) without the HTTP API; any number may run.
+    #[command(after_help = "Example:\n  scrapefarm scheduler\n  scrapefarm scheduler --no-collect")]
+    Scheduler(SchedulerArgs),
     /// Site definitions: list the usable ones (built in and from the sites directory), validate
     /// a directory of them.
     #[command(
@@ -242,6 +250,60 @@ pub enum Command {
     /// Price alerts of watches: deliver them to their webhooks (until SIGTERM), list them.
     #[command(subcommand)]
     Alerts(crate::alerts::AlertsCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port, printed at start).
+    #[arg(long, env = "SCRAPEFARM_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Do not start due scheduled runs here (another process runs `scrapefarm scheduler`).
+    #[arg(long)]
+    pub no_scheduler: bool,
+    #[command(flatten)]
+    pub collector: CollectorArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    pub collector: CollectorArgs,
+}
+
+/// Who collects the runs of searches.
+#[derive(Debug, Clone, Args)]
+pub struct CollectorArgs {
+    /// Do not collect runs here (another `serve` or `scheduler` process does).
+    #[arg(long)]
+    pub no_collect: bool,
+    /// Browser profile (subfolder of the profile root) the run collector renders search pages
+    /// with; give each collecting process its own, and never a worker's.
+    #[arg(
+        long,
+        env = "SCRAPEFARM_COLLECTOR_PROFILE",
+        default_value = "collector"
+    )]
+    pub collector_profile: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SearchesArgs {
+    #[command(subcommand)]
+    pub cmd: Option<SearchesCommand>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SearchesCommand {
+    /// Run a search again now: its pages are collected again and every listing it found is
+    /// re-queued (by a `serve` or `scheduler` process).
+    #[command(after_help = "Example:\n  scrapefarm searches run 3")]
+    Run {
+        /// The search's id, as `searches` shows it.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,6 +377,10 @@ pub struct EnqueueArgs {
     /// enqueuers (a Job and a CronJob) different ones, and never a worker's.
     #[arg(long, env = "SCRAPEFARM_ENQUEUE_PROFILE", default_value = "enqueue")]
     pub profile: String,
+    /// Run the search again on this schedule: an interval (`30m`, `6h`, `1d`; at least 10s)
+    /// or a 5-field cron expression (UTC). A `serve` or `scheduler` process starts the runs.
+    #[arg(long, value_name = "SCHEDULE")]
+    pub every: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -68,6 +68,33 @@ pub async fn collect_into<R: Renderer, Q: Queue>(
     store: &Store,
     queue: &Q,
 ) -> Result<CollectReport, CollectError> {
+    let target = SearchRun {
+        search_id,
+        run: None,
+    };
+    collect_run(site, query, max_pages, target, renderer, store, queue).await
+}
+
+/// The search, and the run of it, that a collection publishes jobs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchRun {
+    pub search_id: i64,
+    /// `None` for collections outside the tracker's runs (`enqueue`, `crawl`).
+    pub run: Option<i64>,
+}
+
+/// [`collect_into`] for one run of a search: its jobs carry the run, so each run observes the
+/// listings' prices again.
+pub async fn collect_run<R: Renderer, Q: Queue>(
+    site: &Site,
+    query: &str,
+    max_pages: u32,
+    target: SearchRun,
+    renderer: &R,
+    store: &Store,
+    queue: &Q,
+) -> Result<CollectReport, CollectError> {
+    let search_id = target.search_id;
     let recorded: HashSet<String> = store.search_hit_ids(search_id).await?.into_iter().collect();
     let mut report = CollectReport {
         search_id,
@@ -102,16 +129,11 @@ pub async fn collect_into<R: Renderer, Q: Queue>(
                 (report.listings_found, hit)
             })
             .collect();
-        for (_, hit) in fresh
+        let unrecorded = fresh
             .iter()
-            .filter(|(_, h)| !recorded.contains(&h.external_id))
-        {
-            let now = store.db_now_ms().await?;
-            queue
-                .publish(&new_job(site, &hit.url, Some(search_id), now))
-                .await?;
-            report.jobs_published += 1;
-        }
+            .map(|(_, hit)| hit)
+            .filter(|hit| !recorded.contains(&hit.external_id));
+        report.jobs_published += publish_hits(site, unrecorded, target, store, queue).await?;
         store
             .add_hits(search_id, &site.name, report.pages, &fresh)
             .await?;
@@ -132,6 +154,25 @@ pub async fn collect_into<R: Renderer, Q: Queue>(
         )
         .await?;
     Ok(report)
+}
+
+/// Publishes one job per hit for the search run; returns how many.
+async fn publish_hits<'a, Q: Queue>(
+    site: &Site,
+    hits: impl Iterator<Item = &'a crate::domain::SearchHit>,
+    target: SearchRun,
+    store: &Store,
+    queue: &Q,
+) -> Result<usize, CollectError> {
+    let mut published = 0;
+    for hit in hits {
+        let now = store.db_now_ms().await?;
+        let mut job = new_job(site, &hit.url, Some(target.search_id), now);
+        job.run = target.run;
+        queue.publish(&job).await?;
+        published += 1;
+    }
+    Ok(published)
 }
 
 /// Renders one search page (retrying transient failures) and parses it.
@@ -189,6 +230,7 @@ pub fn new_job(site: &Site, url: &str, search_id: Option<i64>, now: i64) -> Job 
         site: site.name.clone(),
         url: url.to_string(),
         search_id,
+        run: None,
     }
 }
 

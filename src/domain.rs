@@ -31,6 +31,10 @@ pub struct Job {
     /// The search that found it, when it came from a search.
     #[serde(default)]
     pub search_id: Option<i64>,
+    /// The run of that search that published it (1 for its first collection). Each run observes
+    /// the listing's price once more; bodies published before runs existed carry none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<i64>,
     /// When it was published (epoch ms; 0 when unknown). A listing enriched after this moment
     /// already satisfies the job, so a redelivered or duplicated job is not rendered again.
     #[serde(default)]
@@ -280,6 +284,7 @@ mod tests {
             site: "fixture".into(),
             url: "http://127.0.0.1:1/item/1".into(),
             search_id: Some(7),
+            run: Some(2),
             published_at: 1,
         };
         assert_eq!(Job::parse(&job.to_body()).unwrap(), job);

@@ -16,6 +16,10 @@
 //! 8. `alerts` delivers the alerts that storing a price observation fired (the store writes
 //!    them in the same transaction) to their watches' signed webhooks.
 //!
+//! The price tracker sits in front of the flow: `tracker` (searches with schedules and runs,
+//! listings and their price history: the operations the CLI and the API share) and `api` (the
+//! HTTP service of `scrapefarm serve`).
+//!
 //! Around the flow: `domain` and `clock` (the words and the time every stage uses), `telemetry`,
 //! the commands (`cli`, `app`, `api_key`, `crawl`, `export`, `operator`, `inspect`,
 //! `report`) and `fixture_site`, the local marketplace the tests and the demo scrape.
@@ -50,6 +54,11 @@ pub mod collect;
 pub mod alerts;
 
 pub mod telemetry;
+
+// The price tracker: its operations, and the HTTP API in front of them.
+pub mod tracker;
+
+pub mod api;
 
 // The commands, and the site they are tested against.
 pub mod api_key;

@@ -41,6 +41,8 @@ async fn run() -> std::process::ExitCode {
         Command::Listings(args) => operator::listings(common, args).await,
         Command::Export(args) => scrapefarm::export::export(common, args).await,
         Command::Searches(args) => operator::searches(common, args).await,
+        Command::Serve(args) => app::serve(common, args, shutdown).await,
+        Command::Scheduler(args) => app::scheduler(common, args, shutdown).await,
         Command::Status(args) => operator::status(common, args).await,
         Command::Extract(args) => operator::extract(common, args).await,
         Command::Snapshots { cmd } => operator::snapshots(common, cmd).await,

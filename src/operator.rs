@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use crate::app::{connect_queue, load_sites, open_existing_store};
 use crate::cli::{
     Common, DlqArgs, ExtractArgs, FailuresArgs, HealthArgs, JsonArg, ListingSort, ListingsArgs,
+    SearchesArgs, SearchesCommand,
 };
 use crate::queue::{DeadJob, Queue};
 use crate::report::{ListingJson, Table, local_time, money_text};
@@ -89,9 +90,19 @@ fn select_listings(mut rows: Vec<ListingRow>, args: &ListingsArgs) -> Vec<Listin
     rows
 }
 
-pub async fn searches(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
+pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()> {
     let store = open_existing_store(common).await?;
-    let searches = store.searches().await?;
+    let tracker =
+        crate::tracker::Tracker::new(store, std::sync::Arc::new(load_sites(common, None)?));
+    if let Some(SearchesCommand::Run { id }) = &args.cmd {
+        let run = tracker.run_search(*id).await?;
+        println!(
+            "Run {} of search {id} requested; a `serve` or `scheduler` process collects it.",
+            run.run
+        );
+        return Ok(());
+    }
+    let searches = tracker.searches().await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         for s in &searches {
@@ -110,18 +121,28 @@ pub async fn searches(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
         "REQUESTED",
         ">FOUND",
         ">QUEUED",
+        ">RUNS",
+        "EVERY",
+        "NEXT RUN",
         "QUERY",
     ];
     let mut table = Table::new(&headers);
     for s in searches {
+        let query = match &s.urls {
+            Some(urls) => format!("({} URLs)", urls.len()),
+            None => s.query.unwrap_or_default(),
+        };
         table.push(vec![
             s.id.to_string(),
             s.site,
             s.status,
-            local_time(s.requested_at),
+            local_time(s.created_at),
             s.listings_found.to_string(),
             s.jobs_published.to_string(),
-            s.query,
+            s.runs.to_string(),
+            s.every.unwrap_or_else(|| "-".into()),
+            s.next_run_at.map_or_else(|| "-".into(), local_time),
+            query,
         ]);
     }
     for line in table.lines() {

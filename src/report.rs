@@ -11,7 +11,7 @@ use crate::price::{Currency, Money};
 use crate::store::{ListingRow, PriceObservation};
 
 /// One listing as `listings --json` prints it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ListingJson {
     pub site: String,
     pub external_id: String,

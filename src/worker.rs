@@ -379,6 +379,7 @@ mod tests {
             site: "fixture".into(),
             url: "http://127.0.0.1:1/item/1".into(),
             search_id: None,
+            run: None,
             published_at: 0,
         };
         queue.publish(&job).await.unwrap();

@@ -24,6 +24,7 @@ async fn status_json_reports_depths_counts_and_searches_in_progress() {
             site: "fixture".into(),
             url: format!("http://127.0.0.1:1/item/{id}"),
             search_id: Some(search),
+            run: None,
             published_at: 0,
         };
         queue.publish(&job).await.unwrap();

@@ -369,6 +369,7 @@ fn job(n: u32) -> Job {
         site: "fixture".into(),
         url: format!("http://127.0.0.1:1/item/{n}"),
         search_id: None,
+        run: None,
         published_at: 0,
     }
 }

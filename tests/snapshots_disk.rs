@@ -147,6 +147,7 @@ async fn record(store: &Store, root: &Path, input: &SnapshotInput<'_>) -> Snapsh
         site: input.site.to_string(),
         url: format!("http://127.0.0.1:1/item/{}", input.external_id),
         search_id: None,
+        run: None,
         published_at: 0,
     };
     let save = ListingSave {

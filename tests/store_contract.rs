@@ -413,6 +413,7 @@ fn job(id: &str, external_id: &str) -> Job {
         site: "fixture".into(),
         url: format!("http://127.0.0.1:1/item/{external_id}"),
         search_id: None,
+        run: None,
         published_at: 0,
     }
 }

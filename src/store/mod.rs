@@ -9,6 +9,7 @@ mod outbox;
 mod queue_jobs;
 mod read;
 pub mod roles;
+pub mod searches;
 mod snapshots;
 mod watch_rule;
 mod watches;
@@ -20,7 +21,9 @@ use sqlx::{AnyPool, Connection};
 pub use error::StoreError;
 pub use outbox::DueAlert;
 pub use queue_jobs::{ClaimedJob, DeadRow, JobCounts, JobOutcome};
-pub use read::{ListingFilter, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table};
+pub use read::{
+    ListingFilter, ListingPage, ListingRow, PriceObservation, SearchRow, SnapshotRow, Table,
+};
 pub use snapshots::{DayCount, SnapshotEntry, SnapshotFilter};
 pub use watch_rule::{Observed, Reason, WatchRule};
 pub use watches::{

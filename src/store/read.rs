@@ -42,7 +42,7 @@ pub struct ListingRow {
 }
 
 /// One entry of a listing's price history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PriceObservation {
     pub listing_id: i64,
     pub observed_at: i64,
@@ -80,7 +80,110 @@ pub(super) const LISTING_COLUMNS: &str = "l.id, l.site, l.external_id, l.url, l.
     l.description, l.images, l.attempts, l.last_error, l.first_seen, l.last_enriched, \
     (SELECT s.path FROM snapshots s WHERE s.listing_id = l.id ORDER BY s.captured_at DESC, s.id DESC LIMIT 1) AS snapshot";
 
+/// One page of listings for the API: keyset pagination on the listing id, so a page boundary
+/// stays put while listings are inserted.
+#[derive(Debug, Clone, Default)]
+pub struct ListingPage {
+    pub site: Option<String>,
+    pub search_id: Option<i64>,
+    pub status: Option<String>,
+    /// Case-insensitive substring of the title.
+    pub q: Option<String>,
+    pub min_price_minor: Option<i64>,
+    pub max_price_minor: Option<i64>,
+    pub currency: Option<String>,
+    /// Only listings with an id above this (the previous page's last).
+    pub after_id: i64,
+    pub limit: u32,
+}
+
+/// A bound value of a dynamically built query.
+enum Arg {
+    Int(i64),
+    Text(String),
+}
+
 impl Store {
+    /// One page of listings in id order: at most `page.limit` rows with ids above `page.after_id`.
+    pub async fn listings_page(&self, page: &ListingPage) -> Result<Vec<ListingRow>, StoreError> {
+        let mut sql = format!("SELECT {LISTING_COLUMNS} FROM listings l WHERE l.id > $1");
+        let mut args = vec![Arg::Int(page.after_id)];
+        let mut add = |clause: &str, arg: Arg| {
+            args.push(arg);
+            sql += &clause.replace("{}", &format!("${}", args.len()));
+        };
+        if let Some(search_id) = page.search_id {
+            add(
+                " AND EXISTS (SELECT 1 FROM search_hits h WHERE h.listing_id = l.id AND h.search_id = {})",
+                Arg::Int(search_id),
+            );
+        }
+        let texts = [
+            (" AND l.site = {}", &page.site),
+            (" AND l.status = {}", &page.status),
+            (" AND l.currency = {}", &page.currency),
+        ];
+        for (clause, value) in texts {
+            if let Some(value) = value {
+                add(clause, Arg::Text(value.clone()));
+            }
+        }
+        if let Some(q) = &page.q {
+            add(
+                " AND LOWER(l.title) LIKE {} ESCAPE '\\'",
+                Arg::Text(like_pattern(q)),
+            );
+        }
+        if let Some(min) = page.min_price_minor {
+            add(" AND l.price_minor >= {}", Arg::Int(min));
+        }
+        if let Some(max) = page.max_price_minor {
+            add(" AND l.price_minor <= {}", Arg::Int(max));
+        }
+        add(" ORDER BY l.id LIMIT {}", Arg::Int(i64::from(page.limit)));
+        // Assembled from constants and numbered placeholders only; every value is bound below.
+        let mut query = sqlx::query_as::<_, ListingRow>(sqlx::AssertSqlSafe(sql));
+        for arg in args {
+            query = match arg {
+                Arg::Int(n) => query.bind(n),
+                Arg::Text(t) => query.bind(t),
+            };
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// One listing by its site and external id.
+    pub async fn listing(
+        &self,
+        site: &str,
+        external_id: &str,
+    ) -> Result<Option<ListingRow>, StoreError> {
+        let sql = format!(
+            "SELECT {LISTING_COLUMNS} FROM listings l WHERE l.site = $1 AND l.external_id = $2"
+        );
+        // Built from constants only; the values are bound.
+        let row = sqlx::query_as::<_, ListingRow>(sqlx::AssertSqlSafe(sql))
+            .bind(site)
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row)
+    }
+
+    /// The live key with this hash, without noting its use (see [`Store::api_key_by_hash`]).
+    pub async fn live_api_key(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<super::api_keys::ApiKeyRow>, StoreError> {
+        let row = sqlx::query_as(
+            "SELECT name, scope, created_at, revoked_at, last_used_at FROM api_keys              WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
     /// Listings matching `filter`, ordered by search rank when a search is given, else by id.
     pub async fn listings(&self, filter: &ListingFilter) -> Result<Vec<ListingRow>, StoreError> {
         // Placeholders are numbered by hand: the Any driver's QueryBuilder emits `?`, which
@@ -278,6 +381,19 @@ impl Store {
             .await?;
         Ok(n)
     }
+}
+
+/// `%text%` for a case-insensitive LIKE, with `%`, `_` and the backslash escaped by a backslash.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Tables that can be counted.

@@ -160,17 +160,7 @@ impl Store {
             (Some(record), Some(status)) => {
                 update_record(&mut tx, id, &record, status, save.attempt, now).await?;
                 if let Some(price) = &record.price {
-                    // Counted once per (listing, search), or per price and hour for jobs of no
-                    // search: a job published again after a crash adds no second observation.
-                    let key = match save.job.search_id {
-                        Some(search) => format!("search:{search}"),
-                        None => format!(
-                            "hour:{}:{}:{}",
-                            now / 3_600_000,
-                            price.minor,
-                            price.currency.as_str()
-                        ),
-                    };
+                    let key = observation_key(save.job, price, now);
                     // The id only when this row is new: a redelivery evaluates no watch again.
                     let observation: Option<i64> = sqlx::query_scalar(
                         "INSERT INTO price_observations \
@@ -249,6 +239,23 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(n.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+}
+
+/// What makes a price observation distinct: one per (listing, search, run), or per price and
+/// hour for jobs of no search, so a job published again after a crash (a new job id) adds no
+/// second observation, while each run of a search observes the price once more. Jobs published
+/// before runs existed carry no run and keep the old per-search key.
+fn observation_key(job: &Job, price: &crate::price::Money, now: i64) -> String {
+    match (job.search_id, job.run) {
+        (Some(search), Some(run)) => format!("search:{search}:run:{run}"),
+        (Some(search), None) => format!("search:{search}"),
+        (None, _) => format!(
+            "hour:{}:{}:{}",
+            now / 3_600_000,
+            price.minor,
+            price.currency.as_str()
+        ),
     }
 }
 
@@ -362,4 +369,32 @@ async fn insert_snapshot(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::price::{Currency, Money};
+
+    #[test]
+    fn each_run_of_a_search_observes_a_price_once_and_old_jobs_keep_their_key() {
+        let price = Money::new(1999, Currency::parse("USD").unwrap());
+        let mut job = Job {
+            id: "1-000001".into(),
+            site: "fixture".into(),
+            url: "http://127.0.0.1:1/item/1".into(),
+            search_id: Some(4),
+            run: Some(1),
+            published_at: 0,
+        };
+        let first = observation_key(&job, &price, 0);
+        job.id = "2-000001".into(); // published again after a crash: same run, same key
+        assert_eq!(observation_key(&job, &price, 0), first);
+        job.run = Some(2);
+        assert_ne!(observation_key(&job, &price, 0), first);
+        job.run = None;
+        assert_eq!(observation_key(&job, &price, 0), "search:4");
+        job.search_id = None;
+        assert_eq!(observation_key(&job, &price, 7_200_000), "hour:2:1999:USD");
+    }
 }

@@ -89,6 +89,7 @@ pub async fn save_listing(
         site: "fixture".into(),
         url: format!("http://127.0.0.1:1/item/{external_id}"),
         search_id: None,
+        run: None,
         published_at: 0,
     };
     let record = Record {

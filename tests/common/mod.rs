@@ -4,6 +4,7 @@
 
 pub mod fleet;
 pub mod private;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
