@@ -51,6 +51,9 @@ pub mod alerts;
 
 pub mod telemetry;
 
+// One Prometheus registry per process, read by `/metrics`.
+pub mod metrics;
+
 // The commands, and the site they are tested against.
 pub mod api_key;
 pub mod app;

@@ -12,6 +12,7 @@ pub mod roles;
 mod snapshots;
 mod watch_rule;
 mod watches;
+pub mod workers;
 mod write;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
