@@ -222,9 +222,9 @@ fn worker_lines(workers: Vec<crate::store::workers::WorkerRow>) -> Vec<String> {
             w.concurrency.to_string(),
             w.pages.to_string(),
             format!("{:.1}", w.pages_per_min),
-            memory.unwrap_or_default(),
+            memory.unwrap_or_else(|| "-".into()),
             local_time(w.seen_at),
-            w.last_error.unwrap_or_default(),
+            w.last_error.unwrap_or_else(|| "-".into()),
         ]);
     }
     match table.is_empty() {
