@@ -242,6 +242,9 @@ pub enum Command {
     /// Price alerts of watches: deliver them to their webhooks (until SIGTERM), list them.
     #[command(subcommand)]
     Alerts(crate::alerts::AlertsCommand),
+    /// Workers seen in the last hour: alive or not (three missed heartbeats), pages, rate, memory.
+    #[command(after_help = "Examples:\n  scrapefarm workers\n  scrapefarm workers --json")]
+    Workers(JsonArg),
 }
 
 #[derive(Debug, Subcommand)]

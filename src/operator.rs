@@ -198,6 +198,27 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `scrapefarm workers`: the fleet's heartbeats, as `status` shows them (JSON: one object per
+/// line, with `alive`).
+pub async fn workers(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
+    let store = open_existing_store(common).await?;
+    let workers = store.workers(crate::store::workers::LISTED_FOR).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for w in &workers {
+            writeln!(out, "{}", serde_json::to_string(w)?)?;
+        }
+        return Ok(());
+    }
+    if workers.is_empty() {
+        writeln!(out, "no worker seen in the last hour")?;
+    }
+    for line in worker_lines(workers) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
 /// The workers seen in the last hour, alive ones first, as a table (no lines without workers).
 fn worker_lines(workers: Vec<crate::store::workers::WorkerRow>) -> Vec<String> {
     let headers = [

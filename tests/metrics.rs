@@ -48,17 +48,23 @@ fn pages_by_outcome(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn status_json(farm: &Farm) -> serde_json::Value {
+/// `scrapefarm ARGS` on the farm's database and queue; its stdout.
+fn run(farm: &Farm, args: &[&str]) -> String {
     let out: Output = Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
-        .args(["status", "--json"])
+        .args(args)
         .env("DATABASE_URL", &farm.db_url)
         .env("AMQP_URL", AMQP)
         .env("SCRAPEFARM_QUEUE", &farm.queue_name)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "status --json: {stderr}");
-    serde_json::from_slice(&out.stdout).expect("status --json prints one object")
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn status_json(farm: &Farm) -> serde_json::Value {
+    let text = run(farm, &["status", "--json"]);
+    serde_json::from_str(&text).expect("status --json prints one object")
 }
 
 fn worker_row(status: &serde_json::Value) -> serde_json::Value {
@@ -118,6 +124,23 @@ async fn worker_metrics_count_the_stored_pages_and_its_heartbeat_shows_it_alive_
     assert_eq!(row["pages"], jobs as u64, "{status}");
     assert_eq!(row["heartbeat_ms"], BEAT_SECS * 1000, "{status}");
     assert!(status["workers_alive"].as_u64() >= Some(1), "{status}");
+    let listed = run(&farm, &["workers", "--json"]);
+    let rows: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        rows.iter().any(|w| w["id"] == WORKER && w["alive"] == true),
+        "{listed}"
+    );
+    let table = run(&farm, &["status"]);
+    assert!(table.contains("workers alive: 1"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.trim_start().starts_with(WORKER) && l.contains(" yes ")),
+        "{table}"
+    );
 
     let _ = Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
