@@ -123,6 +123,15 @@ async fn worker_metrics_count_the_stored_pages_and_its_heartbeat_shows_it_alive_
     assert_eq!(row["concurrency"], 2, "{status}");
     assert_eq!(row["pages"], jobs as u64, "{status}");
     assert_eq!(row["heartbeat_ms"], BEAT_SECS * 1000, "{status}");
+    assert!(
+        row["memory_bytes"].as_u64() > Some(1 << 20),
+        "the browser's memory is read: {status}"
+    );
+    let answer = scrape(port).await;
+    assert!(
+        answer.contains("scrapefarm_browser_memory_bytes "),
+        "{answer}"
+    );
     assert!(status["workers_alive"].as_u64() >= Some(1), "{status}");
     let listed = run(&farm, &["workers", "--json"]);
     let rows: Vec<serde_json::Value> = listed
