@@ -21,7 +21,7 @@ use crate::site::Sites;
 use crate::store::leases::{ProfileLease, lease_host};
 use crate::store::roles;
 use crate::store::{ListingFilter, Store};
-use crate::worker::{WorkerSettings, run_worker};
+use crate::worker::{Reporting, WorkerSettings, bind_metrics, run_worker};
 
 mod open;
 mod serve;
@@ -309,6 +309,7 @@ pub async fn worker(
     };
     let store = connect_store_with(common, pool_size).await?;
     let queue = connect_queue(common, &store).await?;
+    let metrics_listener = bind_metrics(args.metrics_bind).await?;
     // One browser per profile across pods: the lease comes before the browser.
     let owner = format!("{worker_id} (pid {})", std::process::id());
     let lease = ProfileLease::acquire(&store, &worker_id, &owner, &lease_host()).await?;
@@ -338,7 +339,10 @@ pub async fn worker(
     };
     let profile = common.profile_dir.join(&worker_id);
     tracing::info!(worker = %worker_id, profile = %profile.display(), "Worker starting.");
+    let heartbeat = args.heartbeat(&worker_id, &lease_host());
+    let reporting = Reporting::start(pipeline.clone(), heartbeat, metrics_listener, &shutdown);
     let exit = run_worker(pipeline.clone(), queue.clone(), settings, shutdown).await;
+    reporting.stop().await;
     pipeline.renderer.close().await;
     lease.release().await;
     queue.close().await;

@@ -250,6 +250,9 @@ pub enum Command {
     /// Price alerts of watches: deliver them to their webhooks (until SIGTERM), list them.
     #[command(subcommand)]
     Alerts(crate::alerts::AlertsCommand),
+    /// Workers seen in the last hour: alive or not (three missed heartbeats), pages, rate, memory.
+    #[command(after_help = "Examples:\n  scrapefarm workers\n  scrapefarm workers --json")]
+    Workers(JsonArg),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -459,9 +462,27 @@ pub struct WorkerArgs {
     /// Let images, fonts and media load (slower; for debugging).
     #[arg(long)]
     pub no_blocking: bool,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. `0.0.0.0:9464`); off without it.
+    #[arg(long, env = "SCRAPEFARM_METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// Seconds between two heartbeats (the worker's row in `status`); it counts as gone after
+    /// three missed ones.
+    #[arg(long, env = "SCRAPEFARM_HEARTBEAT_SECS", default_value_t = crate::worker::HEARTBEAT_INTERVAL.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub heartbeat_secs: u64,
 }
 
 impl WorkerArgs {
+    /// The heartbeat of worker `worker_id` on `host`.
+    pub fn heartbeat(&self, worker_id: &str, host: &str) -> crate::worker::HeartbeatSettings {
+        crate::worker::HeartbeatSettings {
+            worker_id: worker_id.into(),
+            host: host.into(),
+            concurrency: self.concurrency,
+            interval: std::time::Duration::from_secs(self.heartbeat_secs),
+        }
+    }
+
     pub fn worker_id(&self) -> String {
         match (&self.worker_id, self.completion_index) {
             (Some(id), _) => id.clone(),

@@ -60,6 +60,9 @@ pub mod tracker;
 
 pub mod api;
 
+// One Prometheus registry per process, read by `/metrics`.
+pub mod metrics;
+
 // The commands, and the site they are tested against.
 pub mod api_key;
 pub mod app;

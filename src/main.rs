@@ -55,6 +55,7 @@ async fn run() -> std::process::ExitCode {
             scrapefarm::site::command::run(common.sites_dir.as_deref(), cmd.as_ref())
         }
         Command::Alerts(cmd) => scrapefarm::alerts::command(common, cmd, shutdown).await,
+        Command::Workers(args) => operator::workers(common, args).await,
     };
     signals.abort();
     exit_code(result)

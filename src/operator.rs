@@ -167,6 +167,8 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
         .filter(|s| s.status == "collecting" || s.status == "collected")
         .collect();
     let listings = store.listing_counts().await?;
+    let workers = store.workers(crate::store::workers::LISTED_FOR).await?;
+    let workers_alive = workers.iter().filter(|w| w.alive).count();
     if args.json {
         let status = serde_json::json!({
             "database": crate::store::redact(&common.database_url()),
@@ -174,6 +176,7 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
             "listings": listings,
             "stored_per_minute_5m": stored_5min as f64 / 5.0,
             "searches_in_progress": in_progress,
+            "workers_alive": workers_alive, "workers": workers,
         });
         writeln!(out, "{status}")?;
         return Ok(());
@@ -198,6 +201,10 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
         true => writeln!(out, "listings: none yet")?,
         false => writeln!(out, "listings: {}", counts.join("  "))?,
     }
+    writeln!(out, "workers alive: {workers_alive}")?;
+    for line in worker_lines(workers) {
+        writeln!(out, "  {line}")?;
+    }
     writeln!(out, "searches in progress: {}", in_progress.len())?;
     let mut table = Table::new(&[">ID", "SITE", "STATUS", "REQUESTED", "QUERY"]);
     for s in in_progress {
@@ -210,6 +217,62 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `scrapefarm workers`: the fleet's heartbeats, as `status` shows them (JSON: one object per
+/// line, with `alive`).
+pub async fn workers(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
+    let store = open_existing_store(common).await?;
+    let workers = store.workers(crate::store::workers::LISTED_FOR).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for w in &workers {
+            writeln!(out, "{}", serde_json::to_string(w)?)?;
+        }
+        return Ok(());
+    }
+    if workers.is_empty() {
+        writeln!(out, "no worker seen in the last hour")?;
+    }
+    for line in worker_lines(workers) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// The workers seen in the last hour, alive ones first, as a table (no lines without workers).
+fn worker_lines(workers: Vec<crate::store::workers::WorkerRow>) -> Vec<String> {
+    let headers = [
+        "WORKER",
+        "HOST",
+        "ALIVE",
+        ">TABS",
+        ">PAGES",
+        ">PER MIN",
+        ">MEMORY",
+        "SEEN",
+        "LAST ERROR",
+    ];
+    let mut table = Table::new(&headers);
+    for w in workers {
+        let alive = if w.alive { "yes" } else { "no" };
+        let memory = w.memory_bytes.map(|b| format!("{} MiB", b >> 20));
+        table.push(vec![
+            w.id,
+            w.host,
+            alive.into(),
+            w.concurrency.to_string(),
+            w.pages.to_string(),
+            format!("{:.1}", w.pages_per_min),
+            memory.unwrap_or_else(|| "-".into()),
+            local_time(w.seen_at),
+            w.last_error.unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    match table.is_empty() {
+        true => Vec::new(),
+        false => table.lines(),
+    }
 }
 
 pub fn health(args: &HealthArgs) -> anyhow::Result<()> {

@@ -1,9 +1,11 @@
 //! Telemetry: tracing setup (text, coloured only on a terminal, or JSON when
 //! `SCRAPEFARM_LOG_FORMAT=json`) and the worker's counters and per-stage timings, printed as an
-//! end-of-run summary so a regression can be located.
+//! end-of-run summary so a regression can be located, and the worker's last error for its
+//! heartbeat. Prometheus metrics live in `metrics`.
 
 use std::fmt;
 use std::io::IsTerminal;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -58,6 +60,8 @@ pub struct Stats {
     pub skipped: AtomicU64,
     /// Deliveries settled (whatever the outcome): the worker's progress, for liveness.
     pub settled: AtomicU64,
+    /// The last dead letter, halt or queue failure, for the worker's heartbeat.
+    last_error: Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -67,6 +71,20 @@ impl Stats {
 
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Remembers `error` as the worker's last error.
+    pub fn note_error(&self, error: &str) {
+        // A poisoned lock only means a panic mid-assignment of an Option<String>: still usable.
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some(error.to_string());
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn stage_total(&self, stage: Stage) -> Duration {

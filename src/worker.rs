@@ -19,6 +19,12 @@ use crate::queue::{Consumer, Delivery, Queue, QueueError, Settle};
 use crate::render::Renderer;
 use crate::telemetry::{Stage, Stats};
 
+mod heartbeat;
+mod reporting;
+
+pub use heartbeat::{DEFAULT_INTERVAL as HEARTBEAT_INTERVAL, HeartbeatSettings};
+pub use reporting::{Reporting, bind_metrics};
+
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -77,6 +83,9 @@ pub async fn run_worker<R: Renderer, Q: Queue>(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot consume from the queue.");
+                pipeline
+                    .stats
+                    .note_error(&format!("cannot consume from the queue: {e}"));
                 Stop::Lost
             }
         };
@@ -160,6 +169,7 @@ async fn consume<R: Renderer, Q: Queue>(
                 lost => {
                     let error = lost.and_then(Result::err).map(|e| e.to_string());
                     let error = error.as_deref().unwrap_or("the consumer ended");
+                    pipeline.stats.note_error(&format!("the queue failed: {error}"));
                     tracing::warn!(%error, "The queue failed; unsettled deliveries will be redelivered.");
                     break Stop::Lost;
                 }
@@ -260,11 +270,13 @@ async fn settle<Q: Queue>(
         Disposition::DeadLetter { reason } => {
             tracing::warn!(attempt = delivery.attempt, %reason, "Job dead-lettered.");
             Stats::bump(&stats.dead_lettered);
+            stats.note_error(&format!("dead-lettered: {reason}"));
             Settle::Dead(reason)
         }
         Disposition::GiveBack => Settle::Requeue,
         Disposition::Halt { reason } => {
             tracing::error!(%reason, "Store or snapshot disk unavailable; pausing consumption.");
+            stats.note_error(&format!("halted: {reason}"));
             halt.cancel();
             Settle::Requeue
         }

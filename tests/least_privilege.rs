@@ -221,11 +221,69 @@ async fn a_worker_role_crawls_but_cannot_change_the_schema_or_read_secrets() {
     }
 
     drop_database(&name).await;
+    drop_role(&role).await;
+}
+
+/// Heartbeats (`workers` table): the worker role writes its own row, insert and update, and may
+/// neither read the fleet's rows nor delete them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_role_writes_its_heartbeat_but_cannot_read_or_delete_the_fleet() {
+    use scrapefarm::store::workers::Heartbeat;
+    let name = unique("sf_beat");
+    let role = format!("sf_beat_{}", name.rsplit('_').next().unwrap());
+    let owner_url = format!("{PG_BASE}/{name}");
+    let owner = Store::connect(&owner_url, 2).await.unwrap();
+    owner.migrate().await.unwrap();
+    owner.grant_worker(&role, Some(SECRET)).await.unwrap();
+
+    let worker_url = format!("postgres://{role}:{SECRET}@127.0.0.1:5432/{name}");
+    let worker = Store::connect(&worker_url, 2).await.unwrap();
+    worker.migrate().await.unwrap();
+    let mut beat = Heartbeat {
+        id: "worker-7",
+        host: "pod-7",
+        concurrency: 2,
+        pages: 1,
+        pages_per_min: 1.0,
+        memory_bytes: Some(1 << 20),
+        last_error: None,
+        interval: std::time::Duration::from_secs(5),
+        started_at: worker.db_now_ms().await.unwrap(),
+    };
+    worker.heartbeat(&beat).await.expect("first beat inserts");
+    beat.pages = 9;
+    worker.heartbeat(&beat).await.expect("later beats update");
+    worker.close().await;
+
+    let rows = owner
+        .workers(std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].id.as_str(), rows[0].pages), ("worker-7", 9));
+    assert!(rows[0].alive);
+    owner.close().await;
+    for sql in [
+        "SELECT pages FROM workers",
+        "SELECT * FROM workers",
+        "DELETE FROM workers",
+        "TRUNCATE workers",
+    ] {
+        let err = as_worker(&worker_url, sql).await.expect_err(sql);
+        assert!(err.contains("permission denied"), "{sql}: {err}");
+    }
+
+    drop_database(&name).await;
+    drop_role(&role).await;
+}
+
+/// Drops a test's role (after its database: the grants there go with it).
+async fn drop_role(role: &str) {
     let mut admin = sqlx::PgConnection::connect(&format!("{PG_BASE}/postgres"))
         .await
         .unwrap();
-    let drop_role = format!("DROP ROLE IF EXISTS {role}");
-    sqlx::query(sqlx::AssertSqlSafe(drop_role))
+    let sql = format!("DROP ROLE IF EXISTS {role}");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .execute(&mut admin)
         .await
         .unwrap();

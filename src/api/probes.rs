@@ -77,7 +77,9 @@ async fn queue_depths(state: &AppState) -> Result<QueueDepths, ApiError> {
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let depths = queue_depths(&state).await?;
     let listings = state.tracker.store.listing_counts().await?;
-    let text = render_metrics(&depths, &listings);
+    // The service's gauges, then everything this process recorded in its one registry.
+    let mut text = render_metrics(&depths, &listings);
+    text.push_str(&crate::metrics::install().render());
     Ok((
         [(
             header::CONTENT_TYPE,

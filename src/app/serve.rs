@@ -70,6 +70,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (tracker, queue) = build(common).await?;
+    crate::metrics::install();
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .with_context(|| format!("Failed to listen on {}", args.bind))?;

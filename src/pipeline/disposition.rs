@@ -8,6 +8,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use super::MAX_PAGE_BYTES;
 use crate::classify::PageClass;
 use crate::extract::ExtractError;
+use crate::metrics::DeadLetterReason;
 use crate::render::RenderError;
 use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
@@ -114,6 +115,19 @@ impl AttemptError {
                 reason,
             },
         }
+    }
+}
+
+/// The `reason` label of a failure that dead-letters its job; `exhausted`: it would have been
+/// retried but the attempt budget is spent.
+pub(super) fn dead_letter_reason(error: &AttemptError, exhausted: bool) -> DeadLetterReason {
+    match error {
+        _ if exhausted => DeadLetterReason::AttemptsExhausted,
+        AttemptError::Extract(_) => DeadLetterReason::ExtractError,
+        AttemptError::TooLarge(_) => DeadLetterReason::TooLarge,
+        AttemptError::Store(_) => DeadLetterReason::Rejected,
+        // Nothing else dead-letters before its budget is spent.
+        _ => DeadLetterReason::AttemptsExhausted,
     }
 }
 

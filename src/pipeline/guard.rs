@@ -2,8 +2,9 @@
 //! duplicate copy of a retry that already ran) is acked without a page, and a job whose worker
 //! keeps dying with it is dead-lettered instead of being handed out again.
 
-use super::{AttemptError, Disposition, Pipeline};
+use super::{Disposition, Pipeline};
 use crate::domain::Job;
+use crate::metrics::{self, DeadLetterReason};
 use crate::render::Renderer;
 use crate::site::Site;
 use crate::store::StoreError;
@@ -26,10 +27,11 @@ impl<R: Renderer> Pipeline<R> {
                     "rendering it started {n} times and never finished: the worker holding it \
                      died (crash, out of memory or killed) or hung each time"
                 );
+                metrics::dead_letter(&job.site, DeadLetterReason::UnfinishedRenders);
                 Some(Disposition::DeadLetter { reason })
             }
             Ok(_) => None,
-            Err(e) => Some(AttemptError::Store(e).disposition(attempt, &self.backoff)),
+            Err(e) => Some(self.store_failed(&job.site, e, attempt)),
         }
     }
 

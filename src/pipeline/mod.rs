@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 use crate::classify::{PageClass, challenge_markers, classify};
 use crate::domain::{Job, ListingStatus, Record};
 use crate::extract::{ExtractError, extract_listing};
+use crate::metrics::{self, DeadLetterReason, TabInUse};
 use crate::pace::Pacer;
 use crate::render::{ChallengeWait, Page, RenderError, RenderRequest, Renderer};
 use crate::site::{Site, Sites};
 use crate::snapshot::{self, SnapshotInput};
-use crate::store::{ListingSave, SnapshotMeta, Store};
+use crate::store::{ListingSave, SnapshotMeta, Store, StoreError};
 use crate::telemetry::{Stage, Stats};
 
 mod disposition;
@@ -26,7 +27,7 @@ mod guard;
 pub use disposition::{AttemptError, BackoffPolicy, Disposition};
 pub use guard::MAX_UNFINISHED_RENDERS;
 
-use disposition::outcome_of;
+use disposition::{dead_letter_reason, outcome_of};
 
 /// Everything `run_job` needs; shared by the worker's tasks.
 pub struct Pipeline<R> {
@@ -113,6 +114,7 @@ impl<R: Renderer> Pipeline<R> {
         let job = match Job::parse(body) {
             Ok(job) => job,
             Err(e) => {
+                metrics::dead_letter(metrics::UNKNOWN_SITE, DeadLetterReason::BadJob);
                 return Disposition::DeadLetter {
                     reason: e.to_string(),
                 };
@@ -121,6 +123,7 @@ impl<R: Renderer> Pipeline<R> {
         let site = match self.sites.get(&job.site) {
             Ok(site) => site,
             Err(e) => {
+                metrics::dead_letter(metrics::UNKNOWN_SITE, DeadLetterReason::UnknownSite);
                 return Disposition::DeadLetter {
                     reason: e.to_string(),
                 };
@@ -131,13 +134,14 @@ impl<R: Renderer> Pipeline<R> {
             Err(e) => {
                 let url: String = job.url.chars().take(200).collect();
                 let reason = format!("URL {url} cannot be a job: {e}");
+                metrics::dead_letter(&site.name, DeadLetterReason::BadUrl);
                 return Disposition::DeadLetter { reason };
             }
         };
         match self.already_satisfied(&job, site, &external_id).await {
             Ok(true) => return Disposition::Ack,
             Ok(false) => {}
-            Err(e) => return AttemptError::Store(e).disposition(attempt, &self.backoff),
+            Err(e) => return self.store_failed(&site.name, e, attempt),
         }
         if redelivered && let Some(stop) = self.unfinished_renders(&job, attempt).await {
             return stop;
@@ -145,7 +149,7 @@ impl<R: Renderer> Pipeline<R> {
         match self.duplicate_copy(&job, attempt, redelivered).await {
             Ok(true) => return Disposition::Ack,
             Ok(false) => {}
-            Err(e) => return AttemptError::Store(e).disposition(attempt, &self.backoff),
+            Err(e) => return self.store_failed(&site.name, e, attempt),
         }
         let started = Instant::now();
         match self
@@ -216,6 +220,7 @@ impl<R: Renderer> Pipeline<R> {
             })
             .await?;
         self.stats.record(Stage::Store, t.elapsed());
+        metrics::page(&site.name, class.name());
         Stats::bump(match status {
             ListingStatus::Gone => &self.stats.gone,
             _ => &self.stats.stored,
@@ -242,12 +247,15 @@ impl<R: Renderer> Pipeline<R> {
             _ = self.stopping.cancelled() => return Err(AttemptError::ShuttingDown),
             tab = start => tab?,
         };
+        let in_use = TabInUse::take();
         self.store.note_render_start(&job.id, attempt).await?;
         tracing::debug!(attempt, url = %job.url, "Rendering.");
         let t = Instant::now();
-        let page = self.renderer.render(request).await?;
+        let page = self.renderer.render(request).await;
+        metrics::render_time(&site.name, t.elapsed());
+        let page = page?;
         self.stats.record(Stage::Render, t.elapsed());
-        drop(tab);
+        drop((tab, in_use));
         if page.html.len() > MAX_PAGE_BYTES {
             return Err(AttemptError::TooLarge(page.html.len()));
         }
@@ -262,9 +270,12 @@ impl<R: Renderer> Pipeline<R> {
                 self.blocks.store(0, Ordering::Relaxed);
             }
             PageClass::RateLimited { retry_after } => {
+                metrics::rate_limited(&site.name);
                 self.pacer.on_rate_limited(&site.name, *retry_after).await?;
             }
+            PageClass::Challenge => metrics::blocked(&site.name, class.name()),
             PageClass::Blocked => {
+                metrics::blocked(&site.name, class.name());
                 self.pacer.cool_down(&site.name, BLOCK_COOLDOWN);
                 let blocks = self.blocks.fetch_add(1, Ordering::Relaxed) + 1;
                 if blocks >= BLOCKS_BEFORE_NEW_IDENTITY {
@@ -373,8 +384,10 @@ impl<R: Renderer> Pipeline<R> {
         error: AttemptError,
     ) -> Disposition {
         let mut disposition = error.disposition(attempt, &self.backoff);
+        let exhausted =
+            matches!(disposition, Disposition::Retry { .. }) && attempt >= self.max_attempts;
         if let Disposition::Retry { reason, .. } = &disposition
-            && attempt >= self.max_attempts
+            && exhausted
         {
             let reason = format!("attempts exhausted ({attempt}): {reason}");
             disposition = Disposition::DeadLetter { reason };
@@ -404,16 +417,50 @@ impl<R: Renderer> Pipeline<R> {
             })
             .await;
         match logged {
-            Ok(_) => disposition,
+            Ok(_) => {
+                count_failure(&job.site, outcome, &disposition, &error, exhausted);
+                disposition
+            }
             // The row itself is refused (the reason it failed): the dead letter still carries it.
             Err(e) if e.is_rejected() => {
                 tracing::warn!(url = %job.url, error = %e, "Could not mark the listing failed.");
+                count_failure(&job.site, outcome, &disposition, &error, exhausted);
                 disposition
             }
             Err(e) => Disposition::Halt {
                 reason: e.to_string(),
             },
         }
+    }
+}
+
+impl<R: Renderer> Pipeline<R> {
+    /// What happens to a job whose store read failed before its page: a halt, or (the read
+    /// itself refused) a dead letter.
+    fn store_failed(&self, site: &str, error: StoreError, attempt: u32) -> Disposition {
+        let disposition = AttemptError::Store(error).disposition(attempt, &self.backoff);
+        if matches!(disposition, Disposition::DeadLetter { .. }) {
+            metrics::dead_letter(site, DeadLetterReason::Rejected);
+        }
+        disposition
+    }
+}
+
+/// Counts a logged failed attempt: its page, and its retry or dead letter.
+fn count_failure(
+    site: &str,
+    outcome: &'static str,
+    disposition: &Disposition,
+    error: &AttemptError,
+    exhausted: bool,
+) {
+    metrics::page(site, outcome);
+    match disposition {
+        Disposition::Retry { .. } => metrics::retry(site),
+        Disposition::DeadLetter { .. } => {
+            metrics::dead_letter(site, dead_letter_reason(error, exhausted));
+        }
+        Disposition::Ack | Disposition::Halt { .. } | Disposition::GiveBack => {}
     }
 }
 

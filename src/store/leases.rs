@@ -46,7 +46,7 @@ pub enum LeaseError {
 }
 
 /// The database's clock in epoch milliseconds, as SQL.
-fn db_now(backend: Backend) -> &'static str {
+pub(super) fn db_now(backend: Backend) -> &'static str {
     match backend {
         Backend::Postgres => "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)",
         Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",

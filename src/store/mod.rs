@@ -13,6 +13,7 @@ pub mod searches;
 mod snapshots;
 mod watch_rule;
 mod watches;
+pub mod workers;
 mod write;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

