@@ -46,7 +46,7 @@ pub enum AlertsCommand {
     Ls(LsArgs),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DeliverArgs {
     /// Alerts claimed (and delivered concurrently) at a time.
     #[arg(long, default_value_t = 16)]

@@ -265,6 +265,11 @@ pub struct ServeArgs {
     pub no_scheduler: bool,
     #[command(flatten)]
     pub collector: CollectorArgs,
+    /// Do not deliver alerts here (another process runs `scrapefarm alerts deliver`).
+    #[arg(long)]
+    pub no_deliver: bool,
+    #[command(flatten)]
+    pub delivery: crate::alerts::DeliverArgs,
 }
 
 #[derive(Debug, Clone, Args)]

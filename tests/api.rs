@@ -4,6 +4,8 @@
 //! real `apikey create`. One test body runs on PostgreSQL + RabbitMQ and on the embedded default.
 
 mod common;
+#[path = "api/watches.rs"]
+mod watches;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -153,16 +155,46 @@ fn create_key(farm: &Farm, sites: &Path, name: &str, scope: &str) -> String {
 
 /// Starts `serve` on a spare port and waits until `/health` answers.
 async fn start_api(farm: &Farm, sites: &Path) -> (Running, Api) {
+    let keys = (
+        create_key(farm, sites, "writer", "write"),
+        create_key(farm, sites, "reader", "read"),
+    );
+    restart_api(farm, sites, keys, "collector").await
+}
+
+/// Starts a `serve` process calling with these keys; its collector renders with `profile`.
+/// Alert delivery is quick to retry and to take over (short leases) so the test stays short.
+async fn restart_api(
+    farm: &Farm,
+    sites: &Path,
+    (write_key, read_key): (String, String),
+    profile: &str,
+) -> (Running, Api) {
     let port = spare_port();
     let bind = format!("127.0.0.1:{port}");
-    let mut cmd = farm_command(farm, sites, &["serve", "--bind", &bind]);
+    let args = [
+        "serve",
+        "--bind",
+        &bind,
+        "--collector-profile",
+        profile,
+        "--lease-secs",
+        "3",
+        "--poll-ms",
+        "200",
+        "--retry-min-ms",
+        "200",
+        "--retry-max-ms",
+        "1000",
+    ];
+    let mut cmd = farm_command(farm, sites, &args);
     cmd.stdout(Stdio::null());
     let serve = Running(cmd.spawn().unwrap());
     let api = Api {
         base: format!("http://{bind}"),
         client: Client::builder(TokioExecutor::new()).build_http(),
-        write_key: create_key(farm, sites, "writer", "write"),
-        read_key: create_key(farm, sites, "reader", "read"),
+        write_key,
+        read_key,
     };
     let started = Instant::now();
     loop {
@@ -510,6 +542,77 @@ async fn check_open_endpoints(api: &Api) {
     assert!(docs.content_type.starts_with("text/html") && docs.text.contains("/api/v1/searches"));
 }
 
+/// Watches on the search and on one listing; prices move a step; run 3; the `serve` process
+/// delivering the pending alerts is killed and started again: every implied alert arrives once.
+async fn check_watches(
+    farm: &Farm,
+    sites: &Path,
+    serve: Running,
+    api: Api,
+    search_id: i64,
+) -> (Running, Api) {
+    let before = farm.fixture.ground_truth(QUERY);
+    farm.fixture.set_price_step(1);
+    let after = farm.fixture.ground_truth(QUERY);
+    let dropped = after
+        .iter()
+        .find(|a| {
+            let b = before
+                .iter()
+                .find(|b| b.external_id == a.external_id)
+                .unwrap();
+            matches!((a.price_minor, b.price_minor), (Some(n), Some(p)) if n < p)
+        })
+        .expect("step 1 lowers some price");
+    let old_price = before
+        .iter()
+        .find(|b| b.external_id == dropped.external_id)
+        .and_then(|b| b.price_minor)
+        .unwrap();
+    let below = (dropped.external_id.as_str(), old_price);
+    let receiver = watches::Receiver::start(503).await;
+    let secrets = watches::create_watches(&api, &receiver, search_id, 20, below).await;
+    let implied = watches::implied_alerts(&before, &after, 20, below);
+    assert!(implied.len() >= 2, "{implied:?}");
+
+    let run = api
+        .post(&format!("/api/v1/searches/{search_id}/runs"), &json!({}))
+        .await;
+    assert_eq!(
+        (run.status, run.json["run"].as_i64()),
+        (202, Some(3)),
+        "{}",
+        run.text
+    );
+    let within = Duration::from_secs(150);
+    watches::wait_for_alerts(&api, implied.len(), "pending", within).await;
+    let started = Instant::now();
+    // Every alert tried (and refused) at least once before the kill.
+    let tried = |r: &[watches::Receipt]| {
+        let keys: BTreeSet<&str> = r.iter().map(|r| r.idempotency_key.as_str()).collect();
+        keys.len()
+    };
+    while tried(&receiver.receipts()) < implied.len() {
+        assert!(started.elapsed() < within, "not every alert was tried");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // SIGKILL while every alert is pending: nothing is lost, nothing delivered twice.
+    drop(serve);
+    receiver.answer(200);
+    let keys = (api.write_key.clone(), api.read_key.clone());
+    let (serve, api) = restart_api(farm, sites, keys, "collector-2").await;
+    let delivered = watches::wait_for_alerts(&api, implied.len(), "delivered", within).await;
+    assert!(
+        delivered.iter().all(|a| a["attempts"].as_i64() >= Some(2)),
+        "{delivered:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    watches::check_receipts(&receiver.receipts(), &secrets, &implied, &before, &after);
+    wait_for_run_status(&api, search_id, "done").await;
+    farm.fixture.set_price_step(0);
+    (serve, api)
+}
+
 async fn tracker_api_end_to_end(backend: Backend) {
     let config = FixtureConfig {
         listings_per_query: 12,
@@ -572,6 +675,8 @@ async fn tracker_api_end_to_end(backend: Backend) {
     assert_eq!(search.json["listings"], truth.len());
 
     wait_for_run_status(&api, search_id, "done").await;
+    let (serve_again, api) = check_watches(&farm, &sites, serve, api, search_id).await;
+    serve = serve_again;
     check_url_search(&api, &truth).await;
     check_problems(&api, search_id).await;
     check_open_endpoints(&api).await;

@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod probes;
 pub mod problem;
 pub mod searches;
+pub mod watches;
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ fn v1_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(searches::router())
         .merge(listings::router())
+        .merge(watches::router())
 }
 
 /// The open routes and `/api/v1/` mounted together, with the document's non-path parts.

@@ -20,6 +20,7 @@ use crate::tracker::FieldError;
     tags(
         (name = "searches", description = "Searches, their schedules and runs"),
         (name = "listings", description = "Listings and their price history"),
+        (name = "watches", description = "Price watches and the alerts they send to webhooks"),
         (name = "service", description = "Probes and metrics (no key needed)"),
     )
 )]

@@ -204,9 +204,13 @@ impl From<TrackerError> for ApiError {
                 errors: errors.clone(),
                 known_sites: None,
             },
-            TrackerError::SearchNotFound(_) | TrackerError::ListingNotFound { .. } => {
-                ApiError::NotFound(e.to_string())
+            TrackerError::Internal(ref why) => {
+                tracing::error!(error = %why, "The API could not answer.");
+                ApiError::Internal
             }
+            TrackerError::SearchNotFound(_)
+            | TrackerError::WatchNotFound(_)
+            | TrackerError::ListingNotFound { .. } => ApiError::NotFound(e.to_string()),
             TrackerError::RunInProgress(_) => ApiError::Conflict(e.to_string()),
             TrackerError::Store(e) => e.into(),
         }

@@ -58,7 +58,7 @@ async fn wind_down(tasks: TaskTracker, tracker: &Tracker, queue: &AnyQueue) {
         .await
         .is_err()
     {
-        tracing::warn!("The scheduler or the collector did not stop in time.");
+        tracing::warn!("The scheduler, the collector or the alert deliverer did not stop in time.");
     }
     queue.close().await;
     tracker.store.close().await;
@@ -71,6 +71,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (tracker, queue) = build(common).await?;
     crate::metrics::install();
+    let delivery = (!args.no_deliver)
+        .then(|| crate::alerts::DeliverySettings::from_args(&args.delivery))
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .with_context(|| format!("Failed to listen on {}", args.bind))?;
@@ -86,6 +89,13 @@ pub async fn serve(
         &args.collector,
         &loops,
     );
+    if let Some(settings) = delivery {
+        tasks.spawn(crate::alerts::run_deliverer(
+            tracker.store.clone(),
+            settings,
+            loops.clone(),
+        ));
+    }
     println!("Serving the price-tracker API on http://{address} (docs: /docs).");
     tracing::info!(%address, "API serving.");
     let app = router(AppState::new(tracker.clone(), queue.clone()));

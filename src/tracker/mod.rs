@@ -5,6 +5,7 @@
 
 pub mod runs;
 pub mod schedule;
+pub mod watches;
 
 use std::sync::Arc;
 
@@ -48,6 +49,11 @@ pub enum TrackerError {
     ListingNotFound { site: String, external_id: String },
     #[error("search {0} has a run that is still being collected")]
     RunInProgress(i64),
+    #[error("no watch with id {0}")]
+    WatchNotFound(i64),
+    /// A fault of this process (no randomness for a secret); never the request's.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
