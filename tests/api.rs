@@ -531,6 +531,17 @@ async fn check_open_endpoints(api: &Api) {
             .text
             .contains("scrapefarm_queue_messages{state=\"ready\"}")
     );
+    // The watches' alerts were all delivered by now.
+    assert!(
+        metrics
+            .text
+            .contains("scrapefarm_alerts{state=\"pending\"} 0\n")
+            && metrics
+                .text
+                .contains("scrapefarm_alerts{state=\"delivered\"} "),
+        "{}",
+        metrics.text
+    );
     let doc = api.call("GET", "/openapi.json", None, None).await;
     assert!(
         doc.json["openapi"].as_str().unwrap().starts_with("3.1"),

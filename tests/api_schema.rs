@@ -35,7 +35,10 @@ fn wait_healthy(base: &str) {
         if ok {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "serve never listened");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve never listened"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -43,13 +46,27 @@ fn wait_healthy(base: &str) {
 #[test]
 fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     let dir = tempfile::tempdir().unwrap();
-    let key = scrapefarm(dir.path(), &["apikey", "create", "--name", "st", "--scope", "write"])
-        .output()
-        .unwrap();
-    assert!(key.status.success(), "{}", String::from_utf8_lossy(&key.stderr));
+    let key = scrapefarm(
+        dir.path(),
+        &["apikey", "create", "--name", "st", "--scope", "write"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        key.status.success(),
+        "{}",
+        String::from_utf8_lossy(&key.stderr)
+    );
     let key = String::from_utf8(key.stdout).unwrap().trim().to_string();
     let bind = format!("127.0.0.1:{}", spare_port());
-    let args = ["serve", "--bind", &bind, "--no-collect", "--no-scheduler", "--no-deliver"];
+    let args = [
+        "serve",
+        "--bind",
+        &bind,
+        "--no-collect",
+        "--no-scheduler",
+        "--no-deliver",
+    ];
     let mut serve = scrapefarm(dir.path(), &args);
     serve.stdout(Stdio::null()).stderr(Stdio::null());
     let _serve = Running(serve.spawn().unwrap());
@@ -66,7 +83,13 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
         .args(["--checks", checks])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", "50", "--seed", "7", "--workers", "1"])
-        .args(["--generation-database", "none", "--request-timeout", "10", "--no-color"])
+        .args([
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "10",
+            "--no-color",
+        ])
         .output()
         .expect("bash runs");
     let (stdout, stderr) = (
@@ -79,6 +102,12 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
         "schemathesis found problems (exit {:?}):\n{stdout}\n{stderr}",
         out.status.code()
     );
-    assert!(!stdout.contains(&key), "the key never appears in the report");
-    assert!(stdout.contains("passed"), "schemathesis ran operations:\n{stdout}");
+    assert!(
+        !stdout.contains(&key),
+        "the key never appears in the report"
+    );
+    assert!(
+        stdout.contains("passed"),
+        "schemathesis ran operations:\n{stdout}"
+    );
 }

@@ -18,7 +18,7 @@ use common::process::Running;
 use common::{PG_BASE, drop_database, unique};
 
 /// How long both schedulers run.
-const RUN_FOR: Duration = Duration::from_secs(62);
+const RUN_FOR: Duration = Duration::from_secs(122);
 
 fn scheduler(db_url: &str) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_scrapefarm"))

@@ -77,8 +77,10 @@ async fn queue_depths(state: &AppState) -> Result<QueueDepths, ApiError> {
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let depths = queue_depths(&state).await?;
     let listings = state.tracker.store.listing_counts().await?;
+    let alerts = state.tracker.store.alert_counts().await?;
     // The service's gauges, then everything this process recorded in its one registry.
     let mut text = render_metrics(&depths, &listings);
+    text.push_str(&render_alerts(&alerts));
     text.push_str(&crate::metrics::install().render());
     Ok((
         [(
@@ -124,6 +126,22 @@ fn render_metrics(
     );
     for (status, n) in listings {
         let _ = writeln!(out, "scrapefarm_listings{{status=\"{status}\"}} {n}");
+    }
+    out
+}
+
+/// `scrapefarm_alerts{state}`: alerts by delivery state, `pending` always present.
+fn render_alerts(alerts: &std::collections::BTreeMap<String, i64>) -> String {
+    let mut out = String::from(
+        "# HELP scrapefarm_alerts Alerts by delivery state (pending: waiting for a 2xx).
+         # TYPE scrapefarm_alerts gauge
+",
+    );
+    let pending = alerts.get("pending").copied().unwrap_or(0);
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "scrapefarm_alerts{{state=\"pending\"}} {pending}");
+    for (state, n) in alerts.iter().filter(|(s, _)| *s != "pending") {
+        let _ = writeln!(out, "scrapefarm_alerts{{state=\"{state}\"}} {n}");
     }
     out
 }

@@ -314,6 +314,17 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
+    /// How many alerts are in each delivery state (`pending`, `delivered`, `failed`).
+    pub async fn alert_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM alerts GROUP BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// How many of a search's listings are in each status.
     pub async fn status_counts(
         &self,

@@ -389,7 +389,8 @@ def runs_browser(w: Workload) -> bool:
 
 def check_least_privilege(c: Checks, w: Workload) -> None:
     """Browser pods: Chromium's sandbox may create user namespaces, and the database role is the
-    worker's; only the migration Job connects as the owner."""
+    worker's; only the migration Job and the service (which creates watches and holds their
+    webhook secrets, refused to the worker role) connect as the owner."""
     for k in w.containers():
         if not is_scrapefarm_image(k.get("image", "")):
             continue
@@ -398,8 +399,12 @@ def check_least_privilege(c: Checks, w: Workload) -> None:
                    if e.get("name") == "DATABASE_URL"), {})
         if w.labels.get(COMPONENT_LABEL) == "migrate":
             continue
-        c.check(f"{where} connects as the worker role", db.get("name") == WORKER_SECRET_NAME,
-                f"DATABASE_URL from {db!r}")
+        if w.labels.get(COMPONENT_LABEL) == "serve":
+            c.check(f"{where} connects as the owner (watch secrets)", db.get("name") == SECRET_NAME,
+                    f"DATABASE_URL from {db!r}")
+        else:
+            c.check(f"{where} connects as the worker role", db.get("name") == WORKER_SECRET_NAME,
+                    f"DATABASE_URL from {db!r}")
         if runs_browser(w):
             seccomp = effective(w.pod, k, "seccompProfile") or {}
             c.check(f"{where} runs Chromium under the sandbox-friendly seccomp profile",
