@@ -18,6 +18,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -198,8 +199,7 @@ async fn print_alerts(store: &Store, args: &LsArgs) -> anyhow::Result<()> {
 /// waits `poll` when nothing is due or the store is unavailable. A delivery cut short by
 /// shutdown keeps its lease, which runs out: the alert is delivered again later.
 pub async fn run_deliverer(store: Store, settings: DeliverySettings, shutdown: CancellationToken) {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client = webhook_client();
     tracing::info!(owner = %settings.owner, "Delivering alerts.");
     let store_timeout = Duration::from_secs(30);
     while !shutdown.is_cancelled() {
@@ -243,9 +243,7 @@ pub enum DeliveryError {
     Timeout(Duration),
     #[error("the webhook could not be reached: {0}")]
     Unreachable(String),
-    #[error("https webhooks need TLS, which this build does not include")]
-    Tls,
-    #[error("the webhook URL is not a valid http URL")]
+    #[error("the webhook URL is not a valid http or https URL")]
     BadUrl,
 }
 
@@ -303,6 +301,18 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The HTTP client of the deliverer: http and https (rustls, Mozilla's root certificates).
+pub type WebhookClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+fn webhook_client() -> WebhookClient {
+    let https = HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
 /// The idempotency key of alert `id`.
 pub fn idempotency_key(id: i64) -> String {
     format!("scrapefarm-alert-{id}")
@@ -311,7 +321,7 @@ pub fn idempotency_key(id: i64) -> String {
 /// One attempt at `due`, recorded in the store.
 async fn deliver_and_settle(
     store: &Store,
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &WebhookClient,
     settings: &DeliverySettings,
     due: DueAlert,
 ) {
@@ -360,7 +370,7 @@ async fn deliver_and_settle(
 
 /// POSTs `body` to the watch's webhook; the answer's status, or why there was none.
 async fn post(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &WebhookClient,
     due: &DueAlert,
     body: Vec<u8>,
     timeout: Duration,
@@ -387,8 +397,7 @@ fn request(
 ) -> Result<http::Request<Full<Bytes>>, DeliveryError> {
     let mut url = url::Url::parse(webhook_url).map_err(|_| DeliveryError::BadUrl)?;
     match url.scheme() {
-        "http" => {}
-        "https" => return Err(DeliveryError::Tls),
+        "http" | "https" => {}
         _ => return Err(DeliveryError::BadUrl),
     }
     let authorization = (!url.username().is_empty()).then(|| {
@@ -427,6 +436,42 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server on 127.0.0.1 answering every connection with a plain-text HTTP 204.
+    async fn plain_http_server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let answer = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+                let _ = socket.write_all(answer).await;
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn the_client_speaks_http_and_tls_for_https_urls() {
+        let address = plain_http_server().await;
+        let client = webhook_client();
+        let get = |scheme: &str| {
+            let request = http::Request::post(format!("{scheme}://{address}/hook"))
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap();
+            client.request(request)
+        };
+        let plain = get("http").await.expect("plain http works");
+        assert_eq!(plain.status().as_u16(), 204);
+        // A TLS handshake against a plain-text server fails: https really goes through TLS.
+        let tls = tokio::time::timeout(Duration::from_secs(10), get("https"))
+            .await
+            .expect("the handshake ends");
+        let error = error_chain(&tls.expect_err("no TLS on the other side"));
+        assert!(!error.is_empty());
+    }
 
     #[test]
     fn the_signature_is_the_rfc_4231_hmac_sha256() {
