@@ -13,7 +13,7 @@ use crate::report::ListingJson;
 use crate::store::ListingFilter;
 
 /// The columns of a CSV export without `--fields`, in order: every field of `listings --json`.
-pub const DEFAULT_FIELDS: [&str; 19] = [
+pub const DEFAULT_FIELDS: [&str; 39] = [
     "site",
     "external_id",
     "url",
@@ -33,6 +33,26 @@ pub const DEFAULT_FIELDS: [&str; 19] = [
     "snapshot",
     "attempts",
     "last_error",
+    "brand",
+    "sku",
+    "gtin",
+    "mpn",
+    "availability",
+    "rating",
+    "review_count",
+    "extra",
+    "item_id",
+    "translated_title",
+    "was_price_minor",
+    "was_currency",
+    "buy_it_now_minor",
+    "buy_it_now_currency",
+    "auction",
+    "best_offer",
+    "bids",
+    "status_text",
+    "description_url",
+    "field_errors",
 ];
 
 pub async fn export(common: &Common, args: &ExportArgs) -> anyhow::Result<()> {

@@ -33,6 +33,33 @@ pub struct ListingJson {
     pub snapshot: Option<String>,
     pub attempts: i64,
     pub last_error: Option<String>,
+    pub brand: Option<String>,
+    pub sku: Option<String>,
+    pub gtin: Option<String>,
+    pub mpn: Option<String>,
+    /// A schema.org name (`InStock`, `OutOfStock`, …) when the page gives one, else its text.
+    pub availability: Option<String>,
+    pub rating: Option<f64>,
+    pub review_count: Option<i64>,
+    /// The site's own fields (`[listing.extra]` of its definition).
+    pub extra: BTreeMap<String, String>,
+    /// The item number the page shows, when it differs in kind from the URL's id.
+    pub item_id: Option<String>,
+    pub translated_title: Option<String>,
+    /// The struck-through reference price, minor units.
+    pub was_price_minor: Option<i64>,
+    pub was_currency: Option<String>,
+    /// The fixed price next to an auction's bid, minor units.
+    pub buy_it_now_minor: Option<i64>,
+    pub buy_it_now_currency: Option<String>,
+    pub auction: bool,
+    pub best_offer: bool,
+    pub bids: Option<i64>,
+    pub status_text: Option<String>,
+    pub description_url: Option<String>,
+    /// Fields whose rules read values none of which could be parsed, and why.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_errors: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<PriceObservation>>,
 }
@@ -51,6 +78,26 @@ impl ListingJson {
         ListingJson {
             specifics: serde_json::from_str(&row.specifics).unwrap_or_default(),
             images: serde_json::from_str(&row.images).unwrap_or_default(),
+            extra: serde_json::from_str(&row.extra).unwrap_or_default(),
+            field_errors: serde_json::from_str(&row.field_errors).unwrap_or_default(),
+            brand: row.brand,
+            sku: row.sku,
+            gtin: row.gtin,
+            mpn: row.mpn,
+            availability: row.availability,
+            rating: row.rating,
+            review_count: row.review_count,
+            item_id: row.item_id,
+            translated_title: row.translated_title,
+            was_price_minor: row.was_price_minor,
+            was_currency: row.was_currency,
+            buy_it_now_minor: row.buy_it_now_minor,
+            buy_it_now_currency: row.buy_it_now_currency,
+            auction: row.auction != 0,
+            best_offer: row.best_offer != 0,
+            bids: row.bids,
+            status_text: row.status_text,
+            description_url: row.description_url,
             site: row.site,
             external_id: row.external_id,
             url: row.url,

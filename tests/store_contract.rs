@@ -354,6 +354,47 @@ async fn listing(store: &Store, external_id: &str) -> ListingRow {
     row
 }
 
+async fn every_field_a_site_can_read_is_stored_and_listed(store: Store) {
+    let mut found = record("300", "Desk lamp", money(2599, "EUR"));
+    found.brand = Some("Acme".into());
+    found.sku = Some("L-300".into());
+    found.gtin = Some("4006381333931".into());
+    found.mpn = Some("LX-300".into());
+    found.availability = Some("InStock".into());
+    found.rating = Some(4.75);
+    found.review_count = Some(1234);
+    found.extra = [("energy_class".to_string(), "A++".to_string())].into();
+    found.item_id = Some("9300".into());
+    found.translated_title = Some("Lampe de bureau".into());
+    found.was_price = Some(money(2999, "EUR"));
+    found.buy_it_now_price = Some(money(3499, "EUR"));
+    found.auction = true;
+    found.best_offer = true;
+    found.bids = Some(7);
+    found.status_text = Some("Ends in 2 days".into());
+    found.description_url = Some("https://desc.example/300".into());
+    found.field_errors = [("seller_score".to_string(), "no count".to_string())].into();
+    store
+        .save(&stored(&job("f1", "300"), &found, None))
+        .await
+        .unwrap();
+    let json = scrapefarm::report::ListingJson::from_row(listing(&store, "300").await, None);
+    let json = serde_json::to_value(&json).unwrap();
+    let expected = serde_json::json!({
+        "brand": "Acme", "sku": "L-300", "gtin": "4006381333931", "mpn": "LX-300",
+        "availability": "InStock", "rating": 4.75, "review_count": 1234,
+        "extra": {"energy_class": "A++"}, "item_id": "9300",
+        "translated_title": "Lampe de bureau", "was_price_minor": 2999, "was_currency": "EUR",
+        "buy_it_now_minor": 3499, "buy_it_now_currency": "EUR", "auction": true,
+        "best_offer": true, "bids": 7, "status_text": "Ends in 2 days",
+        "description_url": "https://desc.example/300",
+        "field_errors": {"seller_score": "no count"},
+    });
+    for (key, value) in expected.as_object().unwrap() {
+        assert_eq!(&json[key], value, "{key} in {json}");
+    }
+}
+
 async fn a_job_published_again_after_a_crash_adds_no_second_price_observation(store: Store) {
     // The same search's listing reached by two publishes (new job ids): one observation.
     let (mut first, mut again) = (job("j1", "100"), job("j2", "100"));
@@ -607,6 +648,7 @@ on_both_stores!(
     a_job_published_again_after_a_crash_adds_no_second_price_observation,
     text_a_database_would_refuse_is_stored_bounded,
     render_starts_are_counted_per_job_and_attempt,
+    every_field_a_site_can_read_is_stored_and_listed,
 );
 
 /// `n` pseudo-random digits (xorshift), incompressible enough to stay `n` bytes in an index.

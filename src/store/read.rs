@@ -39,6 +39,30 @@ pub struct ListingRow {
     pub first_seen: i64,
     /// When its page was last extracted, epoch ms.
     pub last_enriched: Option<i64>,
+    pub brand: Option<String>,
+    pub sku: Option<String>,
+    pub gtin: Option<String>,
+    pub mpn: Option<String>,
+    pub availability: Option<String>,
+    pub rating: Option<f64>,
+    pub review_count: Option<i64>,
+    /// A site's own fields, a JSON object.
+    pub extra: String,
+    pub item_id: Option<String>,
+    pub translated_title: Option<String>,
+    pub was_price_minor: Option<i64>,
+    pub was_currency: Option<String>,
+    pub buy_it_now_minor: Option<i64>,
+    pub buy_it_now_currency: Option<String>,
+    /// 0 or 1.
+    pub auction: i64,
+    /// 0 or 1.
+    pub best_offer: i64,
+    pub bids: Option<i64>,
+    pub status_text: Option<String>,
+    pub description_url: Option<String>,
+    /// Fields that could not be read, and why: a JSON object.
+    pub field_errors: String,
 }
 
 /// One entry of a listing's price history.
@@ -78,6 +102,10 @@ pub struct SnapshotRow {
 pub(super) const LISTING_COLUMNS: &str = "l.id, l.site, l.external_id, l.url, l.status, l.title, l.price_minor, \
     l.currency, l.condition, l.seller, l.seller_score, l.shipping, l.location, l.specifics, \
     l.description, l.images, l.attempts, l.last_error, l.first_seen, l.last_enriched, \
+    l.brand, l.sku, l.gtin, l.mpn, l.availability, l.rating, l.review_count, l.extra, l.item_id, \
+    l.translated_title, l.was_price_minor, l.was_currency, l.buy_it_now_minor, \
+    l.buy_it_now_currency, l.auction, l.best_offer, l.bids, l.status_text, l.description_url, \
+    l.field_errors, \
     (SELECT s.path FROM snapshots s WHERE s.listing_id = l.id ORDER BY s.captured_at DESC, s.id DESC LIMIT 1) AS snapshot";
 
 /// One page of listings for the API: keyset pagination on the listing id, so a page boundary

@@ -295,10 +295,19 @@ async fn update_record(
     // Serializing maps and vectors of strings cannot fail.
     let specifics = serde_json::to_string(&r.specifics).unwrap_or_else(|_| "{}".into());
     let images = serde_json::to_string(&r.images).unwrap_or_else(|_| "[]".into());
+    let extra = serde_json::to_string(&r.extra).unwrap_or_else(|_| "{}".into());
+    let field_errors = serde_json::to_string(&r.field_errors).unwrap_or_else(|_| "{}".into());
+    let minor = |m: &Option<crate::price::Money>| m.map(|m| m.minor);
+    let code = |m: &Option<crate::price::Money>| m.map(|m| m.currency.as_str().to_string());
     sqlx::query(
         "UPDATE listings SET title = $2, price_minor = $3, currency = $4, condition = $5, seller = $6, \
          seller_score = $7, shipping = $8, location = $9, specifics = $10, description = $11, images = $12, \
-         status = $13, last_enriched = $14, attempts = $15, last_error = NULL WHERE id = $1",
+         status = $13, last_enriched = $14, attempts = $15, last_error = NULL, \
+         brand = $16, sku = $17, gtin = $18, mpn = $19, availability = $20, rating = $21, \
+         review_count = $22, extra = $23, item_id = $24, translated_title = $25, \
+         was_price_minor = $26, was_currency = $27, buy_it_now_minor = $28, \
+         buy_it_now_currency = $29, auction = $30, best_offer = $31, bids = $32, \
+         status_text = $33, description_url = $34, field_errors = $35 WHERE id = $1",
     )
     .bind(id)
     .bind(r.title.as_deref())
@@ -315,6 +324,26 @@ async fn update_record(
     .bind(status.as_str())
     .bind(now)
     .bind(attempt as i64)
+    .bind(r.brand.as_deref())
+    .bind(r.sku.as_deref())
+    .bind(r.gtin.as_deref())
+    .bind(r.mpn.as_deref())
+    .bind(r.availability.as_deref())
+    .bind(r.rating)
+    .bind(r.review_count)
+    .bind(extra)
+    .bind(r.item_id.as_deref())
+    .bind(r.translated_title.as_deref())
+    .bind(minor(&r.was_price))
+    .bind(code(&r.was_price))
+    .bind(minor(&r.buy_it_now_price))
+    .bind(code(&r.buy_it_now_price))
+    .bind(i64::from(r.auction))
+    .bind(i64::from(r.best_offer))
+    .bind(r.bids)
+    .bind(r.status_text.as_deref())
+    .bind(r.description_url.as_deref())
+    .bind(field_errors)
     .execute(&mut **tx)
     .await?;
     Ok(())
