@@ -51,9 +51,7 @@ async fn run() -> std::process::ExitCode {
         Command::Health(args) => operator::health(args),
         Command::Apikey(cmd) => scrapefarm::api_key::command(common, cmd).await,
         Command::Db(DbCommand::GrantWorker(args)) => app::grant_worker(common, args).await,
-        Command::Sites { cmd } => {
-            scrapefarm::site::command::run(common.sites_dir.as_deref(), cmd.as_ref())
-        }
+        Command::Sites { cmd } => scrapefarm::site::command::run(common, cmd.as_ref()).await,
         Command::Alerts(cmd) => scrapefarm::alerts::command(common, cmd, shutdown).await,
         Command::Workers(args) => operator::workers(common, args).await,
     };

@@ -411,6 +411,24 @@ impl Sites {
         Ok(sites)
     }
 
+    /// The built-in definitions and the one in `file` (which may override one of them): what
+    /// `sites check` reads pages with. An unreadable or invalid file is an error naming every
+    /// problem.
+    pub fn load_file(file: &Path) -> Result<(Sites, String), SiteError> {
+        let text = std::fs::read_to_string(file).map_err(|e| SiteError::Invalid {
+            file: file.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        let site = parse(&text).map_err(|problems| SiteError::Invalid {
+            file: file.to_path_buf(),
+            problem: problems.join("; "),
+        })?;
+        let name = site.name.clone();
+        let mut sites = Sites::builtin();
+        sites.add(file.to_path_buf(), Ok(site));
+        Ok((sites, name))
+    }
+
     /// [`Sites::load`] of `dir` when given (it must be readable), else of `./sites` when that
     /// exists, else the built-in definitions alone.
     pub fn load_from(dir: Option<&Path>) -> Result<Sites, SiteError> {

@@ -131,3 +131,47 @@ fn a_commands_help_lists_its_own_options_before_the_global_ones() {
         "{help}"
     );
 }
+
+#[test]
+fn sites_check_reads_saved_pages_with_a_site_file_being_written() {
+    let farm = Farm::new();
+    let pages = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/realworld/pages");
+    let file = pages.join("sites/bestbuy.toml");
+    let page = pages.join("bestbuy/product/bestbuy-product-2025-02-crucial-p3-ssd.html");
+    let out = farm.run(&[
+        "sites",
+        "check",
+        file.to_str().unwrap(),
+        page.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("(site bestbuy from"), "{text}");
+    assert!(text.contains("class   content"), "{text}");
+    assert!(
+        text.contains("title             \"Crucial - P3 1TB Internal SSD PCIe Gen 3 x4 NVMe\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("  * "),
+        "the rule that read each value is marked:\n{text}"
+    );
+
+    let broken = farm.path().join("broken.toml");
+    let draft = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("max_rps = ", "max_rps = 0 #");
+    std::fs::write(&broken, draft).unwrap();
+    let out = farm.run(&[
+        "sites",
+        "check",
+        broken.to_str().unwrap(),
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("broken.toml") && stderr(&out).contains("max_rps"),
+        "{}",
+        stderr(&out)
+    );
+}

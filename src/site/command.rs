@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::Sites;
+use crate::cli::Common;
 use crate::report::Table;
 
 /// The `sites` subcommands.
@@ -21,6 +22,22 @@ pub enum SitesCommand {
     )]
     Ls {
         /// One JSON object per site (and per invalid file).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read pages (saved files or URLs, rendered in the browser) with one site file, as it is
+    /// being written: per field, the value, the rule that read it and what each rule before it
+    /// read; the file is checked first, every problem named with its key.
+    #[command(
+        after_help = "Examples:\n  scrapefarm sites check shop.toml saved/product.html\n  scrapefarm sites check shop.toml https://shop.example/item/1 --json"
+    )]
+    Check {
+        /// The site definition being written.
+        file: PathBuf,
+        /// Saved HTML files or http(s) URLs.
+        #[arg(required = true)]
+        pages: Vec<String>,
+        /// One JSON object per page.
         #[arg(long)]
         json: bool,
     },
@@ -53,12 +70,37 @@ struct InvalidLine<'a> {
 }
 
 /// Runs a `sites` subcommand over the definitions found from `sites_dir` (`--sites-dir`).
-pub fn run(sites_dir: Option<&Path>, cmd: Option<&SitesCommand>) -> anyhow::Result<()> {
+pub async fn run(common: &Common, cmd: Option<&SitesCommand>) -> anyhow::Result<()> {
+    let sites_dir = common.sites_dir.as_deref();
     match cmd {
         None => list(&Sites::load_from(sites_dir)?, false),
         Some(SitesCommand::Ls { json }) => list(&Sites::load_from(sites_dir)?, *json),
         Some(SitesCommand::Validate { dir }) => validate(dir.as_deref().or(sites_dir)),
+        Some(SitesCommand::Check { file, pages, json }) => check(common, file, pages, *json).await,
     }
+}
+
+/// Every page read with the site of `file`, one after the other; a page that cannot be read
+/// (a missing file, a URL that does not render) stops the check with its reason.
+async fn check(common: &Common, file: &Path, pages: &[String], json: bool) -> anyhow::Result<()> {
+    let (sites, name) = Sites::load_file(file)?;
+    let mut out = std::io::stdout().lock();
+    for page in pages {
+        if !json {
+            writeln!(out, "== {page} (site {name} from {})", file.display())?;
+        }
+        let launch = || async {
+            crate::app::launch_renderer(common, "site-check", 1, true)
+                .await
+                .map_err(|e| crate::render::RenderError::Browser(format!("{e:#}")))
+        };
+        let target = page.as_str().into();
+        crate::inspect::extract_command(&sites, &name, target, json, launch, &mut out).await?;
+        if !json {
+            writeln!(out)?;
+        }
+    }
+    Ok(())
 }
 
 fn list(sites: &Sites, json: bool) -> anyhow::Result<()> {
