@@ -120,7 +120,7 @@ pub fn extract_record(
         ended: flag(&f.ended),
         brand: read.text("brand", &f.brand),
         sku: read.text("sku", &f.sku),
-        gtin: read.text("gtin", &f.gtin),
+        gtin: read.read("gtin", &f.gtin, |_, text| gtin(text)),
         mpn: read.text("mpn", &f.mpn),
         availability: read
             .text("availability", &f.availability)
@@ -140,15 +140,45 @@ pub fn extract_record(
     Ok(record)
 }
 
-/// A stock state as its schema.org name when the page gives a schema.org URL
-/// (`https://schema.org/InStock`, `http://schema.org/OutOfStock`), else the text as read.
+/// schema.org's ItemAvailability names, by their letters lower-cased.
+const AVAILABILITY: [&str; 10] = [
+    "InStock",
+    "OutOfStock",
+    "PreOrder",
+    "BackOrder",
+    "Discontinued",
+    "LimitedAvailability",
+    "SoldOut",
+    "OnlineOnly",
+    "InStoreOnly",
+    "PreSale",
+];
+
+/// A stock state as its schema.org name when the page gives one in any spelling
+/// (`https://schema.org/InStock`, `in_stock`, `In Stock.`), else the text as read.
 fn availability(text: &str) -> String {
     let trimmed = text.trim();
-    let lower = trimmed.to_ascii_lowercase();
-    if lower.contains("schema.org/") {
-        return trimmed.rsplit('/').next().unwrap_or(trimmed).to_string();
+    let name = trimmed.rsplit('/').next().unwrap_or(trimmed);
+    let letters: String = name
+        .chars()
+        .filter(char::is_ascii_alphabetic)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    AVAILABILITY
+        .iter()
+        .find(|known| known.to_ascii_lowercase() == letters)
+        .map_or_else(|| trimmed.to_string(), |known| known.to_string())
+}
+
+/// A GTIN (EAN/UPC/ISBN-13, 8 to 14 digits) without its spaces and hyphens; anything else
+/// ("n/a") is not one, and the next rule is tried.
+fn gtin(text: &str) -> Result<String, String> {
+    let digits: String = text.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let valid = (8..=14).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit());
+    match valid {
+        true => Ok(digits),
+        false => Err(format!("{text:?} is not 8 to 14 digits")),
     }
-    trimmed.to_string()
 }
 
 /// The first decimal number of a rating text ("4.7 out of 5 stars", "4,5 de 5"), a comma

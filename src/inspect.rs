@@ -266,6 +266,16 @@ pub struct RecordJson {
     pub best_offer: bool,
     pub status_text: Option<String>,
     pub description_url: Option<String>,
+    pub brand: Option<String>,
+    pub sku: Option<String>,
+    pub gtin: Option<String>,
+    pub mpn: Option<String>,
+    pub availability: Option<String>,
+    pub rating: Option<f64>,
+    pub review_count: Option<i64>,
+    pub extra: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_errors: BTreeMap<String, String>,
 }
 
 /// An amount as `listings --json` writes prices.
@@ -321,6 +331,15 @@ impl RecordJson {
             best_offer: r.best_offer,
             status_text: r.status_text,
             description_url: r.description_url,
+            brand: r.brand,
+            sku: r.sku,
+            gtin: r.gtin,
+            mpn: r.mpn,
+            availability: r.availability,
+            rating: r.rating,
+            review_count: r.review_count,
+            extra: r.extra,
+            field_errors: r.field_errors,
         }
     }
 }

@@ -514,3 +514,21 @@ fn extra_field_names_are_checked() {
         assert!(err.contains(expected), "{extra}: {err}");
     }
 }
+
+#[test]
+fn availability_reads_as_a_schema_org_name_and_a_gtin_must_be_digits() {
+    for (text, name) in [
+        ("https://schema.org/InStock", "InStock"),
+        ("http://schema.org/OutOfStock", "OutOfStock"),
+        ("in_stock", "InStock"),
+        ("In Stock.", "InStock"),
+        ("PreOrder", "PreOrder"),
+        ("Only 3 left", "Only 3 left"),
+    ] {
+        assert_eq!(availability(text), name, "{text}");
+    }
+    assert_eq!(gtin("978-1849757096").as_deref(), Ok("9781849757096"));
+    assert_eq!(gtin("0 032884 187614").as_deref(), Ok("0032884187614"));
+    assert!(gtin("n/a").is_err());
+    assert!(gtin("1234567").is_err(), "too short");
+}
