@@ -520,6 +520,10 @@ pub struct ListingsArgs {
     /// Include each listing's price observations (local time and price).
     #[arg(long)]
     pub history: bool,
+    /// Only listings whose price changed, each change shown as old → new with its time and
+    /// percentage (in JSON: `changes`).
+    #[arg(long)]
+    pub changes: bool,
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,

@@ -29,14 +29,19 @@ pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()
         return Ok(());
     }
     let mut table = Table::new(&["SITE", "ID", "STATUS", ">PRICE", "UPDATED", "TITLE"]);
-    let mut histories = Vec::new();
+    let mut details = Vec::new();
     for row in rows {
-        let history = match args.history {
+        let history = match args.history || args.changes {
             true => Some(store.price_history(row.id).await?),
             false => None,
         };
+        let changes = history.as_deref().map(crate::report::price_changes);
+        if args.changes && changes.as_ref().is_some_and(Vec::is_empty) {
+            continue;
+        }
         let updated = local_time(row.last_enriched.unwrap_or(row.first_seen));
-        let listing = ListingJson::from_row(row, history);
+        let mut listing = ListingJson::from_row(row, history.filter(|_| args.history));
+        listing.changes = changes.filter(|_| args.changes);
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&listing)?)?;
             continue;
@@ -49,9 +54,12 @@ pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()
             updated,
             listing.title_text(),
         ]);
-        histories.push(listing.history.unwrap_or_default());
+        details.push(detail_lines(&listing));
     }
     if table.is_empty() {
+        if args.changes && !args.json {
+            writeln!(out, "no price changes")?;
+        }
         return Ok(());
     }
     let lines = table.lines();
@@ -59,14 +67,28 @@ pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()
     if let Some(header) = lines.next() {
         writeln!(out, "{header}")?;
     }
-    for (line, history) in lines.zip(histories) {
+    for (line, detail) in lines.zip(details) {
         writeln!(out, "{line}")?;
-        for obs in history {
-            let price = money_text(obs.price_minor, &obs.currency);
-            writeln!(out, "    {}  {price}", local_time(obs.observed_at))?;
+        for detail in detail {
+            writeln!(out, "    {detail}")?;
         }
     }
     Ok(())
+}
+
+/// The indented lines under a listing's row: its observations (`--history`), then its price
+/// changes (`--changes`), each with its local time.
+fn detail_lines(listing: &ListingJson) -> Vec<String> {
+    let history = listing.history.iter().flatten().map(|obs| {
+        let price = money_text(obs.price_minor, &obs.currency);
+        format!("{}  {price}", local_time(obs.observed_at))
+    });
+    let changes = listing
+        .changes
+        .iter()
+        .flatten()
+        .map(|c| format!("{}  {}", local_time(c.at), c.text()));
+    history.chain(changes).collect()
 }
 
 /// Applies `--since`, `--sort` and `--limit` to the rows the store returned.

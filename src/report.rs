@@ -62,6 +62,54 @@ pub struct ListingJson {
     pub field_errors: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<PriceObservation>>,
+    /// The price changes between consecutive observations (`listings --changes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<PriceChange>>,
+}
+
+/// One price change: the observation before and the one that differed, in minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PriceChange {
+    /// When the new price was observed, epoch ms.
+    pub at: i64,
+    pub old_minor: i64,
+    pub old_currency: String,
+    pub new_minor: i64,
+    pub new_currency: String,
+}
+
+impl PriceChange {
+    /// `USD 24.99 → USD 19.99 (-20.0%)`; no percentage across currencies.
+    pub fn text(&self) -> String {
+        let (old, new) = (
+            money_text(self.old_minor, &self.old_currency),
+            money_text(self.new_minor, &self.new_currency),
+        );
+        if self.old_currency != self.new_currency || self.old_minor == 0 {
+            return format!("{old} → {new}");
+        }
+        // Tenths of a percent, rounded toward zero, in integers.
+        let tenths = (self.new_minor - self.old_minor) * 1000 / self.old_minor;
+        let sign = if tenths < 0 { "-" } else { "+" };
+        let tenths = tenths.abs();
+        format!("{old} → {new} ({sign}{}.{}%)", tenths / 10, tenths % 10)
+    }
+}
+
+/// The changes in a listing's history (oldest first): each observation whose price or currency
+/// differs from the one before it.
+pub fn price_changes(history: &[PriceObservation]) -> Vec<PriceChange> {
+    history
+        .windows(2)
+        .filter(|w| (w[0].price_minor, &w[0].currency) != (w[1].price_minor, &w[1].currency))
+        .map(|w| PriceChange {
+            at: w[1].observed_at,
+            old_minor: w[0].price_minor,
+            old_currency: w[0].currency.clone(),
+            new_minor: w[1].price_minor,
+            new_currency: w[1].currency.clone(),
+        })
+        .collect()
 }
 
 impl ListingJson {
@@ -98,6 +146,7 @@ impl ListingJson {
             bids: row.bids,
             status_text: row.status_text,
             description_url: row.description_url,
+            changes: None,
             site: row.site,
             external_id: row.external_id,
             url: row.url,
@@ -281,6 +330,37 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn obs(at: i64, minor: i64, currency: &str) -> PriceObservation {
+        PriceObservation {
+            listing_id: 1,
+            observed_at: at,
+            price_minor: minor,
+            currency: currency.into(),
+        }
+    }
+
+    #[test]
+    fn changes_are_consecutive_observations_that_differ() {
+        let history = [
+            obs(1, 2499, "USD"),
+            obs(2, 2499, "USD"),
+            obs(3, 1999, "USD"),
+            obs(4, 1999, "EUR"),
+            obs(5, 2199, "EUR"),
+        ];
+        let changes = price_changes(&history);
+        let at: Vec<i64> = changes.iter().map(|c| c.at).collect();
+        assert_eq!(at, [3, 4, 5]);
+        assert_eq!(changes[0].text(), "USD 24.99 → USD 19.99 (-20.0%)");
+        assert_eq!(
+            changes[1].text(),
+            "USD 19.99 → EUR 19.99",
+            "no percentage across currencies"
+        );
+        assert_eq!(changes[2].text(), "EUR 19.99 → EUR 21.99 (+10.0%)");
+        assert!(price_changes(&history[..2]).is_empty());
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("Failed to connect to the database at db: {source}")]

@@ -96,3 +96,48 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
     assert!(!logs.is_empty(), "debug logs were written");
     assert!(!logs.contains('\u{1b}'), "{logs}");
 }
+
+#[tokio::test]
+async fn listings_changes_shows_only_listings_whose_price_moved_with_old_new_and_when() {
+    let farm = Farm::new();
+    let store = farm.store().await;
+    save_listing(&store, "100001", "Brass lamp", 2499, "USD").await;
+    save_listing(&store, "100002", "Paper lantern", 1200, "JPY").await;
+    store.close().await;
+    let out = farm.run(&["listings", "--changes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "no price changes\n");
+
+    let store = farm.store().await;
+    save_listing(&store, "100001", "Brass lamp", 1999, "USD").await;
+    store.close().await;
+    let out = farm.run(&["listings", "--changes"]);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "header, the lamp, its change:\n{text}");
+    assert!(
+        lines[1].contains("100001") && !text.contains("Paper lantern"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("    ") && is_iso_time(lines[2]),
+        "{text}"
+    );
+    assert!(
+        lines[2].ends_with("USD 24.99 → USD 19.99 (-20.0%)"),
+        "{text}"
+    );
+
+    let out = farm.run(&["listings", "--changes", "--json"]);
+    let json: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(json.len(), 1, "{json:?}");
+    let change = &json[0]["changes"][0];
+    assert_eq!(
+        (change["old_minor"].as_i64(), change["new_minor"].as_i64()),
+        (Some(2499), Some(1999))
+    );
+    assert!(json[0]["history"].is_null(), "history only with --history");
+}
