@@ -537,9 +537,15 @@ pub struct ExportArgs {
     /// File to write (replaced whole, never left half-written); `-` for stdout.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Comma-separated fields, in order (default: every field of `listings --json`).
+    /// Comma-separated fields, in order (default: every field of `listings --json`, or with
+    /// `--history` every field of an observation).
     #[arg(long, value_delimiter = ',', value_name = "FIELD,…")]
     pub fields: Option<Vec<String>>,
+    /// Export the price history instead: one row per observation of the chosen listings
+    /// (site, external_id, observed_at as UTC RFC 3339, observed_at_ms, price, price_minor,
+    /// currency), oldest first per listing.
+    #[arg(long)]
+    pub history: bool,
     /// Only the listings a search found (its id, as `searches` shows).
     #[arg(long, value_name = "SEARCH_ID")]
     pub search: Option<i64>,

@@ -55,8 +55,24 @@ pub const DEFAULT_FIELDS: [&str; 39] = [
     "field_errors",
 ];
 
+/// The columns of `export --history`, in order.
+pub const HISTORY_FIELDS: [&str; 7] = [
+    "site",
+    "external_id",
+    "observed_at",
+    "observed_at_ms",
+    "price",
+    "price_minor",
+    "currency",
+];
+
 pub async fn export(common: &Common, args: &ExportArgs) -> anyhow::Result<()> {
-    let fields = chosen_fields(&args.fields)?;
+    let known: &[&str] = if args.history {
+        &HISTORY_FIELDS
+    } else {
+        &DEFAULT_FIELDS
+    };
+    let fields = chosen_fields(&args.fields, known)?;
     let store = open_existing_store(common).await?;
     let filter = ListingFilter {
         search_id: args.search,
@@ -64,11 +80,14 @@ pub async fn export(common: &Common, args: &ExportArgs) -> anyhow::Result<()> {
         site: args.site.clone(),
     };
     let rows = store.listings(&filter).await?;
+    let listings: Vec<Value> = match args.history {
+        true => observations(&store, rows).await?,
+        false => rows
+            .into_iter()
+            .map(|row| serde_json::to_value(ListingJson::from_row(row, None)))
+            .collect::<Result<_, _>>()?,
+    };
     store.close().await;
-    let listings: Vec<Value> = rows
-        .into_iter()
-        .map(|row| serde_json::to_value(ListingJson::from_row(row, None)))
-        .collect::<Result<_, _>>()?;
     let write = |out: &mut dyn Write| match args.format {
         ExportFormat::Csv => write_csv(out, &listings, &fields),
         ExportFormat::Jsonl => write_jsonl(out, &listings, args.fields.as_ref().map(|_| &fields)),
@@ -77,29 +96,70 @@ pub async fn export(common: &Common, args: &ExportArgs) -> anyhow::Result<()> {
         return write(&mut std::io::stdout().lock());
     }
     write_file(&args.out, write)?;
+    let what = if args.history {
+        "price observations"
+    } else {
+        "listings"
+    };
     println!(
-        "Exported {} listings to {}.",
+        "Exported {} {what} to {}.",
         listings.len(),
         args.out.display()
     );
     Ok(())
 }
 
-/// `--fields a,b`: each must be a field of `listings --json`; none given means all of them.
-fn chosen_fields(fields: &Option<Vec<String>>) -> anyhow::Result<Vec<String>> {
+/// Every price observation of `rows`, as objects with [`HISTORY_FIELDS`].
+async fn observations(
+    store: &crate::store::Store,
+    rows: Vec<crate::store::ListingRow>,
+) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for row in rows {
+        for obs in store.price_history(row.id).await? {
+            let price = crate::price::Currency::parse(&obs.currency)
+                .ok()
+                .map(|c| crate::price::Money::new(obs.price_minor, c).to_decimal_string());
+            out.push(serde_json::json!({
+                "site": row.site,
+                "external_id": row.external_id,
+                "observed_at": rfc3339(obs.observed_at),
+                "observed_at_ms": obs.observed_at,
+                "price": price,
+                "price_minor": obs.price_minor,
+                "currency": obs.currency,
+            }));
+        }
+    }
+    Ok(out)
+}
+
+/// Epoch ms as UTC RFC 3339 (`2026-12-07T22:15:44.123Z`); the number itself if out of range.
+fn rfc3339(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
+    at.ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `--fields a,b`: each must be one of `known`; none given means all of them.
+fn chosen_fields(fields: &Option<Vec<String>>, known: &[&str]) -> anyhow::Result<Vec<String>> {
     let Some(fields) = fields else {
-        return Ok(DEFAULT_FIELDS.iter().map(|f| f.to_string()).collect());
+        return Ok(known.iter().map(|f| f.to_string()).collect());
     };
     let unknown: Vec<&str> = fields
         .iter()
         .map(String::as_str)
-        .filter(|f| !DEFAULT_FIELDS.contains(f))
+        .filter(|f| !known.contains(f))
         .collect();
     if !unknown.is_empty() {
         bail!(
             "unknown field(s) {}; the fields are {}",
             unknown.join(", "),
-            DEFAULT_FIELDS.join(", ")
+            known.join(", ")
         );
     }
     Ok(fields.clone())

@@ -102,3 +102,69 @@ async fn jsonl_equals_listings_json_and_fields_pick_the_columns() {
     let out = farm.run(&["export", "--format", "parquet", "--out", "x"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn history_export_has_one_row_per_observation_equal_to_listings_history() {
+    let farm = seeded().await;
+    let store = farm.store().await;
+    save_listing(&store, "100001", "Brass lamp", 1799, "USD").await;
+    store.close().await;
+    let out = farm.run(&["export", "--history", "--format", "csv", "--out", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header, scrapefarm::export::HISTORY_FIELDS);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    // The history `listings --json --history` shows, observation by observation.
+    let out = farm.run(&["listings", "--json", "--history"]);
+    let mut expected = Vec::new();
+    for line in stdout(&out).lines() {
+        let listing: Value = serde_json::from_str(line).unwrap();
+        for obs in listing["history"].as_array().unwrap() {
+            expected.push((
+                listing["external_id"].as_str().unwrap().to_string(),
+                obs["observed_at"].as_i64().unwrap().to_string(),
+                obs["price_minor"].as_i64().unwrap().to_string(),
+                obs["currency"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[1].to_string(),
+                r[3].to_string(),
+                r[5].to_string(),
+                r[6].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        rows.len(),
+        4,
+        "two observations of the lamp, one of each other listing"
+    );
+    let lamp: Vec<_> = rows.iter().filter(|r| &r[1] == "100001").collect();
+    assert_eq!((&lamp[0][4], &lamp[1][4]), ("19.99", "17.99"));
+    assert!(
+        lamp[0][2].ends_with('Z') && lamp[0][2].contains('T'),
+        "{:?}",
+        lamp[0]
+    );
+
+    let out = farm.run(&[
+        "export",
+        "--history",
+        "--format",
+        "csv",
+        "--out",
+        "-",
+        "--fields",
+        "title",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("observed_at"), "{}", stderr(&out));
+}
