@@ -173,36 +173,64 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
     Ok(())
 }
 
+/// What `status` reports, read once.
+struct Status {
+    depths: crate::queue::QueueDepths,
+    stored_5min: i64,
+    in_progress: Vec<crate::store::SearchRow>,
+    listings: std::collections::BTreeMap<String, i64>,
+    workers: Vec<crate::store::workers::WorkerRow>,
+}
+
+impl Status {
+    async fn read(common: &Common) -> anyhow::Result<Status> {
+        let store = open_existing_store(common).await?;
+        let queue = connect_queue(common, &store).await?;
+        let depths = queue.depths().await?;
+        queue.close().await;
+        let stored_5min = store
+            .enriched_after(store.db_now_ms().await? - 5 * 60_000)
+            .await?;
+        let in_progress = store
+            .searches()
+            .await?
+            .into_iter()
+            .filter(|s| s.status == "collecting" || s.status == "collected")
+            .collect();
+        Ok(Status {
+            depths,
+            stored_5min,
+            in_progress,
+            listings: store.listing_counts().await?,
+            workers: store.workers(crate::store::workers::LISTED_FOR).await?,
+        })
+    }
+
+    fn workers_alive(&self) -> usize {
+        self.workers.iter().filter(|w| w.alive).count()
+    }
+}
+
 pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
-    let store = open_existing_store(common).await?;
-    let queue = connect_queue(common, &store).await?;
-    let depths = queue.depths().await?;
-    queue.close().await;
+    let status = Status::read(common).await?;
     let mut out = std::io::stdout().lock();
-    let stored_5min = store
-        .enriched_after(store.db_now_ms().await? - 5 * 60_000)
-        .await?;
-    let in_progress: Vec<_> = store
-        .searches()
-        .await?
-        .into_iter()
-        .filter(|s| s.status == "collecting" || s.status == "collected")
-        .collect();
-    let listings = store.listing_counts().await?;
-    let workers = store.workers(crate::store::workers::LISTED_FOR).await?;
-    let workers_alive = workers.iter().filter(|w| w.alive).count();
     if args.json {
-        let status = serde_json::json!({
+        let json = serde_json::json!({
             "database": crate::store::redact(&common.database_url()),
-            "queue": common.queue, "depths": depths,
-            "listings": listings,
-            "stored_per_minute_5m": stored_5min as f64 / 5.0,
-            "searches_in_progress": in_progress,
-            "workers_alive": workers_alive, "workers": workers,
+            "queue": common.queue, "depths": status.depths,
+            "listings": status.listings,
+            "stored_per_minute_5m": status.stored_5min as f64 / 5.0,
+            "searches_in_progress": status.in_progress,
+            "workers_alive": status.workers_alive(), "workers": status.workers,
         });
-        writeln!(out, "{status}")?;
+        writeln!(out, "{json}")?;
         return Ok(());
     }
+    write_status(&mut out, &common.queue, status)
+}
+
+fn write_status(out: &mut impl Write, queue: &str, status: Status) -> anyhow::Result<()> {
+    let depths = &status.depths;
     // Unknown is not zero: RabbitMQ reports unacked messages only through its management API.
     let unacked = match depths.unacked {
         Some(n) => n.to_string(),
@@ -210,26 +238,27 @@ pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
     };
     writeln!(
         out,
-        "queue {}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",
-        common.queue, depths.ready, unacked, depths.retrying, depths.dead, depths.consumers
+        "queue {queue}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",
+        depths.ready, unacked, depths.retrying, depths.dead, depths.consumers
     )?;
-    writeln!(
-        out,
-        "stored per minute (last 5 min): {:.1}",
-        stored_5min as f64 / 5.0
-    )?;
-    let counts: Vec<String> = listings.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let per_minute = status.stored_5min as f64 / 5.0;
+    writeln!(out, "stored per minute (last 5 min): {per_minute:.1}")?;
+    let counts: Vec<String> = status
+        .listings
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
     match counts.is_empty() {
         true => writeln!(out, "listings: none yet")?,
         false => writeln!(out, "listings: {}", counts.join("  "))?,
     }
-    writeln!(out, "workers alive: {workers_alive}")?;
-    for line in worker_lines(workers) {
+    writeln!(out, "workers alive: {}", status.workers_alive())?;
+    for line in worker_lines(status.workers) {
         writeln!(out, "  {line}")?;
     }
-    writeln!(out, "searches in progress: {}", in_progress.len())?;
+    writeln!(out, "searches in progress: {}", status.in_progress.len())?;
     let mut table = Table::new(&[">ID", "SITE", "STATUS", "REQUESTED", "QUERY"]);
-    for s in in_progress {
+    for s in status.in_progress {
         let requested = local_time(s.requested_at);
         table.push(vec![s.id.to_string(), s.site, s.status, requested, s.query]);
     }

@@ -140,7 +140,20 @@ impl<'a> Document<'a> {
 
     /// Up to `limit` values `rule` reads, in document order, after its regex.
     fn values(&self, rule: &Rule, scope: Option<ElementRef<'_>>, limit: usize) -> Vec<String> {
-        let keep = |value: String| post_process(rule, value);
+        self.read(rule, scope)
+            .filter_map(|value| post_process(rule, value))
+            .take(limit)
+            .collect()
+    }
+
+    /// What `rule`'s source reads, lazily (a field usually wants only the first value). Inside a
+    /// result row only CSS and microdata read; the other sources describe the whole page.
+    fn read<'s>(
+        &'s self,
+        rule: &'s Rule,
+        scope: Option<ElementRef<'s>>,
+    ) -> Box<dyn Iterator<Item = String> + 's> {
+        let root = scope.unwrap_or_else(|| self.html.root_element());
         match (&rule.source, scope) {
             (
                 Source::Css {
@@ -148,38 +161,21 @@ impl<'a> Document<'a> {
                     attr,
                     exclude,
                 },
-                scope,
-            ) => scope
-                .unwrap_or_else(|| self.html.root_element())
-                .select(selector)
-                .filter_map(|el| match attr {
-                    Some(attr) => el.value().attr(attr).map(|v| v.trim().to_string()),
-                    None => Some(self.text(el, exclude.as_ref())),
-                })
-                .filter_map(keep)
-                .take(limit)
-                .collect(),
-            (Source::ItemProp { selector, .. }, scope) => scope
-                .unwrap_or_else(|| self.html.root_element())
-                .select(selector)
-                .filter_map(|el| self.item_value(el))
-                .filter_map(keep)
-                .take(limit)
-                .collect(),
-            (_, Some(_)) => Vec::new(),
-            (Source::Meta { selector, .. }, None) => self
-                .html
-                .select(selector)
-                .filter_map(|el| el.value().attr("content").map(|v| v.trim().to_string()))
-                .filter_map(keep)
-                .take(limit)
-                .collect(),
+                _,
+            ) => Box::new(root.select(selector).filter_map(move |el| match attr {
+                Some(attr) => el.value().attr(attr).map(|v| v.trim().to_string()),
+                None => Some(self.text(el, exclude.as_ref())),
+            })),
+            (Source::ItemProp { selector, .. }, _) => {
+                Box::new(root.select(selector).filter_map(|el| self.item_value(el)))
+            }
+            (_, Some(_)) => Box::new(std::iter::empty()),
+            (Source::Meta { selector, .. }, None) => Box::new(
+                root.select(selector)
+                    .filter_map(|el| el.value().attr("content").map(|v| v.trim().to_string())),
+            ),
             (Source::JsonLd { paths, node_type }, None) => {
-                json_values(self.jsonld_blocks(), paths, node_type.as_deref())
-                    .into_iter()
-                    .filter_map(keep)
-                    .take(limit)
-                    .collect()
+                Box::new(json_values(self.jsonld_blocks(), paths, node_type.as_deref()).into_iter())
             }
             (
                 Source::Json {
@@ -188,18 +184,14 @@ impl<'a> Document<'a> {
                     node_type,
                 },
                 None,
-            ) => json_values(&self.embedded_json(document), paths, node_type.as_deref())
-                .into_iter()
-                .filter_map(keep)
-                .take(limit)
-                .collect(),
-            (Source::Html(re), None) => re
-                .captures_iter(self.raw)
-                .filter_map(|caps| caps.get(1).or_else(|| caps.get(0)))
-                .map(|m| m.as_str().trim().to_string())
-                .filter_map(keep)
-                .take(limit)
-                .collect(),
+            ) => Box::new(
+                json_values(&self.embedded_json(document), paths, node_type.as_deref()).into_iter(),
+            ),
+            (Source::Html(re), None) => Box::new(
+                re.captures_iter(self.raw)
+                    .filter_map(|caps| caps.get(1).or_else(|| caps.get(0)))
+                    .map(|m| m.as_str().trim().to_string()),
+            ),
         }
     }
 
