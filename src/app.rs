@@ -156,12 +156,20 @@ pub async fn fixture_site(args: &FixtureArgs, shutdown: CancellationToken) -> an
     let config = FixtureConfig {
         seed: args.seed,
         listings_per_query: args.listings_per_query,
-        defences: Defences {
-            challenge_rate: args.challenge_rate,
-            rate_limit_rps: args.rate_limit,
-            captcha_rate: args.captcha_rate,
-            captcha_cooldown_secs: args.captcha_cooldown,
-            error_rate: args.error_rate,
+        defences: match args.hostile {
+            true => Defences::hostile(),
+            false => Defences {
+                challenge_rate: args.challenge_rate,
+                rate_limit_rps: args.rate_limit,
+                captcha_rate: args.captcha_rate,
+                captcha_cooldown_secs: args.captcha_cooldown,
+                error_rate: args.error_rate,
+                api: args.api_defences,
+                api_latency_ms: args.api_latency_ms,
+                slow_api_rate: args.slow_api_rate,
+                slow_api_ms: args.slow_api_ms,
+                vendor_captcha: args.vendor_captcha,
+            },
         },
         ..FixtureConfig::default()
     };

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use regex::Regex;
 
-use crate::render::Page;
-use crate::site::Site;
+use crate::render::{ChallengeWait, DataError, Page};
+use crate::site::{Site, SiteState};
 
 /// Longest Retry-After we honour; longer waits are capped to this (and go through retry tiers).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
@@ -89,23 +89,38 @@ static AKAMAI_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Every challenge marker for `site` (built-in vendors and the site's own), lowercase.
 pub fn challenge_markers(site: &Site) -> Vec<String> {
-    CHALLENGE_MARKERS
-        .iter()
-        .map(|m| m.to_string())
-        .chain(site.markers.challenge_text.iter().map(|m| m.to_lowercase()))
+    lowercase(CHALLENGE_MARKERS, &site.markers.challenge_text)
+}
+
+/// Every block marker for `site` (built-in vendors and the site's own), lowercase.
+pub fn block_markers(site: &Site) -> Vec<String> {
+    lowercase(BLOCK_MARKERS, &site.markers.block_text)
+}
+
+fn lowercase(builtin: &[&str], own: &[String]) -> Vec<String> {
+    let builtin = builtin.iter().map(|m| m.to_string());
+    builtin
+        .chain(own.iter().map(|m| m.to_lowercase()))
         .collect()
 }
 
-/// Classifies a rendered page.
+/// How the renderer waits out a challenge on `site`'s pages: never on a page that also shows a
+/// captcha or block marker.
+pub fn challenge_wait(site: &Site, timeout: Duration) -> ChallengeWait {
+    ChallengeWait {
+        markers: challenge_markers(site),
+        block_markers: block_markers(site),
+        timeout,
+    }
+}
+
+/// Classifies a rendered page. In order: the document's status (429, 404/410), the ready
+/// condition, the site's own states and markers, the page's own data requests (a 429 or 5xx
+/// there), the built-in vendor markers, and last the remaining statuses.
 pub fn classify(page: &Page, site: &Site) -> PageClass {
     let status = page.status.unwrap_or(200);
     if status == 429 {
-        let retry_after = page
-            .retry_after
-            .as_deref()
-            .and_then(|v| parse_retry_after(v, SystemTime::now()))
-            .unwrap_or(DEFAULT_RETRY_AFTER);
-        return PageClass::RateLimited { retry_after };
+        return rate_limited(page.retry_after.as_deref());
     }
     if status == 404 || status == 410 {
         return PageClass::Gone;
@@ -118,26 +133,85 @@ pub fn classify(page: &Page, site: &Site) -> PageClass {
         };
     }
     let html = page.html.to_lowercase();
-    let has_any = |markers: &[String]| markers.iter().any(|m| html.contains(&m.to_lowercase()));
-    if has_any(&site.markers.challenge_text) || CHALLENGE_MARKERS.iter().any(|m| html.contains(m)) {
+    if let Some(class) = site_verdict(page, site, &html) {
+        return class;
+    }
+    if let Some(class) = data_verdict(page) {
+        return class;
+    }
+    if CHALLENGE_MARKERS.iter().any(|m| html.contains(m)) {
         return PageClass::Challenge;
     }
-    if has_any(&site.markers.block_text)
-        || BLOCK_MARKERS.iter().any(|m| html.contains(m))
-        || AKAMAI_REFERENCE.is_match(&html)
+    if BLOCK_MARKERS.iter().any(|m| html.contains(m)) || AKAMAI_REFERENCE.is_match(&html) {
+        return PageClass::Blocked;
+    }
+    match status {
+        401 | 403 => PageClass::Blocked,
+        500.. => PageClass::ServerError,
+        _ => PageClass::Empty,
+    }
+}
+
+/// What the site's own states say: the state the renderer saw (or, for a page rendered
+/// elsewhere, its `[markers.selectors]` on the HTML), else its text markers. An error state is
+/// explained by the failed data request behind it when there is one.
+fn site_verdict(page: &Page, site: &Site, lowercase_html: &str) -> Option<PageClass> {
+    let state = page
+        .state
+        .or_else(|| match site.markers.selectors.is_empty() {
+            true => None,
+            false => site
+                .markers
+                .state_in(&scraper::Html::parse_document(&page.html)),
+        })
+        .or_else(|| site.markers.state_by_text(lowercase_html))?;
+    Some(match state {
+        SiteState::Block => PageClass::Blocked,
+        SiteState::Challenge => PageClass::Challenge,
+        SiteState::Gone => PageClass::Gone,
+        SiteState::Error => data_verdict(page).unwrap_or(PageClass::ServerError),
+    })
+}
+
+/// What the page's failed data requests say: the site rate-limiting us (429), refusing us
+/// (401/403) or failing (5xx). The first 429 wins over any other failure.
+fn data_verdict(page: &Page) -> Option<PageClass> {
+    let errors = &page.data_errors;
+    if let Some(limited) = errors.iter().find(|e| e.status == 429) {
+        return Some(rate_limited(limited.retry_after.as_deref()));
+    }
+    errors.iter().find_map(|e| match e.status {
+        401 | 403 => Some(PageClass::Blocked),
+        500.. => Some(PageClass::ServerError),
+        _ => None,
+    })
+}
+
+/// What on `page` showed `class`, when it was not the document itself: the failed data request
+/// or the site's declared state (for the attempt log and `failures`).
+pub fn evidence(page: &Page, class: &PageClass) -> Option<String> {
+    let data = |e: &DataError| format!("its data request {} answered {}", e.url, e.status);
+    let wanted = |status: u16| match class {
+        PageClass::RateLimited { .. } => status == 429,
+        PageClass::Blocked => matches!(status, 401 | 403),
+        PageClass::ServerError => status >= 500,
+        _ => false,
+    };
+    let document = page.status.unwrap_or(200);
+    if document < 400
+        && let Some(error) = page.data_errors.iter().find(|e| wanted(e.status))
     {
-        return PageClass::Blocked;
+        return Some(data(error));
     }
-    if status == 401 || status == 403 {
-        return PageClass::Blocked;
-    }
-    if status >= 500 {
-        return PageClass::ServerError;
-    }
-    if has_any(&site.markers.gone_text) {
-        return PageClass::Gone;
-    }
-    PageClass::Empty
+    page.state
+        .map(|s| format!("the site's `{}` state showed", s.key()))
+}
+
+fn rate_limited(retry_after: Option<&str>) -> PageClass {
+    let retry_after = retry_after
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        .unwrap_or(DEFAULT_RETRY_AFTER);
+    PageClass::RateLimited { retry_after }
 }
 
 fn is_ended(page: &Page, site: &Site) -> bool {
@@ -244,6 +318,74 @@ mod tests {
             classify(&page(403, false, captcha), &site),
             PageClass::Blocked
         );
+    }
+
+    #[test]
+    fn the_sites_own_block_marker_wins_over_a_built_in_challenge_marker() {
+        let site = fixture_site();
+        // Vendor wording ("Pardon Our Interruption" is a built-in challenge marker) on a captcha.
+        let captcha = "<h1>Pardon Our Interruption</h1><p>Please verify yourself to continue</p>";
+        assert_eq!(
+            classify(&page(200, false, captcha), &site),
+            PageClass::Blocked
+        );
+        let wait = challenge_wait(&site, Duration::from_secs(10));
+        assert!(!wait.matches(captcha), "a captcha is never waited on");
+        assert!(wait.matches("<h1>Pardon Our Interruption</h1><p>One moment</p>"));
+    }
+
+    #[test]
+    fn the_sites_state_selectors_classify_before_built_in_markers() {
+        let site = fixture_site();
+        // Read off the HTML (a page the renderer did not watch): the captcha form is the
+        // site's block state even with challenge wording around it.
+        let form = "<title>Just a moment...</title><form id=\"captcha_form\"></form>";
+        assert_eq!(classify(&page(200, false, form), &site), PageClass::Blocked);
+        let error = "<main id=\"listing\" data-error=\"Error: HTTP 503\"></main>";
+        assert_eq!(
+            classify(&page(200, false, error), &site),
+            PageClass::ServerError
+        );
+        // Seen by the renderer: its state wins even when the HTML changed since.
+        let mut seen = page(200, false, "<p>anything</p>");
+        seen.state = Some(SiteState::Gone);
+        assert_eq!(classify(&seen, &site), PageClass::Gone);
+    }
+
+    #[test]
+    fn failed_data_requests_explain_a_page_that_never_got_ready() {
+        let site = fixture_site();
+        let data = |status: u16, retry_after: Option<&str>| DataError {
+            url: "http://127.0.0.1/api/item/1".into(),
+            status,
+            retry_after: retry_after.map(str::to_string),
+        };
+        let mut limited = page(
+            200,
+            false,
+            "<main id=\"listing\" data-error=\"HTTP 429\"></main>",
+        );
+        limited.state = Some(SiteState::Error);
+        limited.data_errors = vec![data(503, None), data(429, Some("3"))];
+        let three = Duration::from_secs(3);
+        let class = classify(&limited, &site);
+        assert_eq!(class, PageClass::RateLimited { retry_after: three });
+        assert_eq!(
+            evidence(&limited, &class).as_deref(),
+            Some("its data request http://127.0.0.1/api/item/1 answered 429")
+        );
+        // Without a declared error state the failed request still says what happened.
+        let mut failing = page(200, false, "<main id=\"listing\"></main>");
+        failing.data_errors = vec![data(503, None)];
+        assert_eq!(classify(&failing, &site), PageClass::ServerError);
+        failing.data_errors = vec![data(403, None)];
+        assert_eq!(classify(&failing, &site), PageClass::Blocked);
+        failing.data_errors = vec![data(404, None)];
+        assert_eq!(classify(&failing, &site), PageClass::Empty);
+        // A ready page is content whatever its data requests said.
+        let mut ready = page(200, true, "<main id=\"listing\" data-ready=\"1\"></main>");
+        ready.data_errors = vec![data(429, None)];
+        assert_eq!(classify(&ready, &site), PageClass::Content);
     }
 
     #[test]

@@ -365,6 +365,26 @@ pub struct FixtureArgs {
     /// Fraction of listing requests answered with a 503.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
+    /// The defences (all but the JS challenge) also answer the listing pages' data API.
+    #[arg(long)]
+    pub api_defences: bool,
+    /// Server-side latency of the data API.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub api_latency_ms: u64,
+    /// Fraction of listings whose data API answers after --slow-api-ms instead.
+    #[arg(long, default_value_t = 0.0)]
+    pub slow_api_rate: f64,
+    /// Latency of the slow listings' data API.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub slow_api_ms: u64,
+    /// Captcha pages worded as a bot vendor's ("Pardon Our Interruption").
+    #[arg(long)]
+    pub vendor_captcha: bool,
+    /// The benchmark's hostile settings (challenge 50%, 10 requests/s, captcha 5% with a 10 s
+    /// cooldown, 503 5%, on pages and data API, 30 ms API latency, 5% of listings 400 ms,
+    /// vendor-worded captchas); replaces the other defence flags.
+    #[arg(long)]
+    pub hostile: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
-use crate::classify::challenge_markers;
+use crate::classify::challenge_wait;
 use crate::domain::Job;
 use crate::extract::extract_search;
 use crate::queue::{Queue, QueueError};
-use crate::render::{ChallengeWait, RenderError, RenderRequest, Renderer};
+use crate::render::{RenderError, RenderRequest, Renderer};
 use crate::site::{ListingUrlError, Site};
 use crate::store::{Store, StoreError};
 
@@ -181,16 +181,8 @@ async fn search_page<R: Renderer>(
     url: &str,
     renderer: &R,
 ) -> Result<(Vec<crate::domain::SearchHit>, Option<String>), CollectError> {
-    let request = RenderRequest {
-        url: url.to_string(),
-        ready: site.search.as_ref().and_then(|s| s.ready.clone()),
-        ready_timeout: SEARCH_READY_TIMEOUT,
-        screenshot: false,
-        challenge: Some(ChallengeWait {
-            markers: challenge_markers(site),
-            timeout: SEARCH_READY_TIMEOUT,
-        }),
-    };
+    let challenge = challenge_wait(site, SEARCH_READY_TIMEOUT);
+    let request = RenderRequest::search(site, url, SEARCH_READY_TIMEOUT, challenge);
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
         .with_max_delay(Duration::from_secs(10))

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::classify::{PageClass, challenge_markers, classify, ready_in_html};
+use crate::classify::{PageClass, challenge_wait, classify, ready_in_html};
 use crate::domain::{ListingStatus, Record, SearchHit};
 use crate::extract::{
     Document, ExtractError, RuleTrace, SearchPage, extract_record, extract_search,
 };
 use crate::price::Money;
-use crate::render::{ChallengeWait, Page, RenderError, RenderRequest, Renderer};
+use crate::render::{Page, RenderError, RenderRequest, Renderer};
 use crate::site::{FLAG_FIELDS, Site, SiteError, Sites};
 
 /// The `extract` command could not run.
@@ -226,14 +226,9 @@ fn render_request(site: &Site, url: &str) -> RenderRequest {
         None => site.ready.clone(),
     };
     RenderRequest {
-        url: url.to_string(),
         ready: Some(ready),
-        ready_timeout: site.ready_timeout,
         screenshot: false,
-        challenge: Some(ChallengeWait {
-            markers: challenge_markers(site),
-            timeout: site.ready_timeout,
-        }),
+        ..RenderRequest::listing(site, url, challenge_wait(site, site.ready_timeout))
     }
 }
 

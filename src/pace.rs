@@ -4,7 +4,7 @@
 //! raises it again slowly (additive increase), and the shared slowdown decays when the site is
 //! quiet. A block cools this worker's profile down for the site.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ const MIN_RATE: f64 = 0.5;
 /// A shared slowdown doubles back every this long when nobody reports a new 429.
 const RECOVERY_HALF_LIFE_MS: f64 = 15_000.0;
 
+/// The window over which the rate actually achieved is measured.
+const ACHIEVED_WINDOW: Duration = Duration::from_secs(2);
+
 /// The pace of one site in this worker.
 #[derive(Debug, Clone)]
 struct SitePace {
@@ -30,6 +33,11 @@ struct SitePace {
     next_slot: Instant,
     paused_until: Instant,
     last_sync: Option<Instant>,
+    /// Slots handed out within the last [`ACHIEVED_WINDOW`]: the rate the site really saw,
+    /// which is lower than `rate` when the tabs, not the pace, are the limit.
+    granted: VecDeque<Instant>,
+    /// When a 429 last lowered the rate.
+    last_cut: Option<Instant>,
 }
 
 /// Paces requests per site.
@@ -56,27 +64,17 @@ impl Pacer {
             let pace = sites
                 .entry(site.to_string())
                 .or_insert_with(|| SitePace::new(max_rps));
-            let now = Instant::now();
-            let slot = pace.next_slot.max(pace.paused_until).max(now);
-            pace.next_slot = slot + Duration::from_secs_f64(1.0 / pace.rate);
-            slot
+            pace.grant(Instant::now())
         };
         tokio::time::sleep_until(slot).await;
         Ok(())
     }
 
-    /// A page came back fine: speed up — by 5% per page up to 80% of the rate that last drew a
-    /// 429, then by a thousandth of the maximum per page, so the limit is probed rarely.
+    /// A page came back fine: speed up (see [`SitePace::succeeded`]).
     pub fn on_success(&self, site: &str) {
         let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pace) = sites.get_mut(site) {
-            let step = if pace.rate < 0.8 * pace.ceiling {
-                pace.rate * 0.05
-            } else {
-                pace.max_rate / 1000.0
-            };
-            pace.rate = (pace.rate + step).min(pace.max_rate);
-            pace.ceiling = pace.ceiling.max(pace.rate);
+            pace.succeeded();
         }
     }
 
@@ -91,12 +89,7 @@ impl Pacer {
             let Some(pace) = sites.get_mut(site) else {
                 return Ok(());
             };
-            // Several tabs see the same 429 burst: only the first one lowers the ceiling.
-            if pace.rate > pace.ceiling / 2.0 + f64::EPSILON {
-                pace.ceiling = pace.rate;
-                pace.rate = (pace.rate / 2.0).max(MIN_RATE);
-            }
-            pace.paused_until = pace.paused_until.max(Instant::now() + retry_after);
+            pace.limited(Instant::now(), retry_after);
             pace.rate
         };
         tracing::info!(
@@ -183,7 +176,68 @@ impl SitePace {
             next_slot: Instant::now(),
             paused_until: Instant::now(),
             last_sync: None,
+            granted: VecDeque::new(),
+            last_cut: None,
         }
+    }
+
+    /// The next slot at or after `now`, taken.
+    fn grant(&mut self, now: Instant) -> Instant {
+        let slot = self.next_slot.max(self.paused_until).max(now);
+        self.next_slot = slot + Duration::from_secs_f64(1.0 / self.rate);
+        while self
+            .granted
+            .front()
+            .is_some_and(|t| slot.saturating_duration_since(*t) > ACHIEVED_WINDOW)
+        {
+            self.granted.pop_front();
+        }
+        self.granted.push_back(slot);
+        slot
+    }
+
+    /// The rate the site saw over the last window, in requests per second.
+    fn achieved(&self, now: Instant) -> f64 {
+        let recent = self
+            .granted
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) <= ACHIEVED_WINDOW)
+            .count();
+        recent as f64 / ACHIEVED_WINDOW.as_secs_f64()
+    }
+
+    /// Additive increase: by 5% per page up to 80% of the rate that last drew a 429, then by
+    /// 1% of that rate per second up to it, and past it by 0.5% per second, so the limit is
+    /// approached quickly and probed rarely.
+    fn succeeded(&mut self) {
+        let per_second = if self.rate < 0.8 * self.ceiling {
+            self.rate * 0.05 * self.rate
+        } else if self.rate < self.ceiling {
+            0.01 * self.ceiling
+        } else {
+            0.005 * self.ceiling
+        };
+        // One success of `rate` a second: the step per success is the step per second ÷ rate.
+        self.rate = (self.rate + per_second / self.rate).min(self.max_rate);
+    }
+
+    /// Multiplicative decrease on a 429: the ceiling becomes the rate the site really saw (not
+    /// a configured rate the tabs never reached, which halving would not slow), the rate half of
+    /// it, and the site pauses for the Retry-After. Several tabs see the same 429 burst: only
+    /// the first one lowers the rate (the others answer within the pause it started, or within
+    /// a second of it).
+    fn limited(&mut self, now: Instant, retry_after: Duration) {
+        let same_burst = now < self.paused_until
+            || self
+                .last_cut
+                .is_some_and(|cut| now.saturating_duration_since(cut) < Duration::from_secs(1));
+        if !same_burst {
+            let seen = self.achieved(now).clamp(MIN_RATE, self.rate);
+            self.ceiling = seen;
+            self.rate = (seen / 2.0).max(MIN_RATE);
+            self.last_cut = Some(now);
+        }
+        self.paused_until = self.paused_until.max(now + retry_after);
     }
 }
 
@@ -208,6 +262,65 @@ mod tests {
         assert_eq!(shared_pause(-5), None);
         assert_eq!(shared_pause(1500), Some(Duration::from_millis(1500)));
         assert_eq!(shared_pause(86_400_000), Some(MAX_RETRY_AFTER));
+    }
+
+    /// A site that allows `rps` requests a second (a token bucket, burst = rps), asked by
+    /// `tabs` tabs whose pages take `page` each, `pages` in all, paced from `max_rps`: returns
+    /// the 429s drawn and the run's length (virtual time; every page is retried until served).
+    fn simulate(rps: f64, max_rps: u32, tabs: usize, page: Duration, pages: usize) -> (usize, f64) {
+        let start = Instant::now();
+        let mut pace = SitePace::new(max_rps);
+        pace.next_slot = start;
+        pace.paused_until = start;
+        let (mut tokens, mut last) = (rps, start);
+        let mut free: Vec<Instant> = vec![start; tabs];
+        let (mut served, mut limited, mut end) = (0, 0, start);
+        while served < pages {
+            // The tab that frees first takes the next slot.
+            let (i, at) = free
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, t)| **t)
+                .map(|(i, t)| (i, *t))
+                .unwrap();
+            let slot = pace.grant(at);
+            tokens = (tokens + slot.saturating_duration_since(last).as_secs_f64() * rps).min(rps);
+            last = slot;
+            let done = slot + page;
+            if tokens >= 1.0 {
+                tokens -= 1.0;
+                served += 1;
+                pace.succeeded();
+            } else {
+                limited += 1;
+                pace.limited(done, Duration::from_secs(1));
+            }
+            free[i] = done;
+            end = end.max(done);
+        }
+        (limited, end.duration_since(start).as_secs_f64())
+    }
+
+    #[test]
+    fn aimd_finds_a_sites_limit_from_a_configured_rate_five_times_too_high() {
+        // 10 requests/s tolerated, 50 configured, 8 tabs of 300 ms pages: the tabs alone could
+        // ask 26/s, so halving the configured rate would not slow them; halving what the site saw
+        // does.
+        let (limited, secs) = simulate(10.0, 50, 8, Duration::from_millis(300), 300);
+        let rate = 300.0 / secs;
+        eprintln!("{limited} 429s, {rate:.2} pages/s");
+        assert!(
+            limited as f64 / 300.0 <= 0.1,
+            "{limited} 429s for 300 pages"
+        );
+        assert!(rate >= 7.0, "{rate:.1} pages/s of the 10 allowed");
+    }
+
+    #[test]
+    fn aimd_leaves_a_site_that_never_limits_at_its_configured_rate() {
+        let (limited, secs) = simulate(1000.0, 20, 4, Duration::from_millis(100), 400);
+        assert_eq!(limited, 0);
+        assert!(400.0 / secs > 19.0, "{:.1} pages/s", 400.0 / secs);
     }
 
     #[test]

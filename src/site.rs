@@ -242,12 +242,87 @@ pub struct SearchDef {
     pub next_page: Option<Field>,
 }
 
-/// Text and CSS markers for classification.
+/// Text and CSS markers for classification: the site's own, checked before the built-in vendor
+/// markers (`classify`).
 #[derive(Debug, Clone, Default)]
 pub struct Markers {
     pub gone_text: Vec<String>,
     pub block_text: Vec<String>,
     pub challenge_text: Vec<String>,
+    /// Text of the site's error state (a page whose data failed to load: retry soon).
+    pub error_text: Vec<String>,
+    /// CSS selectors of the site's own states, in the order they are checked: the ready wait
+    /// ends as soon as one of them matches, so no page waits out its timeout to show one.
+    pub selectors: Vec<StateSelector>,
+}
+
+/// A page state a site declares beside `ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteState {
+    /// A captcha or access-denied page.
+    Block,
+    /// A JS interstitial that clears by waiting.
+    Challenge,
+    /// The listing no longer exists.
+    Gone,
+    /// The page's data did not load (its own data request failed): retry soon.
+    Error,
+}
+
+impl SiteState {
+    /// Block first: a captcha that also looks like a challenge is never waited on.
+    pub const ORDER: [SiteState; 4] = [
+        SiteState::Block,
+        SiteState::Challenge,
+        SiteState::Gone,
+        SiteState::Error,
+    ];
+
+    /// The state's key in a site file's `[markers.selectors]` (and its name in traces).
+    pub fn key(self) -> &'static str {
+        match self {
+            SiteState::Block => "block",
+            SiteState::Challenge => "challenge",
+            SiteState::Gone => "gone",
+            SiteState::Error => "error",
+        }
+    }
+}
+
+/// One `[markers.selectors]` entry.
+#[derive(Debug, Clone)]
+pub struct StateSelector {
+    pub state: SiteState,
+    /// As written (the browser evaluates it).
+    pub css: String,
+    /// Parsed (a saved page is checked without a browser).
+    pub selector: Selector,
+}
+
+impl Markers {
+    /// The site's state shown by a parsed page, by its selectors.
+    pub fn state_in(&self, document: &scraper::Html) -> Option<SiteState> {
+        self.selectors
+            .iter()
+            .find(|s| document.select(&s.selector).next().is_some())
+            .map(|s| s.state)
+    }
+
+    /// The site's state its text markers name in a lowercased page, block first.
+    pub fn state_by_text(&self, lowercase_html: &str) -> Option<SiteState> {
+        let has = |texts: &[String]| {
+            texts
+                .iter()
+                .any(|t| lowercase_html.contains(&t.to_lowercase()))
+        };
+        SiteState::ORDER.into_iter().find(|state| match state {
+            SiteState::Block => has(&self.block_text),
+            SiteState::Challenge => has(&self.challenge_text),
+            SiteState::Gone => has(&self.gone_text),
+            SiteState::Error => has(&self.error_text),
+        })
+    }
 }
 
 /// A validated site definition.

@@ -69,6 +69,7 @@ async fn renders_without_giving_headless_away(build: BrowserBuild) {
         ready_timeout: Duration::from_secs(10),
         screenshot: false,
         challenge: None,
+        states: vec![],
     };
     let page = renderer.render(&request).await.expect("the page renders");
     renderer.close().await;

@@ -126,13 +126,7 @@ async fn sessions(admin: &sqlx::PgPool, database: &str) -> (i64, i64) {
 async fn sixteen_worker_processes_store_400_defended_listings_once_within_a_connection_bound() {
     let config = FixtureConfig {
         listings_per_query: 400,
-        defences: Defences {
-            challenge_rate: 0.5,
-            rate_limit_rps: Some(10),
-            captcha_rate: 0.05,
-            captcha_cooldown_secs: 10,
-            error_rate: 0.05,
-        },
+        defences: Defences::hostile_pages(),
         ..FixtureConfig::default()
     };
     let farm = Farm::start(config).await;

@@ -81,6 +81,7 @@ fn listing_request(url: String) -> RenderRequest {
         ready_timeout: Duration::from_secs(10),
         screenshot: false,
         challenge: None,
+        states: vec![],
     }
 }
 
@@ -249,6 +250,7 @@ async fn js_challenge_clears_in_the_same_window_and_reset_identity_brings_it_bac
     let request = |url: &str| RenderRequest {
         challenge: Some(ChallengeWait {
             markers: vec!["checking your browser".into()],
+            block_markers: vec![],
             timeout: Duration::from_secs(10),
         }),
         ..listing_request(url.to_string())

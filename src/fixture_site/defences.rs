@@ -113,6 +113,43 @@ impl Defender {
         None
     }
 
+    /// Decides what to do with one data API request from `identity` (when `api` is on): the
+    /// page's defences but the JS challenge, which an XHR cannot pass.
+    pub(crate) fn check_api(&self, identity: &str, now: Instant) -> Option<Verdict> {
+        if !self.config.api {
+            return None;
+        }
+        if let Some(bucket) = &self.bucket
+            && let Err(retry_after_secs) = lock(bucket).take(now)
+        {
+            return Some(Verdict::RateLimited { retry_after_secs });
+        }
+        if self.captcha(identity, now) {
+            return Some(Verdict::Captcha);
+        }
+        self.roll(self.config.error_rate)
+            .then_some(Verdict::Unavailable)
+    }
+
+    /// How long the data API takes to answer for listing `id`.
+    pub(crate) fn api_latency(&self, id: &str) -> Duration {
+        let c = &self.config;
+        let draw = (mix(id
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)))
+            % 10_000) as f64
+            / 10_000.0;
+        match draw < c.slow_api_rate {
+            true => Duration::from_millis(c.slow_api_ms),
+            false => Duration::from_millis(c.api_latency_ms),
+        }
+    }
+
+    /// Whether captcha pages use a bot vendor's wording.
+    pub(crate) fn vendor_captcha(&self) -> bool {
+        self.config.vendor_captcha
+    }
+
     /// True when `identity` is in a cooldown or draws a new captcha (which starts one).
     fn captcha(&self, identity: &str, now: Instant) -> bool {
         let mut cooldowns = lock(&self.cooldowns);

@@ -79,7 +79,8 @@ impl Default for FixtureConfig {
     }
 }
 
-/// Anti-bot defences applied to `/item/*` requests only; all off by default.
+/// Anti-bot defences applied to `/item/*` requests (and, with `api`, to the listing page's data
+/// API `/api/item/*`); all off by default.
 #[derive(Debug, Clone, Default)]
 pub struct Defences {
     /// Fraction of listing requests without a valid `clearance` cookie that get a JS challenge.
@@ -92,6 +93,47 @@ pub struct Defences {
     pub captcha_cooldown_secs: u64,
     /// Fraction of listing requests answered with a random 503.
     pub error_rate: f64,
+    /// The defences (except the JS challenge, which only a document can pass) also answer the
+    /// data API the listing page fills itself from: a failed request leaves the page in its
+    /// error state (`main#listing[data-error]`).
+    pub api: bool,
+    /// Server-side latency of every data API answer, in milliseconds.
+    pub api_latency_ms: u64,
+    /// Fraction of listings (fixed by id) whose data API answers after `slow_api_ms` instead.
+    pub slow_api_rate: f64,
+    pub slow_api_ms: u64,
+    /// The captcha page uses a bot vendor's wording ("Pardon Our Interruption", also a built-in
+    /// challenge marker), as real captcha pages do.
+    pub vendor_captcha: bool,
+}
+
+impl Defences {
+    /// The hostile settings of the benchmark and the hostile tests: JS challenge on half the
+    /// first visits, 10 requests/s, 5% captchas with a 10 s cooldown, 5% random 503s, on the
+    /// pages and on their data API (20–40 ms, 5% of listings 400 ms), vendor-worded captchas.
+    pub fn hostile() -> Defences {
+        Defences {
+            api: true,
+            api_latency_ms: 30,
+            slow_api_rate: 0.05,
+            slow_api_ms: 400,
+            vendor_captcha: true,
+            ..Defences::hostile_pages()
+        }
+    }
+
+    /// [`Defences::hostile`] on the listing pages only (the data API undefended and instant,
+    /// captchas in the site's own words).
+    pub fn hostile_pages() -> Defences {
+        Defences {
+            challenge_rate: 0.5,
+            rate_limit_rps: Some(10),
+            captcha_rate: 0.05,
+            captcha_cooldown_secs: 10,
+            error_rate: 0.05,
+            ..Defences::default()
+        }
+    }
 }
 
 /// A snapshot of the server's request counters.

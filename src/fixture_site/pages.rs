@@ -238,14 +238,21 @@ pub(crate) fn not_found() -> String {
     layout("Not Found", "", "<h1>Page not found</h1>\n")
 }
 
-/// 403 captcha page (no listing content).
-pub(crate) fn captcha() -> String {
-    let body = "<main id=\"security\"><h1>Security Measure</h1>\n\
+/// 403 captcha page (no listing content); with `vendor` worded as a bot vendor's captcha page,
+/// whose heading is also a built-in challenge marker.
+pub(crate) fn captcha(vendor: bool) -> String {
+    let heading = match vendor {
+        true => "Pardon Our Interruption",
+        false => "Security Measure",
+    };
+    let body = format!(
+        "<main id=\"security\"><h1>{heading}</h1>\n\
         <p>Please verify yourself to continue</p>\n\
         <form id=\"captcha_form\" method=\"post\" onsubmit=\"return false\">\
         <div class=\"captcha-box\"><label><input type=\"checkbox\" name=\"human\"> I am human</label></div>\
-        <button type=\"submit\">Verify</button></form></main>\n";
-    layout("Security Measure", "", body)
+        <button type=\"submit\">Verify</button></form></main>\n"
+    );
+    layout(heading, "", &body)
 }
 
 /// 503 JS challenge: sets the `clearance` cookie after ~300 ms and reloads.

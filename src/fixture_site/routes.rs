@@ -158,7 +158,8 @@ fn blocked(st: &AppState, verdict: Verdict) -> Response {
         }
         Verdict::Captcha => {
             st.counters.bump(Counter::Captchas);
-            (StatusCode::FORBIDDEN, no_store, Html(pages::captcha())).into_response()
+            let html = pages::captcha(st.defender.vendor_captcha());
+            (StatusCode::FORBIDDEN, no_store, Html(html)).into_response()
         }
         Verdict::Unavailable => {
             st.counters.bump(Counter::ServerErrors);
@@ -167,9 +168,20 @@ fn blocked(st: &AppState, verdict: Verdict) -> Response {
     }
 }
 
-/// `GET /api/item/ID`: the listing as JSON (404 JSON for gone or unknown ids).
-async fn api_item(State(st): Shared, Path(id): Path<String>) -> Response {
+/// `GET /api/item/ID`: the listing as JSON (404 JSON for gone or unknown ids); defended too when
+/// the defences' `api` is on, after its server-side latency.
+async fn api_item(State(st): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
     st.counters.bump(Counter::ApiCalls);
+    let latency = st.defender.api_latency(&id);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(verdict) = st
+        .defender
+        .check_api(&client_identity(&headers), Instant::now())
+    {
+        return api_refused(&st, verdict);
+    }
     match st.lookup(&id) {
         Some(listing) if listing.status != "gone" => Json(listing).into_response(),
         _ => {
@@ -177,6 +189,27 @@ async fn api_item(State(st): Shared, Path(id): Path<String>) -> Response {
             (StatusCode::NOT_FOUND, Json(body)).into_response()
         }
     }
+}
+
+/// The data API's answer to a defence verdict: the same statuses as the pages', in JSON.
+fn api_refused(st: &AppState, verdict: Verdict) -> Response {
+    let (status, error) = match verdict {
+        Verdict::RateLimited { retry_after_secs } => {
+            st.counters.bump(Counter::RateLimited);
+            let retry = [(RETRY_AFTER, HeaderValue::from(retry_after_secs))];
+            let body = Json(serde_json::json!({ "error": "rate_limited" }));
+            return (StatusCode::TOO_MANY_REQUESTS, retry, body).into_response();
+        }
+        Verdict::Captcha => {
+            st.counters.bump(Counter::Captchas);
+            (StatusCode::FORBIDDEN, "captcha")
+        }
+        Verdict::Challenge | Verdict::Unavailable => {
+            st.counters.bump(Counter::ServerErrors);
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+    };
+    (status, Json(serde_json::json!({ "error": error }))).into_response()
 }
 
 /// `GET /img/NAME.png`: the same tiny PNG for every name.

@@ -439,3 +439,58 @@ async fn the_admin_price_step_moves_prices_and_their_ground_truth() {
     );
     site.stop().await;
 }
+
+#[tokio::test]
+async fn in_api_mode_the_data_api_is_defended_too_but_never_challenged() {
+    let site = start(defended(Defences {
+        challenge_rate: 1.0,
+        rate_limit_rps: Some(1),
+        api: true,
+        ..Defences::default()
+    }))
+    .await;
+    let id = active_id(&site).await;
+    // The challenge is for documents only: the first API call passes, the next is rate-limited
+    // with a Retry-After, as a page would be.
+    let first = get(&site, &format!("/api/item/{id}")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let second = get(&site, &format!("/api/item/{id}")).await;
+    assert_eq!(second.status, 429);
+    assert_eq!(second.header("retry-after"), Some("1"));
+    assert!(second.body.contains("rate_limited"));
+    assert_eq!(site.counters().challenges, 0);
+    site.stop().await;
+
+    let site = start(defended(Defences {
+        captcha_rate: 1.0,
+        api: true,
+        vendor_captcha: true,
+        ..Defences::default()
+    }))
+    .await;
+    let id = active_id(&site).await;
+    let api = get(&site, &format!("/api/item/{id}")).await;
+    assert_eq!((api.status, api.body.contains("captcha")), (403, true));
+    // The vendor-worded captcha page carries a built-in challenge marker beside its form.
+    let page = get(&site, &format!("/item/{id}")).await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("<title>Pardon Our Interruption</title>"));
+    assert!(page.body.contains("<form id=\"captcha_form\""));
+    site.stop().await;
+}
+
+#[tokio::test]
+async fn the_data_api_answers_after_its_latency_and_slow_listings_after_theirs() {
+    let site = start(defended(Defences {
+        api_latency_ms: 50,
+        slow_api_rate: 1.0,
+        slow_api_ms: 300,
+        ..Defences::default()
+    }))
+    .await;
+    let id = active_id(&site).await;
+    let started = std::time::Instant::now();
+    assert_eq!(get(&site, &format!("/api/item/{id}")).await.status, 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    site.stop().await;
+}

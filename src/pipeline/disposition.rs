@@ -39,8 +39,10 @@ pub enum Disposition {
 pub enum AttemptError {
     #[error(transparent)]
     Render(#[from] RenderError),
-    #[error("page classified as {}", .0.name())]
-    Page(PageClass),
+    /// The class, and what on the page showed it when that is not the obvious (a failed data
+    /// request, a state the site declares).
+    #[error("page classified as {}{}", .0.name(), .1.as_deref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    Page(PageClass, Option<String>),
     #[error(transparent)]
     Extract(#[from] ExtractError),
     #[error(transparent)]
@@ -101,11 +103,11 @@ impl AttemptError {
             AttemptError::Extract(_) | AttemptError::TooLarge(_) => {
                 Disposition::DeadLetter { reason }
             }
-            AttemptError::Page(PageClass::RateLimited { retry_after }) => Disposition::Retry {
+            AttemptError::Page(PageClass::RateLimited { retry_after }, _) => Disposition::Retry {
                 after: *retry_after,
                 reason,
             },
-            AttemptError::Page(PageClass::Blocked) => Disposition::Retry {
+            AttemptError::Page(PageClass::Blocked, _) => Disposition::Retry {
                 // Blocks cool down slower than transient errors.
                 after: policy.delay(attempt + 2),
                 reason,
@@ -134,7 +136,7 @@ pub(super) fn dead_letter_reason(error: &AttemptError, exhausted: bool) -> DeadL
 /// The attempt log's name for a failure.
 pub(super) fn outcome_of(error: &AttemptError) -> &'static str {
     match error {
-        AttemptError::Page(class) => class.name(),
+        AttemptError::Page(class, _) => class.name(),
         AttemptError::Render(_) => "render_error",
         AttemptError::Extract(_) => "extract_error",
         AttemptError::Snapshot(_) => "snapshot_error",
@@ -164,12 +166,16 @@ mod tests {
     #[test]
     fn errors_map_to_dispositions() {
         let policy = BackoffPolicy::default();
-        let limited = AttemptError::Page(PageClass::RateLimited {
-            retry_after: Duration::from_secs(9),
-        });
+        let limited = AttemptError::Page(
+            PageClass::RateLimited {
+                retry_after: Duration::from_secs(9),
+            },
+            Some("its data request http://x/api answered 429".into()),
+        );
         assert!(matches!(
             limited.disposition(1, &policy),
-            Disposition::Retry { after, .. } if after == Duration::from_secs(9)
+            Disposition::Retry { after, reason } if after == Duration::from_secs(9)
+                && reason.ends_with("rate_limited (its data request http://x/api answered 429)")
         ));
         let extract = AttemptError::Extract(ExtractError::NoTitle);
         assert!(matches!(
@@ -205,7 +211,7 @@ mod tests {
             crashed.disposition(1, &policy),
             Disposition::Retry { .. }
         ));
-        let blocked = AttemptError::Page(PageClass::Blocked);
+        let blocked = AttemptError::Page(PageClass::Blocked, None);
         assert!(matches!(
             blocked.disposition(1, &policy),
             Disposition::Retry { after, .. } if after >= Duration::from_secs(8)

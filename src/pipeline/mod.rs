@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{PageClass, challenge_markers, classify};
+use crate::classify::{PageClass, challenge_wait, classify, evidence};
 use crate::domain::{Job, ListingStatus, Record};
 use crate::extract::{ExtractError, extract_listing};
 use crate::metrics::{self, DeadLetterReason, TabInUse};
 use crate::pace::Pacer;
-use crate::render::{ChallengeWait, Page, RenderError, RenderRequest, Renderer};
+use crate::render::{Page, RenderError, RenderRequest, Renderer};
 use crate::site::{Site, Sites};
 use crate::snapshot::{self, SnapshotInput};
 use crate::store::{ListingSave, SnapshotMeta, Store, StoreError};
@@ -172,16 +172,7 @@ impl<R: Renderer> Pipeline<R> {
         attempt: u32,
         started: Instant,
     ) -> Result<(), AttemptError> {
-        let request = RenderRequest {
-            url: job.url.clone(),
-            ready: Some(site.ready.clone()),
-            ready_timeout: site.ready_timeout,
-            screenshot: site.screenshot,
-            challenge: Some(ChallengeWait {
-                markers: challenge_markers(site),
-                timeout: CHALLENGE_WAIT,
-            }),
-        };
+        let request = RenderRequest::listing(site, &job.url, challenge_wait(site, CHALLENGE_WAIT));
         let page = self.render_paced(job, site, attempt, &request).await?;
         let (page, class, record) = self.classify_and_extract(page, site, &job.url).await?;
         self.react(site, &class).await?;
@@ -195,7 +186,8 @@ impl<R: Renderer> Pipeline<R> {
             (PageClass::Ended, record) => (ListingStatus::Ended, record.and_then(Result::ok)),
             (PageClass::Gone, _) => (ListingStatus::Gone, None),
             (other, _) => {
-                let error = AttemptError::Page(other);
+                let evidence = evidence(&page, &other);
+                let error = AttemptError::Page(other, evidence);
                 self.keep_debug(site, page, &error).await;
                 return Err(error);
             }

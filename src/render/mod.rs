@@ -21,6 +21,8 @@ pub use cdp::CdpRenderer;
 pub use navigate::wait_ready;
 pub use retire::Retirement;
 
+use crate::site::{Site, SiteState};
+
 /// How to launch the browser (both renderers).
 #[derive(Debug, Clone)]
 pub struct BrowserSettings {
@@ -48,6 +50,46 @@ pub struct RenderRequest {
     /// Wait in the same tab for a JS challenge to clear by itself (it sets a clearance cookie in
     /// the persistent profile and reloads).
     pub challenge: Option<ChallengeWait>,
+    /// The site's own page states (CSS): the ready wait also ends as soon as one of them shows.
+    pub states: Vec<(SiteState, String)>,
+}
+
+impl RenderRequest {
+    /// A listing page of `site`: its ready condition and states, and how to wait out a challenge
+    /// (`classify::challenge_wait`).
+    pub fn listing(site: &Site, url: &str, challenge: ChallengeWait) -> RenderRequest {
+        RenderRequest {
+            url: url.to_string(),
+            ready: Some(site.ready.clone()),
+            ready_timeout: site.ready_timeout,
+            screenshot: site.screenshot,
+            challenge: Some(challenge),
+            states: site_states(site),
+        }
+    }
+
+    /// A search page of `site` (ready by `[search] ready`, when it has one).
+    pub fn search(
+        site: &Site,
+        url: &str,
+        timeout: Duration,
+        challenge: ChallengeWait,
+    ) -> RenderRequest {
+        RenderRequest {
+            url: url.to_string(),
+            ready: site.search.as_ref().and_then(|s| s.ready.clone()),
+            ready_timeout: timeout,
+            screenshot: false,
+            challenge: Some(challenge),
+            states: site_states(site),
+        }
+    }
+}
+
+/// The site's `[markers.selectors]`, as the browser evaluates them.
+fn site_states(site: &Site) -> Vec<(SiteState, String)> {
+    let selectors = site.markers.selectors.iter();
+    selectors.map(|s| (s.state, s.css.clone())).collect()
 }
 
 /// How to recognise a challenge interstitial and how long to let it work.
@@ -55,13 +97,18 @@ pub struct RenderRequest {
 pub struct ChallengeWait {
     /// Lowercase substrings of a challenge page's HTML.
     pub markers: Vec<String>,
+    /// Lowercase substrings of a captcha or block page: a page that shows one is never waited
+    /// on as a challenge, even when it also carries a challenge marker.
+    pub block_markers: Vec<String>,
     pub timeout: Duration,
 }
 
 impl ChallengeWait {
+    /// Whether `html` is a challenge worth waiting on: a challenge marker and no block marker.
     pub fn matches(&self, html: &str) -> bool {
         let html = html.to_lowercase();
-        self.markers.iter().any(|m| html.contains(m.as_str()))
+        let any = |markers: &[String]| markers.iter().any(|m| html.contains(m.as_str()));
+        any(&self.markers) && !any(&self.block_markers)
     }
 }
 
@@ -79,7 +126,23 @@ pub struct Page {
     pub ready: bool,
     pub screenshot: Option<Vec<u8>>,
     pub render_time: Duration,
+    /// The site state (`[markers.selectors]`) the page showed when the ready wait ended.
+    pub state: Option<SiteState>,
+    /// Failed answers (status ≥ 400) to the page's own data requests (XHR/fetch to the
+    /// document's origin), in the order they came: a 429 there is the site rate-limiting us.
+    pub data_errors: Vec<DataError>,
 }
+
+/// One failed XHR/fetch answer from the page's own origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataError {
+    pub url: String,
+    pub status: u16,
+    pub retry_after: Option<String>,
+}
+
+/// The most a page keeps of its failed data requests.
+pub const MAX_DATA_ERRORS: usize = 16;
 
 /// Rendering failed before a page could be classified; all of these are worth retrying.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,8 @@ use chromiumoxide::listeners::EventStream;
 use chromiumoxide::page::ScreenshotParams;
 use futures::{FutureExt, StreamExt};
 
-use super::{Page, RenderError, RenderRequest};
+use super::{ChallengeWait, DataError, MAX_DATA_ERRORS, Page, RenderError, RenderRequest};
+use crate::site::SiteState;
 
 /// Navigates one tab and reads the page once the ready condition holds (or its timeout passes).
 /// A renderer that dies meanwhile (out of memory, killed, crashed) ends the render at once with
@@ -92,21 +93,29 @@ async fn render_steps(
             });
         }
     }
-    page.ready = match (&request.ready, page.status) {
-        (_, Some(status)) if status >= 400 => false,
-        (Some(css), _) => wait_ready(tab, css, request.ready_timeout).await?,
-        (None, _) => true,
+    let waited = match (&request.ready, page.status) {
+        (_, Some(status)) if status >= 400 => Waited::TimedOut,
+        (Some(css), _) => wait_for(tab, css, &request.states, request.ready_timeout).await?,
+        (None, _) => Waited::Ready,
     };
+    page.set_waited(waited);
     page.html = tab.content().await.map_err(browser_err)?;
-    if let (false, Some(challenge), Some(css)) = (page.ready, &request.challenge, &request.ready)
-        && challenge.matches(&page.html)
+    let waiting_state = page.state.is_none_or(|s| s == SiteState::Challenge);
+    if let (false, true, Some(challenge), Some(css)) = (
+        page.ready,
+        waiting_state,
+        &request.challenge,
+        &request.ready,
+    ) && challenge.matches(&page.html)
     {
-        page.ready = wait_for_clearance(tab, css, challenge.timeout).await;
+        let waited = wait_for_clearance(tab, css, &request.states, challenge).await;
+        page.set_waited(waited);
         // The challenge reloaded the page: the reloaded document's response is the last one.
         read_document_response(&mut responses, &main_frame, None, &mut page);
         page.html = tab.content().await.map_err(browser_err)?;
         tracing::debug!(url, cleared = page.ready, "Waited for a JS challenge.");
     }
+    read_data_errors(&mut responses, &mut page);
     // A page that never got ready is about to fail (challenge, block, error page): its picture
     // goes into the debug snapshot. Gone listings are not failures and get none.
     let failing = !page.ready && !matches!(page.status, Some(404 | 410));
@@ -259,7 +268,7 @@ fn without_fragment(url: &str) -> String {
 
 /// Takes the main document's status, final URL and Retry-After from the responses seen so far:
 /// of the given loader's document, or with none the last one (after a challenge reloaded the
-/// page, the reloaded document).
+/// page, the reloaded document). Failed answers to the page's own data requests are kept.
 fn read_document_response(
     responses: &mut EventStream<EventResponseReceived>,
     main_frame: &FrameId,
@@ -274,27 +283,78 @@ fn read_document_response(
             page.status = u16::try_from(ev.response.status).ok();
             page.url = ev.response.url.clone();
             page.retry_after = header(ev.response.headers.inner(), "retry-after");
+        } else {
+            keep_data_error(&ev, page);
         }
     }
 }
 
-/// Polls until the ready selector appears after a challenge reloads the page. Errors are expected
-/// while the page navigates (its JS context is replaced), so they only mean "not yet".
-async fn wait_for_clearance(tab: &Tab, css: &str, timeout: Duration) -> bool {
-    let selector = serde_json::to_string(css).unwrap_or_default();
-    let check = format!("!!document.querySelector({selector})");
-    let deadline = Instant::now() + timeout;
+/// Keeps the failed data requests answered since the document was read.
+fn read_data_errors(responses: &mut EventStream<EventResponseReceived>, page: &mut Page) {
+    while let Some(Some(ev)) = responses.next().now_or_never() {
+        keep_data_error(&ev, page);
+    }
+}
+
+/// Keeps `ev` when it is a failed (≥ 400) XHR/fetch answer from the page's own origin.
+fn keep_data_error(ev: &EventResponseReceived, page: &mut Page) {
+    let data = matches!(ev.r#type, ResourceType::Xhr | ResourceType::Fetch);
+    let Ok(status) = u16::try_from(ev.response.status) else {
+        return;
+    };
+    if !data || status < 400 || page.data_errors.len() >= MAX_DATA_ERRORS {
+        return;
+    }
+    let origin = |u: &str| url::Url::parse(u).map(|u| u.origin()).ok();
+    if origin(&ev.response.url).is_none() || origin(&ev.response.url) != origin(&page.url) {
+        return;
+    }
+    page.data_errors.push(DataError {
+        url: ev.response.url.clone(),
+        status,
+        retry_after: header(ev.response.headers.inner(), "retry-after"),
+    });
+}
+
+/// Polls until the ready selector appears after a challenge reloads the page, or the page shows
+/// something a wait will not clear: one of the site's other states, or a block marker (a captcha
+/// that also carries challenge wording). Errors are expected while the page navigates (its JS
+/// context is replaced), so they only mean "not yet".
+async fn wait_for_clearance(
+    tab: &Tab,
+    css: &str,
+    states: &[(SiteState, String)],
+    challenge: &ChallengeWait,
+) -> Waited {
+    let others: Vec<_> = states
+        .iter()
+        .filter(|(state, _)| *state != SiteState::Challenge)
+        .cloned()
+        .collect();
+    let watched = watched_json(css, &others);
+    let blocks = serde_json::to_string(&challenge.block_markers).unwrap_or_else(|_| "[]".into());
+    let check = format!(
+        "(() => {{ for (const [name, css] of {watched}) {{ \
+           try {{ if (document.querySelector(css)) return name; }} catch (e) {{}} }} \
+         const html = document.documentElement ? document.documentElement.outerHTML.toLowerCase() : ''; \
+         return {blocks}.some(m => html.includes(m)) ? 'block' : null; }})()"
+    );
+    let deadline = Instant::now() + challenge.timeout;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let probe =
             tokio::time::timeout(Duration::from_secs(2), tab.evaluate(check.as_str())).await;
         if let Ok(Ok(result)) = probe
-            && result.into_value::<bool>().unwrap_or(false)
+            && let Ok(Some(seen)) = result.into_value::<Option<String>>()
         {
-            return true;
+            return match waited(Some(&seen), &others) {
+                // A block marker, not a declared selector: no state to report, classify reads it.
+                Waited::TimedOut if seen == "block" => Waited::Blocked,
+                other => other,
+            };
         }
     }
-    false
+    Waited::TimedOut
 }
 
 fn header(headers: &serde_json::Value, name: &str) -> Option<String> {
@@ -309,21 +369,49 @@ fn header(headers: &serde_json::Value, name: &str) -> Option<String> {
 /// replaces its document meanwhile (a client-side redirect, a challenge reloading itself)
 /// destroys the script's context: the wait then starts again in the new document.
 pub async fn wait_ready(tab: &Tab, css: &str, timeout: Duration) -> Result<bool, RenderError> {
-    let selector = serde_json::to_string(css).unwrap_or_default();
+    let waited = wait_for(tab, css, &[], timeout).await?;
+    Ok(waited == Waited::Ready)
+}
+
+/// How a ready wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Waited {
+    Ready,
+    /// One of the site's own states showed first.
+    State(SiteState),
+    /// A challenge wait saw a block marker appear.
+    Blocked,
+    TimedOut,
+}
+
+impl Page {
+    fn set_waited(&mut self, waited: Waited) {
+        self.ready = waited == Waited::Ready;
+        self.state = match waited {
+            Waited::State(state) => Some(state),
+            _ => None,
+        };
+    }
+}
+
+/// [`wait_ready`] that also ends as soon as one of the site's `states` shows (checked in
+/// order, after the ready selector).
+pub(super) async fn wait_for(
+    tab: &Tab,
+    css: &str,
+    states: &[(SiteState, String)],
+    timeout: Duration,
+) -> Result<Waited, RenderError> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_millis();
-        let script = format!(
-            "new Promise(resolve => {{ const q = () => !!document.querySelector({selector}); \
-             if (q()) return resolve(true); \
-             const obs = new MutationObserver(() => {{ if (q()) {{ obs.disconnect(); resolve(true); }} }}); \
-             obs.observe(document, {{ childList: true, subtree: true, attributes: true }}); \
-             setTimeout(() => {{ obs.disconnect(); resolve(q()); }}, {ms}); }})"
-        );
+        let script = wait_script(css, states, left);
         let eval = tokio::time::timeout(left + Duration::from_secs(5), tab.evaluate(script)).await;
         match eval {
-            Ok(Ok(result)) => return Ok(result.into_value::<bool>().unwrap_or(false)),
+            Ok(Ok(result)) => {
+                let seen = result.into_value::<Option<String>>().ok().flatten();
+                return Ok(waited(seen.as_deref(), states));
+            }
             Ok(Err(e)) if e.to_string().contains("context") && !left.is_zero() => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -335,5 +423,44 @@ pub async fn wait_ready(tab: &Tab, css: &str, timeout: Duration) -> Result<bool,
                 });
             }
         }
+    }
+}
+
+/// The in-page wait: resolves with `"ready"`, a state's key, or `null` after `left`.
+fn wait_script(css: &str, states: &[(SiteState, String)], left: Duration) -> String {
+    let watched = watched_json(css, states);
+    let ms = left.as_millis();
+    format!(
+        "new Promise(resolve => {{ const watched = {watched}; \
+         const q = () => {{ for (const [name, css] of watched) {{ \
+           try {{ if (document.querySelector(css)) return name; }} catch (e) {{}} }} return null; }}; \
+         const now = q(); if (now) return resolve(now); \
+         const obs = new MutationObserver(() => {{ const seen = q(); if (seen) {{ obs.disconnect(); resolve(seen); }} }}); \
+         obs.observe(document, {{ childList: true, subtree: true, attributes: true }}); \
+         setTimeout(() => {{ obs.disconnect(); resolve(q()); }}, {ms}); }})"
+    )
+}
+
+/// `[["ready", css], [state, css]…]` as a JS literal: what an in-page wait watches, in order.
+fn watched_json(ready: &str, states: &[(SiteState, String)]) -> String {
+    let watched: Vec<(&str, &str)> = std::iter::once(("ready", ready))
+        .chain(
+            states
+                .iter()
+                .map(|(state, css)| (state.key(), css.as_str())),
+        )
+        .collect();
+    serde_json::to_string(&watched).unwrap_or_else(|_| "[]".into())
+}
+
+/// The wait's answer as a [`Waited`].
+fn waited(seen: Option<&str>, states: &[(SiteState, String)]) -> Waited {
+    match seen {
+        Some("ready") => Waited::Ready,
+        Some(key) => states
+            .iter()
+            .find(|(state, _)| state.key() == key)
+            .map_or(Waited::TimedOut, |(state, _)| Waited::State(*state)),
+        None => Waited::TimedOut,
     }
 }

@@ -24,7 +24,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Field, JsonDocument, ListingFields, Markers, Rule, SearchDef, Site, Source, SpecificsDef,
+    Field, JsonDocument, ListingFields, Markers, Rule, SearchDef, Site, SiteState, Source,
+    SpecificsDef, StateSelector,
 };
 use crate::price::Currency;
 
@@ -135,6 +136,51 @@ struct RawMarkers {
     block: Vec<String>,
     #[serde(default)]
     challenge: Vec<String>,
+    #[serde(default)]
+    error: Vec<String>,
+    #[serde(default)]
+    selectors: RawStateSelectors,
+}
+
+/// `[markers.selectors]`: CSS selectors of the site's own page states.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStateSelectors {
+    block: Option<String>,
+    challenge: Option<String>,
+    gone: Option<String>,
+    error: Option<String>,
+}
+
+impl RawMarkers {
+    fn validate(self, p: &mut Problems) -> Option<Markers> {
+        let s = self.selectors;
+        let declared = [
+            (SiteState::Block, s.block),
+            (SiteState::Challenge, s.challenge),
+            (SiteState::Gone, s.gone),
+            (SiteState::Error, s.error),
+        ];
+        let mut selectors = Vec::new();
+        for (state, css) in declared {
+            let Some(css) = css else { continue };
+            let key = format!("markers.selectors.{}", state.key());
+            if let Some(parsed) = p.check(selector(&key, &css)) {
+                selectors.push(StateSelector {
+                    state,
+                    css,
+                    selector: parsed,
+                });
+            }
+        }
+        Some(Markers {
+            gone_text: self.gone,
+            block_text: self.block,
+            challenge_text: self.challenge,
+            error_text: self.error,
+            selectors,
+        })
+    }
 }
 
 /// One rule written as a table.
@@ -244,7 +290,8 @@ impl SiteFile {
         let markers = match self.markers {
             None => Some(RawMarkers::default()),
             Some(value) => p.check(section::<RawMarkers>("markers", value)),
-        };
+        }
+        .and_then(|markers| markers.validate(&mut p));
         match (base_url, default_currency, hidden, listing, search, markers) {
             (
                 Some(base_url),
@@ -263,11 +310,7 @@ impl SiteFile {
                 hidden,
                 fields: listing.fields,
                 search,
-                markers: Markers {
-                    gone_text: markers.gone,
-                    block_text: markers.block,
-                    challenge_text: markers.challenge,
-                },
+                markers,
                 default_currency,
                 max_rps: self.max_rps,
                 screenshot: self.screenshot,

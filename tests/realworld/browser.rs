@@ -73,6 +73,7 @@ pub fn request(url: String, ready: &str, timeout: Duration) -> RenderRequest {
         ready_timeout: timeout,
         screenshot: false,
         challenge: None,
+        states: vec![],
     }
 }
 

@@ -150,6 +150,9 @@ pub(super) async fn read(
         ready,
         screenshot,
         render_time: Duration::ZERO,
+        // WebDriver sees neither the site's states during the wait nor the page's own requests:
+        // classify reads the states off the HTML.
+        ..Page::default()
     })
 }
 
@@ -178,6 +181,7 @@ mod tests {
             ready_timeout,
             screenshot: false,
             challenge: None,
+            states: vec![],
         }
     }
 
