@@ -137,10 +137,19 @@ pub async fn collect_run<R: Renderer, Q: Queue>(
         store
             .add_hits(search_id, &site.name, report.pages, &fresh)
             .await?;
+        for (rank, hit) in &fresh {
+            let price = hit
+                .price
+                .map(|m| format!("{} {}", m.currency, m.to_decimal_string()));
+            let price = price.as_deref().unwrap_or("-");
+            tracing::debug!(search_id, rank, listing = %hit.external_id, price, text = ?hit.price_text, "Search hit.");
+        }
+        let priced = fresh.iter().filter(|(_, hit)| hit.price.is_some()).count();
         tracing::info!(
             search_id,
             page = report.pages,
             found = report.listings_found,
+            priced,
             "Search page collected."
         );
         next = next_page;

@@ -27,6 +27,13 @@ pub struct Document<'a> {
     embedded: Mutex<HashMap<String, Arc<Vec<Value>>>>,
 }
 
+/// Where a search result's fields are read: inside its element, or in its JSON object.
+#[derive(Clone, Copy)]
+pub enum Scope<'s> {
+    Element(ElementRef<'s>),
+    Object(&'s Value),
+}
+
 /// What one rule of a field read, for the `extract` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleTrace {
@@ -68,13 +75,19 @@ impl<'a> Document<'a> {
             .filter_map(move |rule| self.values(rule, None, 1).pop().map(|v| (rule, v)))
     }
 
-    /// The first value of `field` inside `scope` (a search result row). Only CSS and microdata
-    /// rules apply: JSON, meta and raw-HTML rules describe the whole page, not a row.
-    pub fn first_in(&self, scope: ElementRef<'_>, field: &Field) -> Option<String> {
+    /// The first value of `field` inside `scope` (a search result row). In an element only CSS
+    /// and microdata rules apply, in a result object only `json` rules without a document: the
+    /// other rules describe the whole page, not a row.
+    pub fn first_in(&self, scope: Scope<'_>, field: &Field) -> Option<String> {
         field
             .rules
             .iter()
             .find_map(|rule| self.values(rule, Some(scope), 1).pop())
+    }
+
+    /// The first value of one rule inside `scope`: each rule of a result's typed field in turn.
+    pub fn rule_first_in(&self, scope: Scope<'_>, rule: &Rule) -> Option<String> {
+        self.values(rule, Some(scope), 1).pop()
     }
 
     /// Every value of the first rule of `field` that yields any (image lists).
@@ -139,7 +152,7 @@ impl<'a> Document<'a> {
     }
 
     /// Up to `limit` values `rule` reads, in document order, after its regex.
-    fn values(&self, rule: &Rule, scope: Option<ElementRef<'_>>, limit: usize) -> Vec<String> {
+    fn values(&self, rule: &Rule, scope: Option<Scope<'_>>, limit: usize) -> Vec<String> {
         self.read(rule, scope)
             .filter_map(|value| post_process(rule, value))
             .take(limit)
@@ -147,13 +160,18 @@ impl<'a> Document<'a> {
     }
 
     /// What `rule`'s source reads, lazily (a field usually wants only the first value). Inside a
-    /// result row only CSS and microdata read; the other sources describe the whole page.
+    /// result row only CSS and microdata read, inside a result object only `json` rules without
+    /// a document; the other sources describe the whole page.
     fn read<'s>(
         &'s self,
         rule: &'s Rule,
-        scope: Option<ElementRef<'s>>,
+        scope: Option<Scope<'s>>,
     ) -> Box<dyn Iterator<Item = String> + 's> {
-        let root = scope.unwrap_or_else(|| self.html.root_element());
+        let root = match scope {
+            None => self.html.root_element(),
+            Some(Scope::Element(el)) => el,
+            Some(Scope::Object(object)) => return object_values(rule, object),
+        };
         match (&rule.source, scope) {
             (
                 Source::Css {
@@ -195,6 +213,31 @@ impl<'a> Document<'a> {
         }
     }
 
+    /// The objects a `json` result rule finds (the values at its path; a list gives its
+    /// items), in document order; values that are not objects are left out.
+    pub fn json_objects(&self, rule: &Rule) -> Vec<Value> {
+        let Source::Json {
+            document,
+            paths,
+            node_type,
+        } = &rule.source
+        else {
+            return Vec::new();
+        };
+        let documents = self.embedded_json(document);
+        let mut found = Vec::new();
+        for root in type_roots(&documents, node_type.as_deref()) {
+            for path in paths {
+                walk(root, path, &mut found);
+            }
+        }
+        found
+            .into_iter()
+            .filter(|v| v.is_object())
+            .cloned()
+            .collect()
+    }
+
     /// The page's JSON-LD blocks that parse, in document order.
     pub fn jsonld_blocks(&self) -> &[Value] {
         self.jsonld.get_or_init(|| {
@@ -210,6 +253,7 @@ impl<'a> Document<'a> {
         let key = match document {
             JsonDocument::Script { css, .. } => format!("script {css}"),
             JsonDocument::Var(var) => format!("var {var}"),
+            JsonDocument::Result => return Arc::new(Vec::new()),
         };
         // A poisoned lock only means another rule panicked; the cache is still consistent.
         let mut cache = self.embedded.lock().unwrap_or_else(|e| e.into_inner());
@@ -221,6 +265,7 @@ impl<'a> Document<'a> {
                     .filter_map(|el| serde_json::from_str(&el.text().collect::<String>()).ok())
                     .collect(),
                 JsonDocument::Var(var) => assigned_json(self.raw, var),
+                JsonDocument::Result => Vec::new(),
             })
         });
         Arc::clone(docs)
@@ -242,9 +287,24 @@ impl<'a> Document<'a> {
     }
 }
 
-/// Values at `paths` in `documents`, starting at the nodes of `@type` `node_type` when given;
-/// with several paths, the first value of each joined with a space.
-fn json_values(documents: &[Value], paths: &[Vec<String>], node_type: Option<&str>) -> Vec<String> {
+/// What a `json` rule without a document reads in a search result's object; nothing for the
+/// other rules.
+fn object_values<'s>(rule: &'s Rule, object: &'s Value) -> Box<dyn Iterator<Item = String> + 's> {
+    match &rule.source {
+        Source::Json {
+            document: JsonDocument::Result,
+            paths,
+            node_type,
+        } => Box::new(
+            json_values(std::slice::from_ref(object), paths, node_type.as_deref()).into_iter(),
+        ),
+        _ => Box::new(std::iter::empty()),
+    }
+}
+
+/// Where paths start in `documents`: the nodes of `@type` `node_type` when given, else each
+/// document.
+fn type_roots<'v>(documents: &'v [Value], node_type: Option<&str>) -> Vec<&'v Value> {
     let mut roots = Vec::new();
     for block in documents {
         match node_type {
@@ -252,6 +312,13 @@ fn json_values(documents: &[Value], paths: &[Vec<String>], node_type: Option<&st
             None => roots.push(block),
         }
     }
+    roots
+}
+
+/// Values at `paths` in `documents`, starting at the nodes of `@type` `node_type` when given;
+/// with several paths, the first value of each joined with a space.
+fn json_values(documents: &[Value], paths: &[Vec<String>], node_type: Option<&str>) -> Vec<String> {
+    let roots = type_roots(documents, node_type);
     let at = |path: &[String]| -> Vec<String> {
         let mut found = Vec::new();
         for root in &roots {
@@ -553,6 +620,7 @@ best_offer = { html = 'bestOffer":true' }"#,
             .select(&Selector::parse("li").unwrap())
             .next()
             .unwrap();
+        let row = Scope::Element(row);
         assert_eq!(doc.first_in(row, title(&site)).as_deref(), Some("Row"));
         assert_eq!(doc.first(title(&site)).as_deref(), Some("Page"));
     }

@@ -24,7 +24,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Field, JsonDocument, ListingFields, Markers, Rule, SearchDef, Site, Source, SpecificsDef,
+    Field, JsonDocument, ListingFields, Markers, Results, Rule, SearchDef, Site, Source,
+    SpecificsDef,
 };
 use crate::price::Currency;
 
@@ -94,6 +95,16 @@ struct Listing {
     /// The site's own fields: name → rules, stored as text in the record's `extra`.
     #[serde(default)]
     extra: BTreeMap<String, toml::Value>,
+    /// Read the fields the file leaves out from the page's schema.org data.
+    #[serde(default = "yes")]
+    schema_org: bool,
+    /// A listing page without a price is still a listing (else it is empty).
+    #[serde(default)]
+    price_optional: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_ready_ms() -> u64 {
@@ -117,7 +128,8 @@ struct Specifics {
 struct Search {
     url: String,
     ready: Option<String>,
-    result: String,
+    /// A CSS selector, or a `json` rule giving a list of objects.
+    result: toml::Value,
     skip: Option<String>,
     link: toml::Value,
     title: Option<toml::Value>,
@@ -214,6 +226,8 @@ struct ListingDef {
     ready_selector: Selector,
     ready_timeout: Duration,
     fields: ListingFields,
+    schema_org: bool,
+    price_optional: bool,
 }
 
 impl SiteFile {
@@ -269,6 +283,8 @@ impl SiteFile {
                     challenge_text: markers.challenge,
                 },
                 default_currency,
+                schema_org: listing.schema_org,
+                price_optional: listing.price_optional,
                 max_rps: self.max_rps,
                 screenshot: self.screenshot,
             }),
@@ -292,13 +308,19 @@ impl Listing {
         let extra = extra_fields(self.extra, p);
         let fields = listing_fields(self.fields, self.specifics, self.ended, p)
             .zip(extra)
-            .map(|(fields, extra)| ListingFields { extra, ..fields });
+            .map(|(fields, extra)| ListingFields { extra, ..fields })
+            .map(|fields| match self.schema_org {
+                true => super::schema_org::fill(fields),
+                false => fields,
+            });
         Some(ListingDef {
             listing_url: listing_url?,
             ready: self.ready,
             ready_selector: ready_selector?,
             ready_timeout: Duration::from_millis(self.ready_timeout_ms),
             fields: fields?,
+            schema_org: self.schema_org,
+            price_optional: self.price_optional,
         })
     }
 }
@@ -361,6 +383,15 @@ fn listing_fields(
             .collect(),
     };
     (p.0.len() == before).then_some(fields)
+}
+
+/// Listing fields from `[listing.fields]`-shaped rules alone (the schema.org fallback's), or
+/// every problem found in them.
+pub(super) fn plain_fields(
+    specs: BTreeMap<String, toml::Value>,
+) -> Result<ListingFields, Vec<String>> {
+    let mut p = Problems::default();
+    listing_fields(specs, None, None, &mut p).ok_or(p.0)
 }
 
 /// `[listing.extra]`: names of letters, digits and `_`, none a standard field's.
@@ -428,7 +459,7 @@ impl Search {
         let title = optional("title", self.title);
         let price = optional("price", self.price);
         let result_count = optional("result_count", self.result_count);
-        let result = p.check(selector("search.result", &self.result));
+        let result = p.check(results(self.result));
         let skip = p.check(self.skip.map(|s| selector("search.skip", &s)).transpose());
         let link = p.check(field("search.link", self.link));
         let next_page = p.check(
@@ -436,6 +467,20 @@ impl Search {
                 .map(|v| field("search.next_page", v).map(|f| with_default_attr(f, "href")))
                 .transpose(),
         );
+        if let Some(Results::Css(_)) = &result {
+            let row_rules = [("link", link.as_ref()), ("title", title.as_ref())]
+                .into_iter()
+                .chain([("price", price.as_ref())])
+                .filter_map(|(key, field)| Some((key, field?)));
+            for (key, field) in row_rules {
+                if field.rules.iter().any(reads_result_object) {
+                    p.0.push(format!(
+                        "key `search.{key}`: a `json` rule without `script` or `var` reads the \
+                         result object, so `search.result` must be a `json` rule"
+                    ));
+                }
+            }
+        }
         if p.0.len() > before {
             return None;
         }
@@ -451,6 +496,45 @@ impl Search {
             next_page: next_page?,
         })
     }
+}
+
+/// `search.result`: a CSS selector, or one `json` rule (with `script` or `var`) whose path gives
+/// the results as a list of objects.
+fn results(value: toml::Value) -> Result<Results, String> {
+    const KEY: &str = "search.result";
+    match value {
+        toml::Value::String(css) => selector(KEY, &css).map(Results::Css),
+        table @ toml::Value::Table(_) => {
+            let mut rules = rules_of(KEY, table)?;
+            match (rules.pop(), rules.is_empty()) {
+                (Some(rule), true) if is_page_json(&rule) => Ok(Results::Json(rule)),
+                _ => Err(format!(
+                    "key `{KEY}`: a rule table here must be one `json` rule with `script` or \
+                     `var` (its path gives the list of result objects)"
+                )),
+            }
+        }
+        other => Err(format!(
+            "key `{KEY}`: invalid type {}, expected a CSS selector or a `json` rule table",
+            other.type_str()
+        )),
+    }
+}
+
+/// Whether `rule` reads a JSON document of the page (not a result object).
+fn is_page_json(rule: &Rule) -> bool {
+    matches!(&rule.source, Source::Json { document, .. } if !matches!(document, JsonDocument::Result))
+}
+
+/// Whether `rule` reads the search result object a `json` result rule found.
+fn reads_result_object(rule: &Rule) -> bool {
+    matches!(
+        &rule.source,
+        Source::Json {
+            document: JsonDocument::Result,
+            ..
+        }
+    )
 }
 
 /// `field` with `attr` on its CSS rules that name none: a link field reads `href`, not text.
@@ -541,7 +625,10 @@ impl RuleTable {
                 "key `{key}.type`: only applies to `jsonld` and `json`"
             ));
         }
-        if (self.script.is_some() || self.var.is_some()) != self.json.is_some()
+        // Under `[search]`, a `json` rule without a document reads the result object.
+        let in_result = key.starts_with("search.") && self.json.is_some();
+        let has_document = self.script.is_some() || self.var.is_some();
+        if (has_document != self.json.is_some() && !in_result)
             || (self.script.is_some() && self.var.is_some())
         {
             return Err(format!(
@@ -580,7 +667,10 @@ impl RuleTable {
         }
         let unwrap = self.unwrap;
         let sources = if let Some(paths) = self.json {
-            let document = json_document(key, self.script, self.var)?;
+            let document = match has_document {
+                true => json_document(key, self.script, self.var)?,
+                false => JsonDocument::Result,
+            };
             vec![json_source(
                 key,
                 document,
@@ -645,6 +735,7 @@ fn json_source(
     let label = match &document {
         JsonDocument::Script { css, .. } => label.replacen("json", &format!("json in {css}"), 1),
         JsonDocument::Var(var) => label.replacen("json", &format!("json in {var}"), 1),
+        JsonDocument::Result => label.replacen("json", "json in the result", 1),
     };
     let source = Source::Json {
         document,
