@@ -6,6 +6,7 @@
 //! is CPU work.
 
 mod charset;
+mod json;
 mod page;
 mod reader;
 mod rules;

@@ -41,6 +41,8 @@
 //! accepts exactly two joined by `to`, `bis`, `-`, `–`, `~`, `～`, `à`, `a`, `hasta`, `até`,
 //! `tot` or `до`.
 
+// Over 450 lines: the money parser and its tables (symbols, ISO codes) that must be read together.
+
 use std::fmt;
 use std::ops::Range;
 use std::sync::LazyLock;

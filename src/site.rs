@@ -8,6 +8,8 @@
 //! read several generations of a site's markup. A rule reads CSS-selected elements (their text or
 //! an attribute), values in the page's JSON-LD, or a regex over the raw HTML (embedded JSON).
 
+// Over 450 lines: the validated site model (fields, rules, sources, search) and its loading, which every stage reads.
+
 pub mod command;
 mod raw;
 mod schema_org;

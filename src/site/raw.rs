@@ -15,6 +15,8 @@
 //!
 //! Validation goes on after a problem, so one pass reports every problem of a file.
 
+// Over 450 lines: the whole site-file grammar and its validation, so every key's check and error text is in one place.
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -605,6 +607,22 @@ fn rules_of(key: &str, item: toml::Value) -> Result<Vec<Rule>, String> {
 }
 
 impl RuleTable {
+    /// Whether a `json` rule names its document (`script` or `var`, never both); only under
+    /// `[search]` may it name none, and then it reads the result object.
+    fn check_document(&self, key: &str) -> Result<bool, String> {
+        let in_result = key.starts_with("search.") && self.json.is_some();
+        let has_document = self.script.is_some() || self.var.is_some();
+        if (has_document != self.json.is_some() && !in_result)
+            || (self.script.is_some() && self.var.is_some())
+        {
+            return Err(format!(
+                "key `{key}`: a `json` rule needs exactly one of `script` (a selector) or `var` \
+                 (a JavaScript variable), and they only apply to `json`"
+            ));
+        }
+        Ok(has_document)
+    }
+
     fn validate(self, key: &str) -> Result<Vec<Rule>, String> {
         let sources = [
             self.css.is_some(),
@@ -625,17 +643,7 @@ impl RuleTable {
                 "key `{key}.type`: only applies to `jsonld` and `json`"
             ));
         }
-        // Under `[search]`, a `json` rule without a document reads the result object.
-        let in_result = key.starts_with("search.") && self.json.is_some();
-        let has_document = self.script.is_some() || self.var.is_some();
-        if (has_document != self.json.is_some() && !in_result)
-            || (self.script.is_some() && self.var.is_some())
-        {
-            return Err(format!(
-                "key `{key}`: a `json` rule needs exactly one of `script` (a selector) or `var` \
-                 (a JavaScript variable), and they only apply to `json`"
-            ));
-        }
+        let has_document = self.check_document(key)?;
         if (self.attr.is_some() || self.exclude.is_some()) && self.css.is_none() {
             return Err(format!(
                 "key `{key}`: `attr` and `exclude` only apply to `css`"
