@@ -545,6 +545,41 @@ mod tests {
         assert_eq!(url.as_deref(), Some("http://127.0.0.1:1/item/8"));
     }
 
+    /// `inspect` and the JSON of one fixture page at a listing URL.
+    fn inspected(html: &str) -> (PageClass, serde_json::Value) {
+        let sites = Sites::builtin();
+        let site = sites.get("fixture").unwrap();
+        let page = Page {
+            url: "http://127.0.0.1:1/item/7".into(),
+            status: Some(200),
+            html: html.into(),
+            ..Page::default()
+        };
+        let inspection = inspect(&page, site);
+        let json = to_json(&inspection, site);
+        (inspection.class, json)
+    }
+
+    #[test]
+    fn a_listing_without_its_required_fields_is_empty_and_a_non_listing_is_no_error() {
+        let ready = "<main id=listing data-ready>";
+        let (class, json) = inspected(&format!("{ready}<h1 class=title>Lamp</h1>"));
+        assert_eq!(class, PageClass::Empty, "no price: {json}");
+        assert_eq!(
+            json["record"]["title"], "Lamp",
+            "its fields are still shown"
+        );
+        let (class, json) = inspected(&format!(
+            "{ready}<h1 class=title>Lamp</h1><span class=price>US $5.00</span>"
+        ));
+        assert_eq!(class, PageClass::Content);
+        assert_eq!(json["sources"]["title"], "rule 1", "{json}");
+        let (class, json) = inspected("<p>Please verify yourself to continue</p>");
+        assert_eq!(class, PageClass::Blocked);
+        assert_eq!(json["note"], "listing page has no title", "{json}");
+        assert!(json.get("error").is_none(), "{json}");
+    }
+
     #[test]
     fn a_saved_windows_1252_page_reads_as_its_text_not_replacement_characters() {
         let sites = Sites::builtin();
