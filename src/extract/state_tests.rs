@@ -136,6 +136,10 @@ fn result_object_rules_need_a_json_result_and_a_result_table_must_be_page_json()
             "result = 5\nlink = \"a\"",
             "key `search.result`: invalid type integer",
         ),
+        (
+            "result = { json = \"items\", var = \"s\" }\nskip = \".ad\"\nlink = { json = \"url\" }",
+            "key `search.skip`: only applies to a CSS `search.result`",
+        ),
     ] {
         let err = site("", search, "", "title = \"h1\"").unwrap_err();
         assert!(err.contains(expected), "{search}: {err}");

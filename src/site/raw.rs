@@ -469,6 +469,13 @@ impl Search {
                 .map(|v| field("search.next_page", v).map(|f| with_default_attr(f, "href")))
                 .transpose(),
         );
+        if let (Some(Results::Json(_)), Some(Some(_))) = (&result, &skip) {
+            p.0.push(
+                "key `search.skip`: only applies to a CSS `search.result` (result objects are \
+                 not elements)"
+                    .into(),
+            );
+        }
         if let Some(Results::Css(_)) = &result {
             let row_rules = [("link", link.as_ref()), ("title", title.as_ref())]
                 .into_iter()
