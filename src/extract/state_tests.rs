@@ -163,7 +163,9 @@ const PRODUCT: &str = r#"<html><head><script type="application/ld+json">
 "aggregateRating":{"ratingValue":"4.5","reviewCount":"12"},
 "offers":{"@type":"Offer","price":"19.90","priceCurrency":"EUR",
 "availability":"https://schema.org/InStock","itemCondition":"https://schema.org/UsedCondition"}}]}
-</script></head><body><h1>Desk lamp, brass</h1><span itemprop="mpn">M-9</span></body></html>"#;
+</script></head><body><h1>Desk lamp, brass</h1><span itemprop="mpn">not the product's</span>
+<div itemscope itemtype="https://schema.org/Product"><span itemprop="mpn">M-9</span></div>
+</body></html>"#;
 
 #[test]
 fn fields_a_site_file_leaves_out_come_from_the_pages_schema_org_data() {
@@ -262,5 +264,34 @@ fn a_listing_page_without_title_or_price_is_empty_unless_the_price_is_optional()
     assert_eq!(
         settle_class(PageClass::Blocked, None, &strict),
         (PageClass::Blocked, None)
+    );
+}
+
+#[test]
+fn a_microdata_rule_can_read_only_inside_items_of_one_type() {
+    let scoped = r#"{ itemprop = "price", type = "Product" }"#;
+    let shop = site(
+        "",
+        "result = \"li\"\nlink = \"a\"",
+        "",
+        &format!("title = \"h1\"\nprice = {scoped}"),
+    )
+    .unwrap();
+    let html = r#"<h1>Lamp</h1><div itemscope itemtype="https://schema.org/Offer">
+        <span itemprop="price" content="3.00">3 €</span></div>
+        <div itemscope itemtype="http://schema.org/Product"><span itemprop="price">€ 9,50</span></div>"#;
+    let r = extract_record(html, "https://shop.example/item/7", "7".into(), &shop).unwrap();
+    assert_eq!(r.price.map(|m| m.minor), Some(950));
+    let label = &shop.fields.price.as_ref().unwrap().rules[0].label;
+    assert_eq!(label, "itemprop Product price");
+    let bad = site(
+        "",
+        "result = \"li\"\nlink = \"a\"",
+        "",
+        r#"title = { itemprop = "name", type = "a]b" }"#,
+    );
+    assert!(
+        bad.unwrap_err()
+            .contains("key `listing.fields.title.type`: `a]b` is not a schema.org type name")
     );
 }

@@ -645,9 +645,13 @@ impl RuleTable {
                  `meta`, `html`"
             ));
         }
-        if self.node_type.is_some() && self.jsonld.is_none() && self.json.is_none() {
+        if self.node_type.is_some()
+            && self.jsonld.is_none()
+            && self.json.is_none()
+            && self.itemprop.is_none()
+        {
             return Err(format!(
-                "key `{key}.type`: only applies to `jsonld` and `json`"
+                "key `{key}.type`: only applies to `jsonld`, `json` and `itemprop`"
             ));
         }
         let has_document = self.check_document(key)?;
@@ -693,9 +697,7 @@ impl RuleTable {
                 self.node_type,
             )?]
         } else if let Some(name) = self.itemprop {
-            let selector = named_selector(key, "itemprop", &name, &["[itemprop~=\"{}\"]"])?;
-            let label = format!("itemprop {name}");
-            vec![(Source::ItemProp { name, selector }, label)]
+            vec![itemprop_source(key, name, self.node_type.as_deref())?]
         } else if let Some(name) = self.meta {
             let forms = ["meta[property=\"{}\"]", "meta[name=\"{}\"]"];
             let selector = named_selector(key, "meta", &name, &forms)?;
@@ -778,6 +780,33 @@ fn json_document(
         (None, Some(var)) if !var.trim().is_empty() => Ok(JsonDocument::Var(var.trim().into())),
         _ => Err(format!("key `{key}.var`: needs a JavaScript variable name")),
     }
+}
+
+/// A microdata rule: elements whose `itemprop` holds `name`, inside an item of `@type`
+/// `node_type` when given (`{ itemprop = "price", type = "Product" }` reads no price of another
+/// item on the page).
+fn itemprop_source(
+    key: &str,
+    name: String,
+    node_type: Option<&str>,
+) -> Result<(Source, String), String> {
+    let scoped = node_type.map(|t| {
+        let valid = !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric());
+        match valid {
+            true => Ok(format!("[itemtype$=\"/{t}\"] [itemprop~=\"{{}}\"]")),
+            false => Err(format!(
+                "key `{key}.type`: `{t}` is not a schema.org type name"
+            )),
+        }
+    });
+    let form = scoped.transpose()?;
+    let forms = [form.as_deref().unwrap_or("[itemprop~=\"{}\"]")];
+    let selector = named_selector(key, "itemprop", &name, &forms)?;
+    let label = match node_type {
+        Some(t) => format!("itemprop {t} {name}"),
+        None => format!("itemprop {name}"),
+    };
+    Ok((Source::ItemProp { name, selector }, label))
 }
 
 /// A selector for elements named `name` (an `itemprop` or a `meta` property): each of `forms`

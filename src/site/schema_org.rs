@@ -9,30 +9,30 @@ use super::{Field, ListingFields};
 
 /// The fallback rules, in the site-file grammar.
 const RULES: &str = r#"
-title = [{ jsonld = "name", type = "Product" }, { itemprop = "name" }]
+title = [{ jsonld = "name", type = "Product" }, { itemprop = "name", type = "Product" }]
 price = [
   { jsonld = ["offers.priceCurrency", "offers.price"], type = "Product" },
   { jsonld = "offers.price", type = "Product" },
-  { itemprop = "price" },
+  { itemprop = "price", type = "Product" },
 ]
-description = [{ jsonld = "description", type = "Product" }, { itemprop = "description" }]
-images = [{ jsonld = "image.url", type = "Product" }, { jsonld = "image", type = "Product" }, { itemprop = "image" }]
+description = [{ jsonld = "description", type = "Product" }, { itemprop = "description", type = "Product" }]
+images = [{ jsonld = "image.url", type = "Product" }, { jsonld = "image", type = "Product" }, { itemprop = "image", type = "Product" }]
 condition = [{ jsonld = "offers.itemCondition", type = "Product", regex = '([A-Za-z]+)Condition$' }]
 seller = [{ jsonld = "offers.seller.name", type = "Product" }]
-brand = [{ jsonld = "brand.name", type = "Product" }, { jsonld = "brand", type = "Product" }, { itemprop = "brand" }]
-sku = [{ jsonld = "sku", type = "Product" }, { itemprop = "sku" }]
+brand = [{ jsonld = "brand.name", type = "Product" }, { jsonld = "brand", type = "Product" }, { itemprop = "brand", type = "Product" }]
+sku = [{ jsonld = "sku", type = "Product" }, { itemprop = "sku", type = "Product" }]
 gtin = [
   { jsonld = "gtin13", type = "Product" }, { jsonld = "gtin12", type = "Product" },
   { jsonld = "gtin14", type = "Product" }, { jsonld = "gtin8", type = "Product" },
-  { jsonld = "gtin", type = "Product" }, { itemprop = "gtin13" }, { itemprop = "gtin12" },
+  { jsonld = "gtin", type = "Product" }, { itemprop = "gtin13", type = "Product" }, { itemprop = "gtin12", type = "Product" },
 ]
-mpn = [{ jsonld = "mpn", type = "Product" }, { itemprop = "mpn" }]
-availability = [{ jsonld = "offers.availability", type = "Product" }, { itemprop = "availability" }]
-rating = [{ jsonld = "aggregateRating.ratingValue", type = "Product" }, { itemprop = "ratingValue" }]
+mpn = [{ jsonld = "mpn", type = "Product" }, { itemprop = "mpn", type = "Product" }]
+availability = [{ jsonld = "offers.availability", type = "Product" }, { itemprop = "availability", type = "Product" }]
+rating = [{ jsonld = "aggregateRating.ratingValue", type = "Product" }, { itemprop = "ratingValue", type = "Product" }]
 review_count = [
   { jsonld = "aggregateRating.reviewCount", type = "Product" },
   { jsonld = "aggregateRating.ratingCount", type = "Product" },
-  { itemprop = "reviewCount" }, { itemprop = "ratingCount" },
+  { itemprop = "reviewCount", type = "Product" }, { itemprop = "ratingCount", type = "Product" },
 ]
 "#;
 
