@@ -137,12 +137,7 @@ pub async fn collect_run<R: Renderer, Q: Queue>(
         store
             .add_hits(search_id, &site.name, report.pages, &fresh)
             .await?;
-        tracing::info!(
-            search_id,
-            page = report.pages,
-            found = report.listings_found,
-            "Search page collected."
-        );
+        log_page(search_id, report.pages, report.listings_found, &fresh);
         next = next_page;
     }
     store
@@ -154,6 +149,19 @@ pub async fn collect_run<R: Renderer, Q: Queue>(
         )
         .await?;
     Ok(report)
+}
+
+/// Logs a collected search page: each new hit with its price as read (debug), then the page.
+fn log_page(search_id: i64, page: u32, found: usize, fresh: &[(usize, crate::domain::SearchHit)]) {
+    for (rank, hit) in fresh {
+        let price = hit
+            .price
+            .map(|m| format!("{} {}", m.currency, m.to_decimal_string()));
+        let price = price.as_deref().unwrap_or("-");
+        tracing::debug!(search_id, rank, listing = %hit.external_id, price, text = ?hit.price_text, "Search hit.");
+    }
+    let priced = fresh.iter().filter(|(_, hit)| hit.price.is_some()).count();
+    tracing::info!(search_id, page, found, priced, "Search page collected.");
 }
 
 /// Publishes one job per hit for the search run; returns how many.

@@ -183,6 +183,7 @@ async fn queue_url_list(
             url: job.url.clone(),
             title: None,
             price_text: None,
+            price: None,
         };
         hits.push((rank + 1, hit));
     }

@@ -270,7 +270,11 @@ pub struct SearchHit {
     pub external_id: String,
     pub url: String,
     pub title: Option<String>,
+    /// The price as the page shows it.
     pub price_text: Option<String>,
+    /// The price read from it as money (minor units + ISO currency), when it parses.
+    #[serde(default)]
+    pub price: Option<Money>,
 }
 
 #[cfg(test)]

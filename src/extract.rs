@@ -6,9 +6,13 @@
 //! is CPU work.
 
 mod charset;
+mod json;
 mod page;
 mod reader;
 mod rules;
+mod search;
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -18,13 +22,15 @@ use std::collections::BTreeMap;
 use scraper::{ElementRef, Selector};
 use url::Url;
 
+use crate::classify::PageClass;
 use crate::domain::{Record, SearchHit};
 use crate::price::{self, Currency, Money, PriceError};
 use crate::site::{Field, Rule, Site};
 use reader::FieldReader;
 
 pub use charset::{CharsetSource, Decoded, decode_html};
-pub use rules::{Document, RuleTrace};
+pub use rules::{Document, RuleTrace, Scope};
+pub use search::extract_search;
 pub use text::{collapse_whitespace, inner_text};
 
 /// The page is not a listing the record can be built from (no title, a foreign URL); retrying
@@ -140,6 +146,37 @@ pub fn extract_record(
     Ok(record)
 }
 
+/// The class of a listing page once its record is read: a page classified as content whose
+/// required fields are missing (no title, or no price where the site does not say
+/// `price_optional = true`) is [`PageClass::Empty`] with no record, not a listing stored
+/// without them; other classes and records are kept as they are.
+pub fn settle_class(
+    class: PageClass,
+    record: Option<Result<Record, ExtractError>>,
+    site: &Site,
+) -> (PageClass, Option<Result<Record, ExtractError>>) {
+    match (
+        &class,
+        record.as_ref().and_then(|r| missing_required(r, site)),
+    ) {
+        (PageClass::Content, Some(_)) => (PageClass::Empty, None),
+        _ => (class, record),
+    }
+}
+
+/// The first required field a listing page's record lacks: `title`, or `price` unless the site
+/// says `price_optional = true`.
+pub fn missing_required(
+    record: &Result<Record, ExtractError>,
+    site: &Site,
+) -> Option<&'static str> {
+    match record {
+        Err(ExtractError::NoTitle) => Some("title"),
+        Ok(r) if r.price.is_none() && !site.price_optional => Some("price"),
+        _ => None,
+    }
+}
+
 /// schema.org's ItemAvailability names, by their letters lower-cased.
 const AVAILABILITY: [&str; 10] = [
     "InStock",
@@ -215,61 +252,6 @@ pub fn is_ended(html: &str, site: &Site) -> bool {
         .ended
         .as_ref()
         .is_some_and(|field| Document::parse(html, site).present(field))
-}
-
-/// Parses one search result page into hits (skipped rows and foreign links left out) and the
-/// next page. A site without `[search]` finds nothing.
-pub fn extract_search(html: &str, url: &str, site: &Site) -> SearchPage {
-    let doc = Document::parse(html, site);
-    let base = Some(link_base(&doc, url, site));
-    let mut page = SearchPage::default();
-    let Some(search) = &site.search else {
-        return page;
-    };
-    for row in doc.html.select(&search.result) {
-        page.rows += 1;
-        match search_hit(&doc, row, search, base.as_ref(), site) {
-            Ok(hit) => page.hits.push(hit),
-            Err(reason) => *page.dropped.entry(reason).or_default() += 1,
-        }
-    }
-    page.next_page = search.next_page.as_ref().and_then(|field| {
-        doc.candidates(field)
-            .find_map(|(_, href)| absolute(base.as_ref(), &href))
-    });
-    page.result_count = search
-        .result_count
-        .as_ref()
-        .and_then(|f| doc.first(f))
-        .and_then(|text| price::parse_count(&text))
-        .and_then(|n| u64::try_from(n).ok());
-    page
-}
-
-/// One result row as a hit, or why it is not one.
-fn search_hit(
-    doc: &Document<'_>,
-    row: ElementRef<'_>,
-    search: &crate::site::SearchDef,
-    base: Option<&Url>,
-    site: &Site,
-) -> Result<SearchHit, &'static str> {
-    if search
-        .skip
-        .as_ref()
-        .is_some_and(|skip| matches_self_or_inside(row, skip))
-    {
-        return Err("skipped");
-    }
-    let href = doc.first_in(row, &search.link).ok_or("no link")?;
-    let link = absolute(base, &href).ok_or("not a URL")?;
-    let external_id = site.listing_id(&link).ok_or("not a listing URL")?;
-    Ok(SearchHit {
-        external_id,
-        url: link,
-        title: search.title.as_ref().and_then(|f| doc.first_in(row, f)),
-        price_text: search.price.as_ref().and_then(|f| doc.first_in(row, f)),
-    })
 }
 
 /// The URL relative links resolve against, in order: the page's `<base href>` (itself
@@ -369,14 +351,31 @@ fn specifics_key(label: &str) -> String {
         .to_string()
 }
 
+/// Every URL a list field reads, absolute, each picture once: the same image file asked for at
+/// another size (`a.jpeg?odnWidth=120` after `a.jpeg?odnWidth=450`) is the first one's.
 fn all_urls(doc: &Document<'_>, field: &Field, base: Option<&Url>) -> Vec<String> {
     let mut urls: Vec<String> = Vec::new();
+    let mut files: Vec<String> = Vec::new();
     for url in doc.all(field).iter().filter_map(|v| absolute(base, v)) {
-        if !urls.contains(&url) {
+        let file = image_file(&url);
+        if !urls.contains(&url) && file.as_ref().is_none_or(|f| !files.contains(f)) {
+            files.extend(file);
             urls.push(url);
         }
     }
     urls
+}
+
+/// The URL of an image file without its query (`https://cdn/x/a.jpeg`), when the path names one.
+fn image_file(url: &str) -> Option<String> {
+    let mut parsed = Url::parse(url).ok()?;
+    let path = parsed.path().to_ascii_lowercase();
+    let image = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif"]
+        .iter()
+        .any(|ext| path.ends_with(ext));
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    image.then(|| parsed.to_string())
 }
 
 fn absolute(base: Option<&Url>, href: &str) -> Option<String> {

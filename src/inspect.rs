@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::classify::{PageClass, challenge_wait, classify, ready_in_html};
 use crate::domain::{ListingStatus, Record, SearchHit};
 use crate::extract::{
-    Document, ExtractError, RuleTrace, SearchPage, extract_record, extract_search,
+    Document, ExtractError, RuleTrace, SearchPage, extract_record, extract_search, missing_required,
 };
 use crate::price::Money;
 use crate::render::{Page, RenderError, RenderRequest, Renderer};
@@ -184,7 +184,7 @@ pub fn inspect(page: &Page, site: &Site) -> Inspection {
         ready: listing_ready,
         ..page.clone()
     };
-    let class = match search_ready {
+    let mut class = match search_ready {
         true => PageClass::Content,
         false => classify(&page, site),
     };
@@ -196,7 +196,12 @@ pub fn inspect(page: &Page, site: &Site) -> Inspection {
                 .listing_id(&page.url)
                 .or_else(|| site.fields.item_id.as_ref().and_then(|f| doc.first(f)))
                 .unwrap_or_default();
-            Content::Listing(extract_record(&page.html, &page.url, external_id, site).map(Box::new))
+            let record = extract_record(&page.html, &page.url, external_id, site);
+            // A listing page without its required fields is empty; its fields are still shown.
+            if class == PageClass::Content && missing_required(&record, site).is_some() {
+                class = PageClass::Empty;
+            }
+            Content::Listing(record.map(Box::new))
         }
     };
     let doc = Document::parse(&page.html, site);
@@ -359,10 +364,24 @@ fn to_json(inspection: &Inspection, site: &Site) -> serde_json::Value {
                 &inspection.url,
                 &inspection.class
             ));
+            let sources: BTreeMap<&str, String> = inspection
+                .trace
+                .iter()
+                .filter_map(|(name, rules)| {
+                    let winner = rules.iter().position(|r| r.value.is_some())?;
+                    Some((*name, source_of(rules, winner)))
+                })
+                .collect();
+            object["sources"] = serde_json::json!(sources);
         }
         Content::Listing(Err(e)) => {
             object["record"] = serde_json::Value::Null;
-            object["error"] = e.to_string().into();
+            // On a page that is not a listing (empty, blocked…) no record is expected.
+            let key = match inspection.class {
+                PageClass::Content | PageClass::Ended => "error",
+                _ => "note",
+            };
+            object[key] = e.to_string().into();
         }
         Content::Search(search) => {
             object["search"] = serde_json::json!(SearchJson {
@@ -404,7 +423,12 @@ fn write_text(out: &mut impl Write, inspection: &Inspection) -> std::io::Result<
                         .iter()
                         .try_for_each(|(k, v)| writeln!(out, "  {k}: {v}"))
                 }),
-                Err(e) => writeln!(out, "\nextraction failed: {e}"),
+                Err(e) => match inspection.class {
+                    PageClass::Content | PageClass::Ended => {
+                        writeln!(out, "\nextraction failed: {e}")
+                    }
+                    _ => writeln!(out, "\nno listing read ({e})"),
+                },
             }
         }
     }
@@ -417,7 +441,12 @@ fn write_field(out: &mut impl Write, name: &str, rules: &[RuleTrace]) -> std::io
         (false, Some(i)) => format!("{:?}", rules[i].value.as_deref().unwrap_or_default()),
         (false, None) => "(miss)".to_string(),
     };
-    writeln!(out, "{name:<17} {value}")?;
+    match winner.map(|i| source_of(rules, i)) {
+        Some(source) if !FLAG_FIELDS.contains(&name) => {
+            writeln!(out, "{name:<17} {value}  ({source})")?
+        }
+        _ => writeln!(out, "{name:<17} {value}")?,
+    }
     for (i, rule) in rules.iter().enumerate() {
         let mark = if Some(i) == winner { "*" } else { " " };
         let got = rule
@@ -459,11 +488,30 @@ fn write_search(out: &mut impl Write, search: &SearchPage) -> std::io::Result<()
             "{:>3}. {:<14} {:<24} {}",
             rank + 1,
             hit.external_id,
-            hit.price_text.as_deref().unwrap_or("-"),
+            hit_price(hit),
             hit.title.as_deref().unwrap_or("-")
         )?;
     }
     Ok(())
+}
+
+/// Where the value of a field came from: `rule N` of the site file (1-based), or `schema.org`
+/// for the fallback rules the site file left to the page's schema.org data.
+fn source_of(rules: &[RuleTrace], winner: usize) -> String {
+    match rules[winner].label.starts_with("schema.org ") {
+        true => "schema.org".to_string(),
+        false => format!("rule {}", winner + 1),
+    }
+}
+
+/// A hit's price as read (`INR 76490.00`) with the page's text, or its text alone when it did
+/// not parse.
+fn hit_price(hit: &SearchHit) -> String {
+    let text = hit.price_text.as_deref().unwrap_or("-");
+    match hit.price {
+        Some(m) => format!("{} {} ({text})", m.currency, m.to_decimal_string()),
+        None => text.to_string(),
+    }
 }
 
 fn excerpt(text: &str) -> String {
@@ -490,6 +538,41 @@ mod tests {
         let og_only = r#"<meta property="og:url" content="http://127.0.0.1:1/item/8">"#;
         let url = canonical_url(og_only, site);
         assert_eq!(url.as_deref(), Some("http://127.0.0.1:1/item/8"));
+    }
+
+    /// `inspect` and the JSON of one fixture page at a listing URL.
+    fn inspected(html: &str) -> (PageClass, serde_json::Value) {
+        let sites = Sites::builtin();
+        let site = sites.get("fixture").unwrap();
+        let page = Page {
+            url: "http://127.0.0.1:1/item/7".into(),
+            status: Some(200),
+            html: html.into(),
+            ..Page::default()
+        };
+        let inspection = inspect(&page, site);
+        let json = to_json(&inspection, site);
+        (inspection.class, json)
+    }
+
+    #[test]
+    fn a_listing_without_its_required_fields_is_empty_and_a_non_listing_is_no_error() {
+        let ready = "<main id=listing data-ready>";
+        let (class, json) = inspected(&format!("{ready}<h1 class=title>Lamp</h1>"));
+        assert_eq!(class, PageClass::Empty, "no price: {json}");
+        assert_eq!(
+            json["record"]["title"], "Lamp",
+            "its fields are still shown"
+        );
+        let (class, json) = inspected(&format!(
+            "{ready}<h1 class=title>Lamp</h1><span class=price>US $5.00</span>"
+        ));
+        assert_eq!(class, PageClass::Content);
+        assert_eq!(json["sources"]["title"], "rule 1", "{json}");
+        let (class, json) = inspected("<p>Please verify yourself to continue</p>");
+        assert_eq!(class, PageClass::Blocked);
+        assert_eq!(json["note"], "listing page has no title", "{json}");
+        assert!(json.get("error").is_none(), "{json}");
     }
 
     #[test]

@@ -41,6 +41,8 @@
 //! accepts exactly two joined by `to`, `bis`, `-`, `–`, `~`, `～`, `à`, `a`, `hasta`, `até`,
 //! `tot` or `до`.
 
+// Over 450 lines: the money parser and its tables (symbols, ISO codes) that must be read together.
+
 use std::fmt;
 use std::ops::Range;
 use std::sync::LazyLock;
@@ -172,7 +174,7 @@ pub enum PriceError {
 /// (`$` on a page declaring CAD is CAD; `kr` on one declaring SEK is SEK). An ISO code or an
 /// unambiguous symbol in the text (`EUR`, `€`, `CDN$`, `R$`) wins over it.
 pub fn parse_money(text: &str, declared: Option<Currency>) -> Result<Money, PriceError> {
-    let normalized = normalize(text);
+    let normalized = apart(&normalize(text));
     let text = non_empty(&normalized)?;
     let amounts = find_amounts(text);
     let amount = match amounts.as_slice() {
@@ -191,7 +193,7 @@ pub fn parse_money(text: &str, declared: Option<Currency>) -> Result<Money, Pric
 /// A side without a currency marker takes the other side's (`US $10.00 - 20.00`); two
 /// different currencies are ambiguous, and `low > high` is [`PriceError::InvertedRange`].
 pub fn parse_price_range(text: &str, declared: Option<Currency>) -> Result<PriceRange, PriceError> {
-    let normalized = normalize(text);
+    let normalized = apart(&normalize(text));
     let text = non_empty(&normalized)?;
     match find_amounts(text).as_slice() {
         [] => Err(PriceError::NoAmount(excerpt(text))),
@@ -286,6 +288,25 @@ fn normalize(text: &str) -> String {
             c => c,
         })
         .collect()
+}
+
+/// A price text with a space between a letter and a digit that touch (`1299zł`, `TL1.299`,
+/// `1.299,00EUR`), so a currency word written against its amount reads as a word. Counts do not
+/// go through this: `10K+` must stay a number with a suffix.
+fn apart(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    let mut prev: Option<char> = None;
+    for c in text.chars() {
+        let touching = prev.is_some_and(|p| {
+            (p.is_ascii_digit() && c.is_alphabetic()) || (p.is_alphabetic() && c.is_ascii_digit())
+        });
+        if touching {
+            out.push(' ');
+        }
+        out.push(c);
+        prev = Some(c);
+    }
+    out
 }
 
 /// Byte ranges of the amounts in a normalized text (see the module docs for what joins digits).
@@ -421,8 +442,8 @@ static SYMBOL_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"\b(?:US|CDN|CA|AU|NZ|HK|SG|MX|NT|C|A|S|R) ?\$|\$",
         r"|\bCN ?¥|¥|円|元|\bRMB\b",
-        r"|€|£|₹|₽|₩|₺|₱|₫|₪|฿|₴|₦",
-        r"|(?i:\b(?:rs|руб|zł|kč|kr)\b\.?)|\bTL\b",
+        r"|€|£|₹|₽|₩|원|₺|₱|₫|₪|฿|₴|₦|د\.إ",
+        r"|(?i:\b(?:rs|руб|zł|kč|kr)\b\.?)|\bTL\b|\bFt\b",
     ))
     // A constant pattern, checked by every test that parses a price.
     .expect("symbol pattern is valid")
@@ -570,7 +591,9 @@ fn symbol(matched: &str) -> Option<Symbol> {
         "₽" | "руб" => b"RUB",
         "zł" => b"PLN",
         "kč" => b"CZK",
-        "₩" => b"KRW",
+        "₩" | "원" => b"KRW",
+        "دإ" => b"AED",
+        "ft" => b"HUF",
         "₺" | "tl" => b"TRY",
         "₱" => b"PHP",
         "₫" => b"VND",

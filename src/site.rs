@@ -8,8 +8,11 @@
 //! read several generations of a site's markup. A rule reads CSS-selected elements (their text or
 //! an attribute), values in the page's JSON-LD, or a regex over the raw HTML (embedded JSON).
 
+// Over 450 lines: the validated site model (fields, rules, sources, search) and its loading, which every stage reads.
+
 pub mod command;
 mod raw;
+mod schema_org;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -110,8 +113,25 @@ pub enum Source {
 /// Where a [`Source::Json`] rule finds its document.
 #[derive(Debug, Clone)]
 pub enum JsonDocument {
-    Script { css: String, selector: Selector },
+    Script {
+        css: String,
+        selector: Selector,
+    },
     Var(String),
+    /// The search result object a `json` result rule found (a `json` rule without `script` or
+    /// `var` under `[search]`): paths start at that object.
+    Result,
+}
+
+/// Where a search page's result rows are.
+#[derive(Debug, Clone)]
+pub enum Results {
+    /// One element per result row (several markups may be listed, comma-separated).
+    Css(Selector),
+    /// A `json` rule whose path gives the results as a list of objects in the page's embedded
+    /// state (`{ json = "props.pageProps.items", script = "script#__NEXT_DATA__" }`); each
+    /// result's `link`, `title` and `price` are then `json` rules with paths relative to it.
+    Json(Rule),
 }
 
 /// Where the item specifics (key/value pairs) are: in each row, the n-th key element pairs with
@@ -228,8 +248,8 @@ pub struct SearchDef {
     /// URL template with `{base_url}`, `{query}` and `{page}`.
     pub url: String,
     pub ready: Option<String>,
-    /// One element per result row (several markups may be listed, comma-separated).
-    pub result: Selector,
+    /// The result rows: elements, or objects in the page's embedded JSON state.
+    pub result: Results,
     /// Rows matching this, or holding a match (sponsored cards, placeholders), are skipped.
     pub skip: Option<Selector>,
     pub link: Field,
@@ -343,6 +363,11 @@ pub struct Site {
     pub search: Option<SearchDef>,
     pub markers: Markers,
     pub default_currency: Option<Currency>,
+    /// Listing fields the site file leaves out are read from the page's schema.org
+    /// Product/Offer data (JSON-LD, then microdata) unless `[listing] schema_org = false`.
+    pub schema_org: bool,
+    /// Whether a listing page without a price is still a listing (`[listing] price_optional`).
+    pub price_optional: bool,
     /// Requests per second this site tolerates from one worker.
     pub max_rps: u32,
     pub screenshot: bool,

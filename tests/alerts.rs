@@ -185,6 +185,7 @@ async fn search_of(store: &Store, external_ids: &[&str]) -> i64 {
                 url: format!("http://127.0.0.1:1/item/{id}"),
                 title: None,
                 price_text: None,
+                price: None,
             };
             (rank + 1, hit)
         })

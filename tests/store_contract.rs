@@ -486,6 +486,7 @@ fn hit(external_id: &str) -> SearchHit {
         url: format!("http://127.0.0.1:1/item/{external_id}"),
         title: Some("Brass lamp".into()),
         price_text: Some("$19.99".into()),
+        price: None,
     }
 }
 

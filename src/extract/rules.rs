@@ -9,6 +9,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use scraper::{ElementRef, Html, Selector};
 use serde_json::Value;
 
+use super::json::{assigned_json, json_values, object_values, type_roots, walk};
 use super::text::{collapse_whitespace, inner_text};
 use crate::site::{Field, JsonDocument, Rule, Site, Source};
 
@@ -25,6 +26,13 @@ pub struct Document<'a> {
     jsonld: OnceLock<Vec<Value>>,
     /// Embedded JSON documents already parsed, by script selector or variable name.
     embedded: Mutex<HashMap<String, Arc<Vec<Value>>>>,
+}
+
+/// Where a search result's fields are read: inside its element, or in its JSON object.
+#[derive(Clone, Copy)]
+pub enum Scope<'s> {
+    Element(ElementRef<'s>),
+    Object(&'s Value),
 }
 
 /// What one rule of a field read, for the `extract` command.
@@ -68,13 +76,19 @@ impl<'a> Document<'a> {
             .filter_map(move |rule| self.values(rule, None, 1).pop().map(|v| (rule, v)))
     }
 
-    /// The first value of `field` inside `scope` (a search result row). Only CSS and microdata
-    /// rules apply: JSON, meta and raw-HTML rules describe the whole page, not a row.
-    pub fn first_in(&self, scope: ElementRef<'_>, field: &Field) -> Option<String> {
+    /// The first value of `field` inside `scope` (a search result row). In an element only CSS
+    /// and microdata rules apply, in a result object only `json` rules without a document: the
+    /// other rules describe the whole page, not a row.
+    pub fn first_in(&self, scope: Scope<'_>, field: &Field) -> Option<String> {
         field
             .rules
             .iter()
             .find_map(|rule| self.values(rule, Some(scope), 1).pop())
+    }
+
+    /// The first value of one rule inside `scope`: each rule of a result's typed field in turn.
+    pub fn rule_first_in(&self, scope: Scope<'_>, rule: &Rule) -> Option<String> {
+        self.values(rule, Some(scope), 1).pop()
     }
 
     /// Every value of the first rule of `field` that yields any (image lists).
@@ -139,7 +153,7 @@ impl<'a> Document<'a> {
     }
 
     /// Up to `limit` values `rule` reads, in document order, after its regex.
-    fn values(&self, rule: &Rule, scope: Option<ElementRef<'_>>, limit: usize) -> Vec<String> {
+    fn values(&self, rule: &Rule, scope: Option<Scope<'_>>, limit: usize) -> Vec<String> {
         self.read(rule, scope)
             .filter_map(|value| post_process(rule, value))
             .take(limit)
@@ -147,13 +161,18 @@ impl<'a> Document<'a> {
     }
 
     /// What `rule`'s source reads, lazily (a field usually wants only the first value). Inside a
-    /// result row only CSS and microdata read; the other sources describe the whole page.
+    /// result row only CSS and microdata read, inside a result object only `json` rules without
+    /// a document; the other sources describe the whole page.
     fn read<'s>(
         &'s self,
         rule: &'s Rule,
-        scope: Option<ElementRef<'s>>,
+        scope: Option<Scope<'s>>,
     ) -> Box<dyn Iterator<Item = String> + 's> {
-        let root = scope.unwrap_or_else(|| self.html.root_element());
+        let root = match scope {
+            None => self.html.root_element(),
+            Some(Scope::Element(el)) => el,
+            Some(Scope::Object(object)) => return object_values(rule, object),
+        };
         match (&rule.source, scope) {
             (
                 Source::Css {
@@ -195,6 +214,31 @@ impl<'a> Document<'a> {
         }
     }
 
+    /// The objects a `json` result rule finds (the values at its path; a list gives its
+    /// items), in document order; values that are not objects are left out.
+    pub fn json_objects(&self, rule: &Rule) -> Vec<Value> {
+        let Source::Json {
+            document,
+            paths,
+            node_type,
+        } = &rule.source
+        else {
+            return Vec::new();
+        };
+        let documents = self.embedded_json(document);
+        let mut found = Vec::new();
+        for root in type_roots(&documents, node_type.as_deref()) {
+            for path in paths {
+                walk(root, path, &mut found);
+            }
+        }
+        found
+            .into_iter()
+            .filter(|v| v.is_object())
+            .cloned()
+            .collect()
+    }
+
     /// The page's JSON-LD blocks that parse, in document order.
     pub fn jsonld_blocks(&self) -> &[Value] {
         self.jsonld.get_or_init(|| {
@@ -210,6 +254,7 @@ impl<'a> Document<'a> {
         let key = match document {
             JsonDocument::Script { css, .. } => format!("script {css}"),
             JsonDocument::Var(var) => format!("var {var}"),
+            JsonDocument::Result => return Arc::new(Vec::new()),
         };
         // A poisoned lock only means another rule panicked; the cache is still consistent.
         let mut cache = self.embedded.lock().unwrap_or_else(|e| e.into_inner());
@@ -221,6 +266,7 @@ impl<'a> Document<'a> {
                     .filter_map(|el| serde_json::from_str(&el.text().collect::<String>()).ok())
                     .collect(),
                 JsonDocument::Var(var) => assigned_json(self.raw, var),
+                JsonDocument::Result => Vec::new(),
             })
         });
         Arc::clone(docs)
@@ -240,63 +286,6 @@ impl<'a> Document<'a> {
         };
         v.attr(attr).map(|value| value.trim().to_string())
     }
-}
-
-/// Values at `paths` in `documents`, starting at the nodes of `@type` `node_type` when given;
-/// with several paths, the first value of each joined with a space.
-fn json_values(documents: &[Value], paths: &[Vec<String>], node_type: Option<&str>) -> Vec<String> {
-    let mut roots = Vec::new();
-    for block in documents {
-        match node_type {
-            Some(wanted) => nodes_of_type(block, wanted, &mut roots),
-            None => roots.push(block),
-        }
-    }
-    let at = |path: &[String]| -> Vec<String> {
-        let mut found = Vec::new();
-        for root in &roots {
-            walk(root, path, &mut found);
-        }
-        found.into_iter().filter_map(leaf_text).collect()
-    };
-    match paths {
-        [one] => at(one),
-        many => {
-            let firsts: Option<Vec<String>> =
-                many.iter().map(|p| at(p).into_iter().next()).collect();
-            firsts.map(|f| vec![f.join(" ")]).unwrap_or_default()
-        }
-    }
-}
-
-/// The JSON values assigned to JavaScript variable `var` in `raw` (`var = {…}`, also
-/// `var = JSON.parse("…")`), in document order.
-fn assigned_json(raw: &str, var: &str) -> Vec<Value> {
-    let mut found = Vec::new();
-    for (at, _) in raw.match_indices(var) {
-        let after = raw[at + var.len()..].trim_start();
-        let Some(rest) = after.strip_prefix('=').map(str::trim_start) else {
-            continue;
-        };
-        if rest.starts_with('=') {
-            continue; // a comparison, `==`
-        }
-        let value = match rest.strip_prefix("JSON.parse(") {
-            Some(quoted) => first_json::<String>(quoted.trim_start())
-                .and_then(|text| serde_json::from_str(&text).ok()),
-            None => first_json::<Value>(rest),
-        };
-        found.extend(value);
-    }
-    found
-}
-
-/// The first JSON value at the start of `text`, ignoring what follows it.
-fn first_json<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
-    serde_json::Deserializer::from_str(text)
-        .into_iter::<T>()
-        .next()?
-        .ok()
 }
 
 fn post_process(rule: &Rule, value: String) -> Option<String> {
@@ -327,95 +316,6 @@ fn unwrap_redirect(href: &str, param: &str) -> Option<String> {
         .find(|(name, _)| name == param)
         .map(|(_, value)| value.trim().to_string())
         .filter(|value| !value.is_empty())
-}
-
-/// Collects the values at `path` below `value`. Arrays are searched element by element unless
-/// the segment is an index; an object without the key is searched through its `@graph`; `price`
-/// on an AggregateOffer reads its `lowPrice`.
-fn walk<'v>(value: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
-    if let Some(("**", rest)) = path
-        .split_first()
-        .map(|(first, rest)| (first.as_str(), rest))
-    {
-        return deep(value, rest, out);
-    }
-    match (value, path.split_first()) {
-        (Value::Array(items), Some((key, rest))) if key.parse::<usize>().is_ok() => {
-            if let Some(item) = key.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                walk(item, rest, out);
-            }
-        }
-        (Value::Array(items), _) => items.iter().for_each(|item| walk(item, path, out)),
-        (Value::Object(map), Some((key, rest))) => {
-            let low = (key == "price" && is_type(value, "AggregateOffer"))
-                .then(|| map.get("lowPrice"))
-                .flatten();
-            match (map.get(key).or(low), map.get("@graph")) {
-                (Some(next), _) => walk(next, rest, out),
-                (None, Some(graph)) => walk(graph, path, out),
-                (None, None) => {}
-            }
-        }
-        (leaf, None) => out.push(leaf),
-        _ => {}
-    }
-}
-
-/// `path` walked from every object in `value` (itself included) that has `path`'s first key,
-/// outermost first, in document order: the `..key` form of a path.
-fn deep<'v>(value: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
-    let Some(first) = path.first() else {
-        return;
-    };
-    match value {
-        Value::Array(items) => items.iter().for_each(|item| deep(item, path, out)),
-        Value::Object(map) => {
-            if map.contains_key(first) {
-                walk(value, path, out);
-            }
-            map.values().for_each(|v| deep(v, path, out));
-        }
-        _ => {}
-    }
-}
-
-/// Every node of `@type` `wanted` in `value`, outermost first, in document order.
-fn nodes_of_type<'v>(value: &'v Value, wanted: &str, out: &mut Vec<&'v Value>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|v| nodes_of_type(v, wanted, out)),
-        Value::Object(map) => {
-            if is_type(value, wanted) {
-                out.push(value);
-            }
-            map.values().for_each(|v| nodes_of_type(v, wanted, out));
-        }
-        _ => {}
-    }
-}
-
-/// Whether a JSON-LD node's `@type` (a name or a list of names, possibly a full schema.org
-/// IRI) is `wanted`.
-fn is_type(node: &Value, wanted: &str) -> bool {
-    let matches = |t: &Value| {
-        t.as_str().is_some_and(|t| {
-            let short = t.rsplit(['/', '#', ':']).next().unwrap_or(t);
-            t == wanted || short == wanted
-        })
-    };
-    match node.get("@type") {
-        Some(Value::Array(types)) => types.iter().any(matches),
-        Some(t) => matches(t),
-        None => false,
-    }
-}
-
-fn leaf_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -553,6 +453,7 @@ best_offer = { html = 'bestOffer":true' }"#,
             .select(&Selector::parse("li").unwrap())
             .next()
             .unwrap();
+        let row = Scope::Element(row);
         assert_eq!(doc.first_in(row, title(&site)).as_deref(), Some("Row"));
         assert_eq!(doc.first(title(&site)).as_deref(), Some("Page"));
     }

@@ -131,7 +131,32 @@ fn saved_search_page_yields_every_true_hit_in_order_and_the_next_page() {
     let page = extract_search(&html, &truth.url, &site);
     assert_eq!(page.hits.len(), truth.hits.len());
     for (i, (got, want)) in page.hits.iter().zip(&truth.hits).enumerate() {
-        assert_eq!(got, want, "hit {i}");
+        let unpriced = SearchHit {
+            price: None,
+            ..got.clone()
+        };
+        assert_eq!(&unpriced, want, "hit {i}");
+        // The price as money too, in the currency its text names.
+        let text = want.price_text.as_deref().unwrap_or_default();
+        let money = got
+            .price
+            .unwrap_or_else(|| panic!("hit {i}: {text:?} not read"));
+        let markers = [
+            ("US $", "USD"),
+            ("AU $", "AUD"),
+            ("C $", "CAD"),
+            ("€", "EUR"),
+            ("EUR", "EUR"),
+            ("JPY", "JPY"),
+            ("¥", "JPY"),
+            ("£", "GBP"),
+        ];
+        let code = money.currency.as_str();
+        let named = markers.iter().any(|(m, c)| text.contains(m) && *c == code);
+        assert!(
+            named && money.minor > 0,
+            "hit {i}: {text:?} read as {money:?}"
+        );
     }
     // 50 results and the sponsored row, which is skipped.
     assert_eq!(page.rows, truth.hits.len() + 1);

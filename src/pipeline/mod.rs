@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::classify::{PageClass, challenge_wait, classify, evidence};
 use crate::domain::{Job, ListingStatus, Record};
-use crate::extract::{ExtractError, extract_listing};
+use crate::extract::{ExtractError, extract_listing, settle_class};
 use crate::metrics::{self, DeadLetterReason, TabInUse};
 use crate::pace::Pacer;
 use crate::render::{Page, RenderError, RenderRequest, Renderer};
@@ -306,6 +306,7 @@ impl<R: Renderer> Pipeline<R> {
                 _ => None,
             };
             stats.record(Stage::Extract, t.elapsed());
+            let (class, record) = settle_class(class, record, &site);
             (page, class, record)
         })
         .await;

@@ -72,6 +72,61 @@ const ROWS: &[Row] = &[
     // Others.
     ("AED 1,299.00", None, 129_900, "AED"),
     ("R 1 299,00", Some("ZAR"), 129_900, "ZAR"),
+    // One row per format seen on a marketplace, by currency.
+    ("₺1.299,00", None, 129_900, "TRY"),
+    ("1.299,00 TL", None, 129_900, "TRY"),
+    ("1 299,00 zł", None, 129_900, "PLN"),
+    ("1\u{202f}299,00\u{a0}zł", None, 129_900, "PLN"),
+    ("₹1,29,999", None, 12_999_900, "INR"),
+    ("₹ 1,29,999.50", None, 12_999_950, "INR"),
+    ("¥1,299", Some("CNY"), 129_900, "CNY"),
+    ("¥ 149.00", Some("CNY"), 14900, "CNY"),
+    ("￥1,299.00", Some("CNY"), 129_900, "CNY"),
+    ("￥1,299", None, 1299, "JPY"),
+    ("NT$ 1,290", None, 129_000, "TWD"),
+    ("NT$1,290", Some("USD"), 129_000, "TWD"),
+    ("₩1,299,000", None, 1_299_000, "KRW"),
+    ("1,299,000원", None, 1_299_000, "KRW"),
+    ("1,299,000 원", None, 1_299_000, "KRW"),
+    ("R$ 1.299,90", None, 129_990, "BRL"),
+    ("R$1.299,90", None, 129_990, "BRL"),
+    ("$ 1,299", Some("MXN"), 129_900, "MXN"),
+    ("MX$1,299.00", None, 129_900, "MXN"),
+    ("1 299 ₽", None, 129_900, "RUB"),
+    ("1\u{202f}299,50 ₽", None, 129_950, "RUB"),
+    ("1 299 руб.", None, 129_900, "RUB"),
+    ("1 299 Kč", None, 129_900, "CZK"),
+    ("1.299,00 Kč", None, 129_900, "CZK"),
+    ("12 990 Ft", None, 1_299_000, "HUF"),
+    ("12.990 Ft", None, 1_299_000, "HUF"),
+    ("1 299 kr", Some("SEK"), 129_900, "SEK"),
+    ("1.299,00 kr.", Some("DKK"), 129_900, "DKK"),
+    ("kr 1 299", Some("NOK"), 129_900, "NOK"),
+    ("kr. 1.299", Some("DKK"), 129_900, "DKK"),
+    ("1'299.00 CHF", None, 129_900, "CHF"),
+    ("CHF 1’299.90", None, 129_990, "CHF"),
+    ("R1 299.00", Some("ZAR"), 129_900, "ZAR"),
+    ("AED 1,299", None, 129_900, "AED"),
+    ("1,299.00 د.إ", None, 129_900, "AED"),
+    ("د.إ 1,299", None, 129_900, "AED"),
+    ("¥1,299", None, 1299, "JPY"),
+    ("1,299円", None, 1299, "JPY"),
+    ("1.299,00 €", None, 129_900, "EUR"),
+    ("€1,299.00", None, 129_900, "EUR"),
+    ("1\u{202f}299,00\u{a0}€", None, 129_900, "EUR"),
+    ("£1,299.00", None, 129_900, "GBP"),
+    ("$1,299.00", None, 129_900, "USD"),
+    ("US $1,299.00", None, 129_900, "USD"),
+    ("CA$1,299.00", None, 129_900, "CAD"),
+    ("$1,299.00", Some("CAD"), 129_900, "CAD"),
+    ("A$1,299.00", None, 129_900, "AUD"),
+    ("$1,299.00", Some("AUD"), 129_900, "AUD"),
+    ("NZ$1,299.00", None, 129_900, "NZD"),
+    ("$1,299.00", Some("NZD"), 129_900, "NZD"),
+    ("HK$1,299.00", None, 129_900, "HKD"),
+    ("$1,299.00", Some("HKD"), 129_900, "HKD"),
+    ("S$1,299.00", None, 129_900, "SGD"),
+    ("$1,299.00", Some("SGD"), 129_900, "SGD"),
 ];
 
 #[test]
@@ -108,5 +163,156 @@ fn a_range_with_a_shared_symbol_takes_the_declared_currency() {
     assert_eq!(
         (range.low, range.high),
         (Money::new(1000, cur("AUD")), Money::new(2000, cur("AUD")))
+    );
+}
+
+/// How a marketplace writes an amount: the thousands separator, the decimal mark, Indian
+/// (lakh) grouping, and whether the symbol comes first and with a space.
+#[derive(Debug, Clone, Copy)]
+struct Style {
+    group: &'static str,
+    decimal: &'static str,
+    lakh: bool,
+    before: bool,
+    space: &'static str,
+}
+
+/// Groups of the integer digits, separated by `group` (3-3-3, or 3 then 2-2 for lakh).
+fn grouped(int: u64, group: &str, lakh: bool) -> String {
+    let digits = int.to_string();
+    let (head, last3) = digits.split_at(digits.len().saturating_sub(3));
+    let size = if lakh { 2 } else { 3 };
+    let mut parts: Vec<&str> = Vec::new();
+    let mut rest = head;
+    while rest.len() > size {
+        let (a, b) = rest.split_at(rest.len() - size);
+        parts.insert(0, b);
+        rest = a;
+    }
+    if !rest.is_empty() {
+        parts.insert(0, rest);
+    }
+    parts.push(last3);
+    parts.join(group)
+}
+
+/// `minor` units of a currency with `exponent` decimals, written in `style` with `symbol`.
+fn written(minor: u64, exponent: u32, symbol: &str, style: Style) -> String {
+    let unit = 10u64.pow(exponent);
+    let mut amount = grouped(minor / unit, style.group, style.lakh);
+    if exponent > 0 {
+        let width = exponent as usize;
+        amount += &format!("{}{:0width$}", style.decimal, minor % unit);
+    }
+    match style.before {
+        true => format!("{symbol}{}{amount}", style.space),
+        false => format!("{amount}{}{symbol}", style.space),
+    }
+}
+
+/// (currency, declared currency, symbols as marketplaces write them)
+const SYMBOLS: &[(&str, Option<&str>, &[&str])] = &[
+    ("TRY", None, &["TL", "₺"]),
+    ("PLN", None, &["zł"]),
+    ("INR", None, &["₹", "Rs."]),
+    ("CNY", Some("CNY"), &["¥", "￥", "元"]),
+    ("TWD", None, &["NT$"]),
+    ("KRW", None, &["₩", "원"]),
+    ("BRL", None, &["R$"]),
+    ("MXN", Some("MXN"), &["$", "MX$"]),
+    ("RUB", None, &["₽", "руб."]),
+    ("CZK", None, &["Kč"]),
+    ("HUF", None, &["Ft"]),
+    ("SEK", Some("SEK"), &["kr"]),
+    ("NOK", Some("NOK"), &["kr", "kr."]),
+    ("DKK", Some("DKK"), &["kr.", "kr"]),
+    ("CHF", None, &["CHF"]),
+    ("ZAR", Some("ZAR"), &["R"]),
+    ("AED", None, &["AED", "د.إ"]),
+    ("JPY", None, &["¥", "円", "￥"]),
+    ("EUR", None, &["€", "EUR"]),
+    ("GBP", None, &["£"]),
+    ("USD", None, &["$", "US $", "US$"]),
+    ("CAD", None, &["CA$", "C$", "CDN$"]),
+    ("AUD", None, &["A$", "AU$"]),
+    ("NZD", None, &["NZ$"]),
+    ("HKD", None, &["HK$"]),
+    ("SGD", None, &["S$"]),
+];
+
+/// Every grouping style: `,` `.` space, narrow no-break space, `'`, and the Indian lakh.
+fn styles() -> impl Strategy<Value = Style> {
+    let marks = prop::sample::select(vec![
+        (",", ".", false),
+        (".", ",", false),
+        (" ", ",", false),
+        ("\u{202f}", ",", false),
+        ("\u{a0}", ",", false),
+        ("'", ".", false),
+        ("’", ".", false),
+        (",", ".", true),
+    ]);
+    (
+        marks,
+        any::<bool>(),
+        prop::sample::select(vec!["", " ", "\u{a0}"]),
+    )
+        .prop_map(|((group, decimal, lakh), before, space)| Style {
+            group,
+            decimal,
+            lakh,
+            before,
+            space,
+        })
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #[test]
+    fn every_currency_in_every_style_reads_back(
+        minor in 0u64..10_000_000_000,
+        (code, declared, symbols) in prop::sample::select(SYMBOLS.to_vec()),
+        pick in any::<prop::sample::Index>(),
+        style in styles(),
+    ) {
+        let currency = cur(code);
+        let symbol = symbols[pick.index(symbols.len())];
+        let text = written(minor, currency.exponent(), symbol, style);
+        let want = Money::new(i64::try_from(minor).unwrap(), currency);
+        prop_assert_eq!(parse_money(&text, declared.map(cur)), Ok(want), "{:?}", text);
+    }
+}
+
+#[test]
+fn the_writer_groups_like_marketplaces_do() {
+    let style = Style {
+        group: ",",
+        decimal: ".",
+        lakh: true,
+        before: true,
+        space: "",
+    };
+    assert_eq!(written(129_999_900, 2, "₹", style), "₹12,99,999.00");
+    let style = Style {
+        group: "\u{202f}",
+        decimal: ",",
+        lakh: false,
+        before: false,
+        space: " ",
+    };
+    assert_eq!(written(129_950, 2, "₽", style), "1\u{202f}299,50 ₽");
+    assert_eq!(
+        written(
+            1299,
+            0,
+            "円",
+            Style {
+                before: false,
+                space: "",
+                ..style
+            }
+        ),
+        "1\u{202f}299円"
     );
 }

@@ -15,6 +15,8 @@
 //!
 //! Validation goes on after a problem, so one pass reports every problem of a file.
 
+// Over 450 lines: the whole site-file grammar and its validation, so every key's check and error text is in one place.
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -24,8 +26,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Field, JsonDocument, ListingFields, Markers, Rule, SearchDef, Site, SiteState, Source,
-    SpecificsDef, StateSelector,
+    Field, JsonDocument, ListingFields, Markers, Results, Rule, SearchDef, Site, SiteState,
+    Source, SpecificsDef, StateSelector,
 };
 use crate::price::Currency;
 
@@ -95,6 +97,16 @@ struct Listing {
     /// The site's own fields: name → rules, stored as text in the record's `extra`.
     #[serde(default)]
     extra: BTreeMap<String, toml::Value>,
+    /// Read the fields the file leaves out from the page's schema.org data.
+    #[serde(default = "yes")]
+    schema_org: bool,
+    /// A listing page without a price is still a listing (else it is empty).
+    #[serde(default)]
+    price_optional: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_ready_ms() -> u64 {
@@ -118,7 +130,8 @@ struct Specifics {
 struct Search {
     url: String,
     ready: Option<String>,
-    result: String,
+    /// A CSS selector, or a `json` rule giving a list of objects.
+    result: toml::Value,
     skip: Option<String>,
     link: toml::Value,
     title: Option<toml::Value>,
@@ -260,6 +273,8 @@ struct ListingDef {
     ready_selector: Selector,
     ready_timeout: Duration,
     fields: ListingFields,
+    schema_org: bool,
+    price_optional: bool,
 }
 
 impl SiteFile {
@@ -312,6 +327,8 @@ impl SiteFile {
                 search,
                 markers,
                 default_currency,
+                schema_org: listing.schema_org,
+                price_optional: listing.price_optional,
                 max_rps: self.max_rps,
                 screenshot: self.screenshot,
             }),
@@ -335,13 +352,19 @@ impl Listing {
         let extra = extra_fields(self.extra, p);
         let fields = listing_fields(self.fields, self.specifics, self.ended, p)
             .zip(extra)
-            .map(|(fields, extra)| ListingFields { extra, ..fields });
+            .map(|(fields, extra)| ListingFields { extra, ..fields })
+            .map(|fields| match self.schema_org {
+                true => super::schema_org::fill(fields),
+                false => fields,
+            });
         Some(ListingDef {
             listing_url: listing_url?,
             ready: self.ready,
             ready_selector: ready_selector?,
             ready_timeout: Duration::from_millis(self.ready_timeout_ms),
             fields: fields?,
+            schema_org: self.schema_org,
+            price_optional: self.price_optional,
         })
     }
 }
@@ -404,6 +427,15 @@ fn listing_fields(
             .collect(),
     };
     (p.0.len() == before).then_some(fields)
+}
+
+/// Listing fields from `[listing.fields]`-shaped rules alone (the schema.org fallback's), or
+/// every problem found in them.
+pub(super) fn plain_fields(
+    specs: BTreeMap<String, toml::Value>,
+) -> Result<ListingFields, Vec<String>> {
+    let mut p = Problems::default();
+    listing_fields(specs, None, None, &mut p).ok_or(p.0)
 }
 
 /// `[listing.extra]`: names of letters, digits and `_`, none a standard field's.
@@ -471,7 +503,7 @@ impl Search {
         let title = optional("title", self.title);
         let price = optional("price", self.price);
         let result_count = optional("result_count", self.result_count);
-        let result = p.check(selector("search.result", &self.result));
+        let result = p.check(results(self.result));
         let skip = p.check(self.skip.map(|s| selector("search.skip", &s)).transpose());
         let link = p.check(field("search.link", self.link));
         let next_page = p.check(
@@ -479,6 +511,27 @@ impl Search {
                 .map(|v| field("search.next_page", v).map(|f| with_default_attr(f, "href")))
                 .transpose(),
         );
+        if let (Some(Results::Json(_)), Some(Some(_))) = (&result, &skip) {
+            p.0.push(
+                "key `search.skip`: only applies to a CSS `search.result` (result objects are \
+                 not elements)"
+                    .into(),
+            );
+        }
+        if let Some(Results::Css(_)) = &result {
+            let row_rules = [("link", link.as_ref()), ("title", title.as_ref())]
+                .into_iter()
+                .chain([("price", price.as_ref())])
+                .filter_map(|(key, field)| Some((key, field?)));
+            for (key, field) in row_rules {
+                if field.rules.iter().any(reads_result_object) {
+                    p.0.push(format!(
+                        "key `search.{key}`: a `json` rule without `script` or `var` reads the \
+                         result object, so `search.result` must be a `json` rule"
+                    ));
+                }
+            }
+        }
         if p.0.len() > before {
             return None;
         }
@@ -494,6 +547,45 @@ impl Search {
             next_page: next_page?,
         })
     }
+}
+
+/// `search.result`: a CSS selector, or one `json` rule (with `script` or `var`) whose path gives
+/// the results as a list of objects.
+fn results(value: toml::Value) -> Result<Results, String> {
+    const KEY: &str = "search.result";
+    match value {
+        toml::Value::String(css) => selector(KEY, &css).map(Results::Css),
+        table @ toml::Value::Table(_) => {
+            let mut rules = rules_of(KEY, table)?;
+            match (rules.pop(), rules.is_empty()) {
+                (Some(rule), true) if is_page_json(&rule) => Ok(Results::Json(rule)),
+                _ => Err(format!(
+                    "key `{KEY}`: a rule table here must be one `json` rule with `script` or \
+                     `var` (its path gives the list of result objects)"
+                )),
+            }
+        }
+        other => Err(format!(
+            "key `{KEY}`: invalid type {}, expected a CSS selector or a `json` rule table",
+            other.type_str()
+        )),
+    }
+}
+
+/// Whether `rule` reads a JSON document of the page (not a result object).
+fn is_page_json(rule: &Rule) -> bool {
+    matches!(&rule.source, Source::Json { document, .. } if !matches!(document, JsonDocument::Result))
+}
+
+/// Whether `rule` reads the search result object a `json` result rule found.
+fn reads_result_object(rule: &Rule) -> bool {
+    matches!(
+        &rule.source,
+        Source::Json {
+            document: JsonDocument::Result,
+            ..
+        }
+    )
 }
 
 /// `field` with `attr` on its CSS rules that name none: a link field reads `href`, not text.
@@ -564,6 +656,22 @@ fn rules_of(key: &str, item: toml::Value) -> Result<Vec<Rule>, String> {
 }
 
 impl RuleTable {
+    /// Whether a `json` rule names its document (`script` or `var`, never both); only under
+    /// `[search]` may it name none, and then it reads the result object.
+    fn check_document(&self, key: &str) -> Result<bool, String> {
+        let in_result = key.starts_with("search.") && self.json.is_some();
+        let has_document = self.script.is_some() || self.var.is_some();
+        if (has_document != self.json.is_some() && !in_result)
+            || (self.script.is_some() && self.var.is_some())
+        {
+            return Err(format!(
+                "key `{key}`: a `json` rule needs exactly one of `script` (a selector) or `var` \
+                 (a JavaScript variable), and they only apply to `json`"
+            ));
+        }
+        Ok(has_document)
+    }
+
     fn validate(self, key: &str) -> Result<Vec<Rule>, String> {
         let sources = [
             self.css.is_some(),
@@ -579,19 +687,16 @@ impl RuleTable {
                  `meta`, `html`"
             ));
         }
-        if self.node_type.is_some() && self.jsonld.is_none() && self.json.is_none() {
-            return Err(format!(
-                "key `{key}.type`: only applies to `jsonld` and `json`"
-            ));
-        }
-        if (self.script.is_some() || self.var.is_some()) != self.json.is_some()
-            || (self.script.is_some() && self.var.is_some())
+        if self.node_type.is_some()
+            && self.jsonld.is_none()
+            && self.json.is_none()
+            && self.itemprop.is_none()
         {
             return Err(format!(
-                "key `{key}`: a `json` rule needs exactly one of `script` (a selector) or `var` \
-                 (a JavaScript variable), and they only apply to `json`"
+                "key `{key}.type`: only applies to `jsonld`, `json` and `itemprop`"
             ));
         }
+        let has_document = self.check_document(key)?;
         if (self.attr.is_some() || self.exclude.is_some()) && self.css.is_none() {
             return Err(format!(
                 "key `{key}`: `attr` and `exclude` only apply to `css`"
@@ -623,7 +728,10 @@ impl RuleTable {
         }
         let unwrap = self.unwrap;
         let sources = if let Some(paths) = self.json {
-            let document = json_document(key, self.script, self.var)?;
+            let document = match has_document {
+                true => json_document(key, self.script, self.var)?,
+                false => JsonDocument::Result,
+            };
             vec![json_source(
                 key,
                 document,
@@ -631,9 +739,7 @@ impl RuleTable {
                 self.node_type,
             )?]
         } else if let Some(name) = self.itemprop {
-            let selector = named_selector(key, "itemprop", &name, &["[itemprop~=\"{}\"]"])?;
-            let label = format!("itemprop {name}");
-            vec![(Source::ItemProp { name, selector }, label)]
+            vec![itemprop_source(key, name, self.node_type.as_deref())?]
         } else if let Some(name) = self.meta {
             let forms = ["meta[property=\"{}\"]", "meta[name=\"{}\"]"];
             let selector = named_selector(key, "meta", &name, &forms)?;
@@ -688,6 +794,7 @@ fn json_source(
     let label = match &document {
         JsonDocument::Script { css, .. } => label.replacen("json", &format!("json in {css}"), 1),
         JsonDocument::Var(var) => label.replacen("json", &format!("json in {var}"), 1),
+        JsonDocument::Result => label.replacen("json", "json in the result", 1),
     };
     let source = Source::Json {
         document,
@@ -715,6 +822,33 @@ fn json_document(
         (None, Some(var)) if !var.trim().is_empty() => Ok(JsonDocument::Var(var.trim().into())),
         _ => Err(format!("key `{key}.var`: needs a JavaScript variable name")),
     }
+}
+
+/// A microdata rule: elements whose `itemprop` holds `name`, inside an item of `@type`
+/// `node_type` when given (`{ itemprop = "price", type = "Product" }` reads no price of another
+/// item on the page).
+fn itemprop_source(
+    key: &str,
+    name: String,
+    node_type: Option<&str>,
+) -> Result<(Source, String), String> {
+    let scoped = node_type.map(|t| {
+        let valid = !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric());
+        match valid {
+            true => Ok(format!("[itemtype$=\"/{t}\"] [itemprop~=\"{{}}\"]")),
+            false => Err(format!(
+                "key `{key}.type`: `{t}` is not a schema.org type name"
+            )),
+        }
+    });
+    let form = scoped.transpose()?;
+    let forms = [form.as_deref().unwrap_or("[itemprop~=\"{}\"]")];
+    let selector = named_selector(key, "itemprop", &name, &forms)?;
+    let label = match node_type {
+        Some(t) => format!("itemprop {t} {name}"),
+        None => format!("itemprop {name}"),
+    };
+    Ok((Source::ItemProp { name, selector }, label))
 }
 
 /// A selector for elements named `name` (an `itemprop` or a `meta` property): each of `forms`

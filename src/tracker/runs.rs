@@ -359,6 +359,7 @@ impl Collector {
                     url: url.clone(),
                     title: None,
                     price_text: None,
+                    price: None,
                 };
                 (i + 1, hit)
             })
