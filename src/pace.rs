@@ -19,6 +19,8 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 const MIN_RATE: f64 = 0.5;
 /// A shared slowdown doubles back every this long when nobody reports a new 429.
 const RECOVERY_HALF_LIFE_MS: f64 = 15_000.0;
+/// How long the rate that last drew a 429 is what a new worker starts from.
+const LEARNED_FOR_MS: i64 = 3_600_000;
 
 /// The window over which the rate actually achieved is measured.
 const ACHIEVED_WINDOW: Duration = Duration::from_secs(2);
@@ -150,10 +152,14 @@ impl Pacer {
             // First use: the entry is created by `acquire` right after; sync again then.
             return Ok(());
         };
+        let first = pace.last_sync.is_none();
         pace.last_sync = Some(Instant::now());
         let Some((pause_left_ms, rate_milli, age_ms)) = shared else {
             return Ok(());
         };
+        if first {
+            pace.learn(rate_milli, age_ms);
+        }
         if let Some(wait) = shared_pause(pause_left_ms) {
             pace.paused_until = pace.paused_until.max(Instant::now() + wait);
         }
@@ -181,6 +187,19 @@ impl SitePace {
         }
     }
 
+    /// A worker new to the site starts from what the fleet learned, not from the configured
+    /// rate: the shared row holds the rate a worker fell to at its last 429 (half the rate the
+    /// site saw then), so the site's tolerated rate is about twice that; the worker starts at 80%
+    /// of it. A row older than [`LEARNED_FOR_MS`] is forgotten.
+    fn learn(&mut self, rate_milli: i64, age_ms: i64) {
+        if !(0..LEARNED_FOR_MS).contains(&age_ms) || rate_milli <= 0 {
+            return;
+        }
+        let tolerated = (2.0 * rate_milli as f64 / 1000.0).clamp(MIN_RATE, self.max_rate);
+        self.ceiling = tolerated;
+        self.rate = self.rate.min(0.8 * tolerated).max(MIN_RATE);
+    }
+
     /// The next slot at or after `now`, taken.
     fn grant(&mut self, now: Instant) -> Instant {
         let slot = self.next_slot.max(self.paused_until).max(now);
@@ -197,13 +216,18 @@ impl SitePace {
     }
 
     /// The rate the site saw over the last window, in requests per second.
+    /// (Over the time since the window's first slot, so a worker that just started is not
+    /// taken for a slow one.)
     fn achieved(&self, now: Instant) -> f64 {
-        let recent = self
+        let mut recent = self
             .granted
             .iter()
-            .filter(|t| now.saturating_duration_since(**t) <= ACHIEVED_WINDOW)
-            .count();
-        recent as f64 / ACHIEVED_WINDOW.as_secs_f64()
+            .filter(|t| now.saturating_duration_since(**t) <= ACHIEVED_WINDOW);
+        let Some(first) = recent.next() else {
+            return self.rate;
+        };
+        let span = now.saturating_duration_since(*first).as_secs_f64();
+        (1 + recent.count()) as f64 / span.max(1.0 / self.rate)
     }
 
     /// Additive increase: by 5% per page up to 80% of the rate that last drew a 429, then by
@@ -321,6 +345,18 @@ mod tests {
         let (limited, secs) = simulate(1000.0, 20, 4, Duration::from_millis(100), 400);
         assert_eq!(limited, 0);
         assert!(400.0 / secs > 19.0, "{:.1} pages/s", 400.0 / secs);
+    }
+
+    #[test]
+    fn a_new_worker_starts_from_the_learned_rate_not_the_configured_one() {
+        let mut fresh = SitePace::new(50);
+        // Another worker fell to 4 requests/s at a 429 a minute ago: the site takes about 8.
+        fresh.learn(4_000, 60_000);
+        assert!((fresh.ceiling - 8.0).abs() < 1e-9);
+        assert!((fresh.rate - 6.4).abs() < 1e-9);
+        let mut stale = SitePace::new(50);
+        stale.learn(4_000, 2 * LEARNED_FOR_MS);
+        assert_eq!(stale.rate, 50.0);
     }
 
     #[test]

@@ -26,8 +26,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Field, JsonDocument, ListingFields, Markers, Results, Rule, SearchDef, Site, SiteState,
-    Source, SpecificsDef, StateSelector,
+    Field, JsonDocument, ListingFields, Markers, Results, Rule, SearchDef, Site, SiteState, Source,
+    SpecificsDef, StateSelector,
 };
 use crate::price::Currency;
 
