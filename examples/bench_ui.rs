@@ -79,7 +79,9 @@ fn args() -> anyhow::Result<Args> {
 /// The rows `1..=n` as a FROM source named `g(n)` for `select`, on `backend`.
 fn generated(backend: Backend, n: i64, insert: &str, select: &str) -> String {
     match backend {
-        Backend::Postgres => format!("{insert} {select} FROM generate_series(1, {n}) AS g(n)"),
+        Backend::Postgres => {
+            format!("{insert} {select} FROM generate_series(CAST(1 AS BIGINT), {n}) AS g(n)")
+        }
         Backend::Sqlite => format!(
             "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {n}) \
              {insert} {select} FROM g"
@@ -98,6 +100,13 @@ async fn seed(store: &Store, n: i64, reseed: bool) -> anyhow::Result<()> {
         println!("  reusing {have} seeded listings");
         return Ok(());
     }
+    // One connection without the store's 30 s statement timeout: the inserts take minutes.
+    let mut conn = pool.acquire().await?;
+    if store.backend() == Backend::Postgres {
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await?;
+    }
     for table in [
         "price_observations",
         "snapshots",
@@ -106,7 +115,7 @@ async fn seed(store: &Store, n: i64, reseed: bool) -> anyhow::Result<()> {
         "listings",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
     }
     let started = Instant::now();
@@ -124,7 +133,7 @@ async fn seed(store: &Store, n: i64, reseed: bool) -> anyhow::Result<()> {
         ),
     );
     sqlx::query(sqlx::AssertSqlSafe(listings))
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     println!("  {n} listings in {:.1} s", started.elapsed().as_secs_f64());
     let started = Instant::now();
@@ -142,14 +151,14 @@ async fn seed(store: &Store, n: i64, reseed: bool) -> anyhow::Result<()> {
         ),
     };
     sqlx::query(sqlx::AssertSqlSafe(observations))
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     println!(
         "  {} observations in {:.1} s",
         n * OBSERVATIONS_PER_LISTING,
         started.elapsed().as_secs_f64()
     );
-    sqlx::query("ANALYZE").execute(pool).await?;
+    sqlx::query("ANALYZE").execute(&mut *conn).await?;
     Ok(())
 }
 

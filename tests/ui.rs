@@ -322,22 +322,7 @@ async fn the_dashboard_shows_listings_charts_snapshots_and_the_fleet_in_chromium
     let browser = launch_browser(farm.dir.path()).await;
     let page = browser.new_page("about:blank").await.unwrap();
     open(&page, &format!("{base}/ui/fleet"), "#key").await;
-    page.find_element("#key")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap()
-        .type_str(&read_key)
-        .await
-        .unwrap();
-    page.find_element("form.login button")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_for(&page, "table.listings").await;
+    sign_in(&page, &read_key).await;
     assert!(page.url().await.unwrap().unwrap().ends_with("/ui/listings"));
     let rows = page.find_elements("table.listings tbody tr").await.unwrap();
     let live = steps[2].iter().filter(|l| l.status != "gone").count();
@@ -488,6 +473,13 @@ async fn the_dashboard_shows_listings_charts_snapshots_and_the_fleet_in_chromium
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     screenshot(&page, "fleet").await;
 
+    // A read key may not act, even with its session's own CSRF token.
+    let csrf = page.find_element("input[name=csrf]").await.unwrap();
+    let csrf = attr(&csrf, "value").await.unwrap();
+    let body = format!("csrf={csrf}&site=fixture&query=desk");
+    let (status, _) = post(&format!("{base}/ui/searches"), &cookie, &body).await;
+    assert_eq!(status, 403, "a read key's form post is refused");
+
     // A revoked key's session ends on its next request.
     let revoked = farm_command(&farm, &["apikey", "revoke", "reader"])
         .stdout(Stdio::null())
@@ -500,6 +492,77 @@ async fn the_dashboard_shows_listings_charts_snapshots_and_the_fleet_in_chromium
         (303, &http::HeaderValue::from_static("/ui/login"))
     );
     open(&page, &format!("{base}/ui/listings"), "#key").await;
-    let _ = browser;
+
+    // A write key acts through the forms: create a search, then delete it.
+    let write_key = create_key(&farm, "writer", "write");
+    sign_in(&page, &write_key).await;
+    open(&page, &format!("{base}/ui/searches"), "#s-site").await;
+    for (field, value) in [("#s-site", "fixture"), ("#s-query", "brass desk")] {
+        let input = page.find_element(field).await.unwrap();
+        input.click().await.unwrap().type_str(value).await.unwrap();
+    }
+    let create = "form[action=\"/ui/searches\"] button";
+    page.find_element(create)
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let id = loop {
+        let searches = farm.store.searches().await.unwrap();
+        if let Some(search) = searches.iter().find(|s| s.query == "brass desk") {
+            break search.id;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the form created no search"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let row = format!("tr[data-search-id=\"{id}\"]");
+    wait_for(&page, &row).await;
+    screenshot(&page, "searches").await;
+    let delete = format!("form[action=\"/ui/searches/{id}/delete\"] button");
+    page.find_element(&delete)
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_gone(&page, &row).await;
     farm.cleanup().await;
+}
+
+/// Signs in through the form (the page must show it).
+async fn sign_in(page: &Page, key: &str) {
+    let input = page.find_element("#key").await.unwrap();
+    input.click().await.unwrap().type_str(key).await.unwrap();
+    let submit = page.find_element("form.login button").await.unwrap();
+    submit.click().await.unwrap();
+    wait_for(page, "table.listings").await;
+}
+
+/// Waits until nothing on the page matches `selector`.
+async fn wait_gone(page: &Page, selector: &str) {
+    let started = Instant::now();
+    while page.find_element(selector).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{selector} never went away"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A form POST: status and headers.
+async fn post(url: &str, cookie: &str, body: &str) -> (u16, http::HeaderMap) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let request = http::Request::post(url)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    (response.status().as_u16(), response.headers().clone())
 }

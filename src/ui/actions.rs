@@ -196,7 +196,7 @@ fn searches_section(searches: &[SearchView], session: &Session) -> String {
         };
         let _ = write!(
             out,
-            "<tr><td><a href=\"/ui/listings?search={id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr data-search-id=\"{id}\"><td><a href=\"/ui/listings?search={id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}{}</td></tr>",
             escape(&s.site),
             escape(&query),

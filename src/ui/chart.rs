@@ -57,10 +57,16 @@ fn axes(out: &mut String, prices: &[(f64, String)], times: &[(f64, String)]) {
             escape(label)
         );
     }
-    for (x, label) in times {
+    for (i, (x, label)) in times.iter().enumerate() {
+        // The end labels grow inwards, so none is cut off at the chart's edge.
+        let anchor = match (times.len(), i) {
+            (1, _) => "middle",
+            (_, 0) => "start",
+            _ => "end",
+        };
         let _ = write!(
             out,
-            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
             y0 + 20.0,
             escape(label)
         );
