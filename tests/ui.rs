@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chromiumoxide::cdp::browser_protocol::dom::{GetDocumentParams, GetOuterHtmlParams, Node};
 use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
+use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures::StreamExt;
@@ -123,6 +124,11 @@ async fn launch_browser(dir: &Path) -> Browser {
         .no_sandbox()
         .arg("disable-gpu")
         .window_size(1280, 900)
+        .viewport(Viewport {
+            width: 1280,
+            height: 900,
+            ..Viewport::default()
+        })
         .launch_timeout(Duration::from_secs(30))
         .request_timeout(Duration::from_secs(30))
         .build()

@@ -321,7 +321,7 @@ fn table(rows: &[TableRow]) -> String {
         let _ = write!(
             out,
             "<tr data-external-id=\"{}\"><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"when\">{}</td></tr>",
             escape(&row.external_id),
             escape(&href),
             escape(&title),

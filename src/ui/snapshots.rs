@@ -16,6 +16,7 @@ use super::page::{document, escape, time};
 use super::session::Session;
 use super::{UiError, UiState};
 use crate::snapshot;
+use crate::store::SnapshotEntry;
 
 /// The policy of a stored page: a sandbox (no script, no forms, an opaque origin), nothing from
 /// the network, images only when inlined and inline styles, so the page looks as it did.
@@ -84,18 +85,18 @@ fn framed(heading: &str, facts: &str, base: &str, has_screenshot: bool) -> Strin
     )
 }
 
+/// The snapshot row `id`, or a 404.
+async fn entry(state: &UiState, id: i64) -> Result<SnapshotEntry, UiError> {
+    let found = state.app.tracker.store.snapshot_entry(id).await?;
+    found.ok_or_else(|| UiError::not_found(format!("no snapshot {id}")))
+}
+
 async fn snapshot_page(
     State(state): State<UiState>,
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, UiError> {
-    let entry = state
-        .app
-        .tracker
-        .store
-        .snapshot_entry(id)
-        .await?
-        .ok_or_else(|| UiError::not_found(format!("no snapshot {id}")))?;
+    let entry = entry(&state, id).await?;
     let listing = format!(
         "/ui/listings/{}/{}",
         super::listings::encode(&entry.site),
@@ -129,13 +130,7 @@ async fn snapshot_html(
     _session: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, UiError> {
-    let entry = state
-        .app
-        .tracker
-        .store
-        .snapshot_entry(id)
-        .await?
-        .ok_or_else(|| UiError::not_found(format!("no snapshot {id}")))?;
+    let entry = entry(&state, id).await?;
     let html = snapshot::read_html(&state.snapshots, &entry.path)
         .map_err(|e| UiError::not_found(format!("snapshot {id} cannot be read: {e}")))?;
     Ok(sandboxed(html))
@@ -146,13 +141,7 @@ async fn snapshot_screenshot(
     _session: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, UiError> {
-    let entry = state
-        .app
-        .tracker
-        .store
-        .snapshot_entry(id)
-        .await?
-        .ok_or_else(|| UiError::not_found(format!("no snapshot {id}")))?;
+    let entry = entry(&state, id).await?;
     let path = entry
         .screenshot_path
         .ok_or_else(|| UiError::not_found(format!("snapshot {id} has no screenshot")))?;
