@@ -431,14 +431,7 @@ async fn the_dashboard_shows_listings_charts_snapshots_and_the_fleet_in_chromium
         "the frame shows the stored page"
     );
     screenshot(&page, "snapshot").await;
-    let cookie = page
-        .get_cookies()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|c| c.name == scrapefarm::ui::SESSION_COOKIE)
-        .expect("session cookie");
-    let cookie = format!("{}={}", cookie.name, cookie.value);
+    let cookie = session_cookie(&page).await;
     let (status, headers, _) = get(
         &format!("{base}/ui/snapshots/{scripted}/html"),
         Some(&cookie),
@@ -537,7 +530,26 @@ async fn the_dashboard_shows_listings_charts_snapshots_and_the_fleet_in_chromium
         .await
         .unwrap();
     wait_gone(&page, &row).await;
+
+    // Signing out ends the session: its cookie opens nothing any more.
+    let cookie = session_cookie(&page).await;
+    let sign_out = page.find_element("header form button").await.unwrap();
+    sign_out.click().await.unwrap();
+    wait_for(&page, "#key").await;
+    let (status, _, _) = get(&format!("{base}/ui/searches"), Some(&cookie)).await;
+    assert_eq!(status, 303, "a signed-out session opens nothing");
     farm.cleanup().await;
+}
+
+/// The browser's session cookie as a `Cookie` header value (CDP reads HttpOnly cookies).
+async fn session_cookie(page: &Page) -> String {
+    let cookies = page.get_cookies().await.unwrap();
+    let name = scrapefarm::ui::SESSION_COOKIE;
+    let cookie = cookies
+        .into_iter()
+        .find(|c| c.name == name)
+        .expect("a session cookie");
+    format!("{name}={}", cookie.value)
 }
 
 /// Signs in through the form (the page must show it).
