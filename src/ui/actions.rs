@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::listings::given;
-use super::page::{document, escape, money, time};
+use super::page::{document, escape, money, time, watch_rule};
 use super::session::Session;
 use super::{UiError, UiState};
 use crate::tracker::watches::{AlertView, WatchRequest, WatchView};
@@ -236,11 +236,7 @@ fn watches_section(watches: &[WatchView], session: &Session) -> String {
             (_, _, Some(search)) => format!("search {search}"),
             _ => "—".into(),
         };
-        let rule = match (w.below_minor, w.drop_percent) {
-            (Some(below), _) => format!("below {}", money(Some(below), w.currency.as_deref())),
-            (None, Some(p)) => format!("drops {p}% or more"),
-            _ => "—".into(),
-        };
+        let rule = watch_rule(w);
         let _ = write!(
             out,
             "<li>Watch {}: {} {} → {} {}</li>",

@@ -10,7 +10,7 @@ use axum::routing::get;
 use serde_json::Value;
 
 use super::chart::{PricePoint, price_chart};
-use super::page::{document, escape, money, time};
+use super::page::{document, escape, money, time, watch_rule};
 use super::session::Session;
 use super::{UiError, UiState};
 use crate::report::ListingJson;
@@ -205,14 +205,7 @@ fn watches_section(watches: &[WatchView]) -> String {
     }
     out += "<ul>";
     for w in watches {
-        let rule = match (w.below_minor, w.drop_percent) {
-            (Some(below), _) => format!(
-                "below {}",
-                money(Some(below), w.currency.as_deref().or(Some("USD")))
-            ),
-            (None, Some(percent)) => format!("drops by {percent}% or more"),
-            (None, None) => "any change".into(),
-        };
+        let rule = watch_rule(w);
         let _ = write!(
             out,
             "<li>Watch {}: {} → {}</li>",

@@ -87,6 +87,21 @@ pub fn change(now: Option<i64>, then: Option<i64>, currency: Option<&str>) -> St
     }
 }
 
+/// What fires a watch: `below USD 4.99`, `drops 20% or more`, or both; a threshold without a
+/// currency is shown in minor units, as the watch holds it.
+pub fn watch_rule(watch: &crate::tracker::watches::WatchView) -> String {
+    let below = watch.below_minor.map(|minor| match &watch.currency {
+        Some(currency) => format!("below {}", money_text(minor, currency)),
+        None => format!("below {minor} minor units (any currency)"),
+    });
+    let drop = watch.drop_percent.map(|p| format!("drops {p}% or more"));
+    let rules: Vec<String> = below.into_iter().chain(drop).collect();
+    match rules.is_empty() {
+        true => "—".into(),
+        false => rules.join(" or "),
+    }
+}
+
 /// `2026-12-08 01:02:03 UTC`, or an em dash.
 pub fn time(ms: Option<i64>) -> String {
     match ms {
@@ -114,5 +129,27 @@ mod tests {
         assert_eq!(change(Some(100), Some(100), Some("USD")), "±0");
         assert_eq!(change(Some(100), None, Some("USD")), "—");
         assert_eq!(money(Some(49936), Some("USD")), "USD 499.36");
+    }
+
+    #[test]
+    fn a_watch_threshold_keeps_its_currency_or_says_it_has_none() {
+        let mut watch = crate::tracker::watches::WatchView {
+            id: 1,
+            search_id: Some(2),
+            site: None,
+            external_id: None,
+            below_minor: Some(499),
+            drop_percent: None,
+            currency: Some("USD".into()),
+            webhook_url: "http://127.0.0.1:9/hook".into(),
+            created_at: 0,
+        };
+        assert_eq!(watch_rule(&watch), "below USD 4.99");
+        watch.currency = None;
+        watch.drop_percent = Some(20);
+        assert_eq!(
+            watch_rule(&watch),
+            "below 499 minor units (any currency) or drops 20% or more"
+        );
     }
 }
