@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chromiumoxide::cdp::browser_protocol::dom::{GetDocumentParams, GetOuterHtmlParams, Node};
+use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
 use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::page::ScreenshotParams;
@@ -392,6 +393,7 @@ async fn the_dashboard_shows_listings_charts_snapshots_and_the_fleet_in_chromium
         moved.currency.as_deref()
     );
     screenshot(&page, "listing").await;
+    assert_fits_a_phone(&page).await;
 
     // Its snapshot: framed in a sandbox; the stored page's script never runs.
     open(
@@ -519,6 +521,22 @@ async fn the_dashboard_shows_listings_charts_snapshots_and_the_fleet_in_chromium
     let (status, _, _) = get(&format!("{base}/ui/searches"), Some(&cookie)).await;
     assert_eq!(status, 303, "a signed-out session opens nothing");
     farm.cleanup().await;
+}
+
+/// At a phone's width (390 CSS px) the chart shrinks with the page: no sideways scrolling.
+async fn assert_fits_a_phone(page: &Page) {
+    let phone = SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true);
+    page.execute(phone).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let chart = page.find_element("svg.price-chart").await.unwrap();
+    let bounds = chart.bounding_box().await.unwrap();
+    assert!(
+        bounds.x >= 0.0 && bounds.x + bounds.width <= 390.0,
+        "the chart overflows a phone's width: {bounds:?}"
+    );
+    screenshot(page, "listing-phone").await;
+    let desktop = SetDeviceMetricsOverrideParams::new(1280, 900, 1.0, false);
+    page.execute(desktop).await.unwrap();
 }
 
 /// The browser's session cookie as a `Cookie` header value (CDP reads HttpOnly cookies).

@@ -12,7 +12,7 @@ use crate::report::money_text;
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 300.0;
 /// Room for the price labels on the left and the dates below.
-const LEFT: f64 = 96.0;
+const LEFT: f64 = 128.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 44.0;
