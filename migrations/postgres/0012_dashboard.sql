@@ -22,3 +22,22 @@ CREATE INDEX listings_site_price_id ON listings (site, price_minor, id);
 CREATE INDEX price_observations_listing_time ON price_observations (listing_id, observed_at, id);
 -- Which listings a search found, from the listing's side.
 CREATE INDEX search_hits_listing ON search_hits (listing_id, search_id);
+
+-- Worker roles (`scrapefarm db grant-worker`) get every table by default; a worker that could
+-- write here could mint a dashboard session for any key, so they get nothing of this table
+-- (src/store/roles.rs revokes the same for roles granted after this migration).
+DO $$
+DECLARE
+    grantee_name TEXT;
+BEGIN
+    FOR grantee_name IN
+        SELECT DISTINCT a.grantee::regrole::text
+        FROM pg_class c, aclexplode(c.relacl) a
+        WHERE c.relname = 'ui_sessions'
+          AND c.relnamespace = current_schema()::regnamespace
+          AND a.grantee <> c.relowner AND a.grantee <> 0
+    LOOP
+        EXECUTE format('REVOKE ALL ON ui_sessions FROM %I', grantee_name);
+    END LOOP;
+END
+$$;

@@ -22,3 +22,5 @@ CREATE INDEX listings_site_price_id ON listings (site, price_minor, id);
 CREATE INDEX price_observations_listing_time ON price_observations (listing_id, observed_at, id);
 -- Which listings a search found, from the listing's side.
 CREATE INDEX search_hits_listing ON search_hits (listing_id, search_id);
+
+-- (PostgreSQL's twin also revokes this table from worker roles; SQLite has no roles.)
