@@ -18,7 +18,7 @@
 //!
 //! The price tracker sits in front of the flow: `tracker` (searches with schedules and runs,
 //! listings and their price history: the operations the CLI and the API share) and `api` (the
-//! HTTP service of `scrapefarm serve`).
+//! HTTP service of `scrapefarm serve`), with `ui`, the dashboard beside it.
 //!
 //! Around the flow: `domain` and `clock` (the words and the time every stage uses), `telemetry`,
 //! the commands (`cli`, `app`, `api_key`, `crawl`, `export`, `operator`, `inspect`,
@@ -59,6 +59,9 @@ pub mod telemetry;
 pub mod tracker;
 
 pub mod api;
+
+// The dashboard: server-rendered pages over the same operations.
+pub mod ui;
 
 // One Prometheus registry per process, read by `/metrics`.
 pub mod metrics;

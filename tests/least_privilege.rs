@@ -277,6 +277,32 @@ async fn a_worker_role_writes_its_heartbeat_but_cannot_read_or_delete_the_fleet(
     drop_role(&role).await;
 }
 
+/// Dashboard sessions (`ui_sessions`): a worker role may neither read them nor add one (which
+/// would sign it in to the dashboard as any key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_role_cannot_read_or_mint_dashboard_sessions() {
+    let name = unique("sf_ui");
+    let role = format!("sf_ui_{}", name.rsplit('_').next().unwrap());
+    let owner = Store::connect(&format!("{PG_BASE}/{name}"), 2)
+        .await
+        .unwrap();
+    owner.migrate().await.unwrap();
+    owner.grant_worker(&role, Some(SECRET)).await.unwrap();
+    owner.close().await;
+    let worker_url = format!("postgres://{role}:{SECRET}@127.0.0.1:5432/{name}");
+    for sql in [
+        "SELECT token_hash FROM ui_sessions",
+        "INSERT INTO ui_sessions (token_hash, key_hash, csrf, created_at, expires_at) \
+         VALUES ('t', 'k', 'c', 0, 9999999999999)",
+        "DELETE FROM ui_sessions",
+    ] {
+        let err = as_worker(&worker_url, sql).await.expect_err(sql);
+        assert!(err.contains("permission denied"), "{sql}: {err}");
+    }
+    drop_database(&name).await;
+    drop_role(&role).await;
+}
+
 /// Drops a test's role (after its database: the grants there go with it).
 async fn drop_role(role: &str) {
     let mut admin = sqlx::PgConnection::connect(&format!("{PG_BASE}/postgres"))

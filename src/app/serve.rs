@@ -96,9 +96,15 @@ pub async fn serve(
             loops.clone(),
         ));
     }
-    println!("Serving the price-tracker API on http://{address} (docs: /docs).");
+    println!("Serving the price-tracker API on http://{address} (docs: /docs, dashboard: /ui).");
     tracing::info!(%address, "API serving.");
-    let app = router(AppState::new(tracker.clone(), queue.clone()));
+    let state = AppState::new(tracker.clone(), queue.clone());
+    let dashboard = crate::ui::router(crate::ui::UiState {
+        app: state.clone(),
+        snapshots: common.snapshot_dir.clone(),
+    });
+    // The dashboard's routes first: the API router's fallback answers what neither knows.
+    let app = dashboard.merge(router(state));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;

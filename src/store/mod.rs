@@ -3,6 +3,7 @@
 //! at-least-once. `write` holds the pipeline's writes, `read` the operator queries.
 
 pub mod api_keys;
+pub mod dashboard;
 mod error;
 pub mod leases;
 mod outbox;

@@ -423,7 +423,7 @@ impl Store {
 }
 
 /// `%text%` for a case-insensitive LIKE, with `%`, `_` and the backslash escaped by a backslash.
-fn like_pattern(text: &str) -> String {
+pub(super) fn like_pattern(text: &str) -> String {
     let mut pattern = String::from("%");
     for c in text.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {

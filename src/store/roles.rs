@@ -99,6 +99,13 @@ impl Store {
             statements.extend(outbox_grants(role));
         }
         statements.extend(heartbeat_grants(role));
+        let sessions: bool = sqlx::query_scalar("SELECT to_regclass('ui_sessions') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+        if sessions {
+            // A worker that could write dashboard sessions could sign in as any key.
+            statements.push(format!("REVOKE ALL ON TABLE ui_sessions FROM {role}"));
+        }
         for sql in statements {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .execute(&mut *tx)
