@@ -1,6 +1,6 @@
 //! The embedded default end to end through the real binary: `crawl` is SIGKILLed midway and run
 //! again; the store ends equal to the ground truth, with no duplicate rows, no listing rendered
-//! again after it was stored, and no Chromium left behind.
+//! again after it was stored, and no Chromium left behind; the resumed search ends `done`.
 
 mod common;
 
@@ -110,6 +110,18 @@ async fn killed_crawl_resumes_and_ends_equal_to_ground_truth() {
         truth.len(),
         "one row per listing, no duplicates"
     );
+    // The second crawl resumed the first one's search (its own: same arguments, same data
+    // directory) and finished it, every job settled.
+    let searches = store.searches().await.unwrap();
+    assert_eq!(
+        searches.len(),
+        1,
+        "resumed, not started again: {searches:?}"
+    );
+    assert_eq!(searches[0].status, "done", "{searches:?}");
+    let jobs = store.search_outcomes(searches[0].id).await.unwrap();
+    assert_eq!(jobs.pending, 0, "{jobs:?}");
+    assert_eq!(jobs.settled(), truth.len() as i64, "{jobs:?}");
     let by_id: HashMap<String, ListingJson> = rows
         .into_iter()
         .map(|r| (r.external_id.clone(), ListingJson::from_row(r, None)))
