@@ -146,7 +146,11 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
         "REQUESTED",
         ">FOUND",
         ">QUEUED",
-        "JOBS (stored/gone/failed/dead/pending)",
+        ">STORED",
+        ">GONE",
+        ">FAILED",
+        ">DEAD",
+        ">PENDING",
         ">RUNS",
         "EVERY",
         "NEXT RUN",
@@ -170,10 +174,11 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
             local_time(s.created_at),
             s.listings_found.to_string(),
             s.jobs_published.to_string(),
-            format!(
-                "{}/{}/{}/{}/{}",
-                j.stored, j.gone, j.failed, j.dead, j.pending
-            ),
+            j.stored.to_string(),
+            j.gone.to_string(),
+            j.failed.to_string(),
+            j.dead.to_string(),
+            j.pending.to_string(),
             s.runs.to_string(),
             s.every.unwrap_or_else(|| "-".into()),
             s.next_run_at.map_or_else(|| "-".into(), local_time),
@@ -195,8 +200,23 @@ pub async fn failures(common: &Common, args: &FailuresArgs) -> anyhow::Result<()
         ..ListingFilter::default()
     };
     let failed = store.listings(&filter).await?;
-    let dead = queue.dead_jobs().await?;
+    // The work queue's dead letters, then those of every crawl's own queue.
+    let mut dead: Vec<(String, DeadJob)> = queue
+        .dead_jobs()
+        .await?
+        .into_iter()
+        .map(|d| (common.queue.clone(), d))
+        .collect();
     queue.close().await;
+    for (name, crawl_queue) in status::crawl_queues_of(common, &store).await? {
+        dead.extend(
+            crawl_queue
+                .dead_jobs()
+                .await?
+                .into_iter()
+                .map(|d| (name.clone(), d)),
+        );
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         for row in failed {
@@ -207,11 +227,11 @@ pub async fn failures(common: &Common, args: &FailuresArgs) -> anyhow::Result<()
                 serde_json::json!({"kind": "listing", "listing": listing})
             )?;
         }
-        for d in &dead {
+        for (queue, d) in &dead {
             writeln!(
                 out,
                 "{}",
-                serde_json::json!({"kind": "dead_letter", "job": d})
+                serde_json::json!({"kind": "dead_letter", "queue": queue, "job": d})
             )?;
         }
         return Ok(());
@@ -221,14 +241,14 @@ pub async fn failures(common: &Common, args: &FailuresArgs) -> anyhow::Result<()
         writeln!(out, "  {}", ListingJson::from_row(row, None).text_line())?;
     }
     writeln!(out, "Dead-lettered jobs: {}", dead.len())?;
-    for d in &dead {
+    for (queue, d) in &dead {
         let what = d
             .job()
             .map(|j| j.url)
             .unwrap_or_else(|| format!("<{} byte body>", d.body.len()));
         writeln!(
             out,
-            "  attempt {:>2}  {what}\n      {}",
+            "  attempt {:>2}  {what}  (queue {queue})\n      {}",
             d.attempt, d.reason
         )?;
     }

@@ -226,3 +226,52 @@ async fn crawl_resume_refuses_a_search_no_crawl_made_and_an_unknown_id() {
     assert!(stderr(&out).contains("no search 42"), "{}", stderr(&out));
     assert!(Path::new(&farm.db_file()).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_whose_jobs_all_fail_is_done_with_its_dead_letters_in_status_and_failures() {
+    let config = FixtureConfig {
+        defences: scrapefarm::fixture_site::Defences {
+            error_rate: 1.0,
+            ..Default::default()
+        },
+        ..small(2)
+    };
+    let fixture = FixtureSite::start(config, 0).await.unwrap();
+    let farm = cli_common::Farm::new();
+    let out = output(crawl(&farm, &fixture, "lamp", "1")).await;
+    fixture.stop().await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Search 1: done; jobs stored 0, gone 0, failed 2, dead 0"),
+        "{}",
+        stdout(&out)
+    );
+    let search = &searches(farm.command(&[]))[0];
+    assert_eq!(search["status"], "done", "{search}");
+    assert_eq!(search["jobs"]["failed"], 2, "{search}");
+
+    let status = farm.run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    let crawl_queues = status["crawl_queues"].as_array().unwrap();
+    assert_eq!(crawl_queues.len(), 1, "{status}");
+    assert_eq!(crawl_queues[0]["queue"], "scrapefarm.listings.crawl-1");
+    assert_eq!(crawl_queues[0]["depths"]["dead"], 2, "{status}");
+    let text = stdout(&farm.run(&["status"]));
+    assert!(
+        text.contains("queue scrapefarm.listings.crawl-1: ready 0  unacked 0  retrying 0  dead 2"),
+        "{text}"
+    );
+
+    let failures = stdout(&farm.run(&["failures", "--json"]));
+    let dead: Vec<serde_json::Value> = failures
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "dead_letter")
+        .collect();
+    assert_eq!(dead.len(), 2, "{failures}");
+    assert!(
+        dead.iter()
+            .all(|d| d["queue"] == "scrapefarm.listings.crawl-1"),
+        "{failures}"
+    );
+}

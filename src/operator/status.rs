@@ -16,6 +16,8 @@ use crate::store::search_jobs::JobOutcomes;
 /// What `status` reports, read once.
 struct Status {
     depths: crate::queue::QueueDepths,
+    /// The crawls' own queues that still hold jobs (embedded queue only), with their depths.
+    crawl_queues: Vec<(String, crate::queue::QueueDepths)>,
     stored_5min: i64,
     /// Searches collecting or queued, with how their jobs stand.
     in_progress: Vec<(crate::store::SearchRow, JobOutcomes)>,
@@ -29,6 +31,10 @@ impl Status {
         let queue = connect_queue(common, &store).await?;
         let depths = queue.depths().await?;
         queue.close().await;
+        let mut crawl_queues = Vec::new();
+        for (name, queue) in crawl_queues_of(common, &store).await? {
+            crawl_queues.push((name, queue.depths().await?));
+        }
         let stored_5min = store
             .enriched_after(store.db_now_ms().await? - 5 * 60_000)
             .await?;
@@ -41,6 +47,7 @@ impl Status {
         }
         Ok(Status {
             depths,
+            crawl_queues,
             stored_5min,
             in_progress,
             listings: store.listing_counts().await?,
@@ -81,6 +88,9 @@ async fn print_status(common: &Common, json: bool, watch: Option<u64>) -> anyhow
         let json = serde_json::json!({
             "database": crate::store::redact(&common.database_url()),
             "queue": common.queue, "depths": status.depths,
+            "crawl_queues": status.crawl_queues.iter()
+                .map(|(name, depths)| serde_json::json!({"queue": name, "depths": depths}))
+                .collect::<Vec<_>>(),
             "listings": status.listings,
             "stored_per_minute_5m": status.stored_5min as f64 / 5.0,
             "searches_in_progress": status.in_progress.iter().map(|(search, jobs)| {
@@ -117,6 +127,14 @@ fn write_status(out: &mut impl Write, queue: &str, status: Status) -> anyhow::Re
         "queue {queue}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",
         depths.ready, unacked, depths.retrying, depths.dead, depths.consumers
     )?;
+    for (name, d) in &status.crawl_queues {
+        let unacked = d.unacked.unwrap_or(0);
+        writeln!(
+            out,
+            "queue {name}: ready {}  unacked {unacked}  retrying {}  dead {}  consumers {}",
+            d.ready, d.retrying, d.dead, d.consumers
+        )?;
+    }
     let per_minute = status.stored_5min as f64 / 5.0;
     writeln!(out, "stored per minute (last 5 min): {per_minute:.1}")?;
     let counts: Vec<String> = status
@@ -226,4 +244,24 @@ pub fn health(common: &Common, args: &HealthArgs) -> anyhow::Result<()> {
     crate::worker::health::check(&path, max_age, crate::clock::now_ms())
         .with_context(|| format!("Worker unhealthy (health file {})", path.display()))?;
     Ok(())
+}
+
+/// The crawls' own queues (`<queue>.crawl-<search id>`) that still hold jobs: listed from the
+/// embedded queue's table; RabbitMQ cannot list queues without its management API, so none there.
+pub(super) async fn crawl_queues_of(
+    common: &Common,
+    store: &crate::store::Store,
+) -> anyhow::Result<Vec<(String, crate::queue::AnyQueue)>> {
+    if common.amqp_url.is_some() {
+        return Ok(Vec::new());
+    }
+    let prefix = format!("{}.crawl-", common.queue);
+    let names = store.queue_names(&prefix).await?;
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let queue = crate::queue::EmbeddedQueue::new(store, &name);
+            (name, crate::queue::AnyQueue::Embedded(queue))
+        })
+        .collect())
 }

@@ -289,6 +289,17 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// The queues holding jobs whose names start with `prefix` (e.g. every crawl's own queue).
+    pub async fn queue_names(&self, prefix: &str) -> Result<Vec<String>, sqlx::Error> {
+        let names: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT queue FROM queue_jobs WHERE substr(queue, 1, length($1)) = $1 ORDER BY queue",
+        )
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names.into_iter().map(|(n,)| n).collect())
+    }
+
     /// Deletes every job of this queue.
     pub async fn queue_purge(&self, queue: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM queue_jobs WHERE queue = $1")
