@@ -179,7 +179,10 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
             j.failed.to_string(),
             j.dead.to_string(),
             j.pending.to_string(),
-            s.runs.to_string(),
+            // A search made by `crawl` or `enqueue` has no tracked runs: "-", not "0".
+            Some(s.runs)
+                .filter(|&n| n > 0)
+                .map_or_else(|| "-".into(), |n| n.to_string()),
             s.every.unwrap_or_else(|| "-".into()),
             s.next_run_at.map_or_else(|| "-".into(), local_time),
             query,
