@@ -127,6 +127,18 @@ async fn claim_search(store: &Store, target: &CrawlTarget, owner: &str) -> anyho
     Ok(id)
 }
 
+/// Whether search `id` was made by a crawl that stopped before it was done (killed, or stopped
+/// early): it is collecting or queued and no live crawl holds its lease. Such a search is resumed
+/// by `crawl --resume ID` (or the same crawl command).
+pub async fn interrupted(store: &Store, id: i64) -> anyhow::Result<bool> {
+    let Some(lease) = store.crawl_lease(id).await? else {
+        return Ok(false);
+    };
+    let unfinished = matches!(lease.status.as_str(), "collecting" | "queued");
+    let host = crate::store::leases::lease_host();
+    Ok(lease.key.is_some() && unfinished && live_holder(&lease, &host).is_none())
+}
+
 /// The crawl that still holds a search's lease, if any: a lease counts until it expires, except
 /// one whose process is gone from this host (a killed crawl is resumed at once).
 fn live_holder(lease: &CrawlLease, this_host: &str) -> Option<String> {

@@ -117,8 +117,8 @@ fn select_listings(mut rows: Vec<ListingRow>, args: &ListingsArgs) -> Vec<Listin
 
 pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()> {
     let store = open_existing_store(common).await?;
-    let tracker =
-        crate::tracker::Tracker::new(store, std::sync::Arc::new(load_sites(common, None)?));
+    let sites = std::sync::Arc::new(load_sites(common, None)?);
+    let tracker = crate::tracker::Tracker::new(store.clone(), sites);
     if let Some(SearchesCommand::Run { id }) = &args.cmd {
         let run = tracker.run_search(*id).await?;
         println!(
@@ -128,10 +128,19 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
         return Ok(());
     }
     let searches = tracker.searches().await?;
+    let mut interrupted = std::collections::HashSet::new();
+    for s in &searches {
+        if crate::crawl::interrupted(&store, s.id).await? {
+            interrupted.insert(s.id);
+        }
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         for s in &searches {
-            writeln!(out, "{}", serde_json::to_string(s)?)?;
+            let mut json = serde_json::to_value(s)?;
+            // Only a crawl's search can be interrupted (and resumed with `crawl --resume`).
+            json["interrupted"] = interrupted.contains(&s.id).into();
+            writeln!(out, "{json}")?;
         }
         return Ok(());
     }
@@ -166,11 +175,21 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
         if let Some(error) = &s.error {
             errors.push(format!("search {}: failed: {error}", s.id));
         }
+        let status = match interrupted.contains(&s.id) {
+            true => {
+                errors.push(format!(
+                    "search {}: its crawl stopped while {}; resume it with `scrapefarm crawl --resume {}`",
+                    s.id, s.status, s.id
+                ));
+                "interrupted".to_string()
+            }
+            false => s.status,
+        };
         let j = s.jobs;
         table.push(vec![
             s.id.to_string(),
             s.site,
-            s.status,
+            status,
             local_time(s.created_at),
             s.listings_found.to_string(),
             s.jobs_published.to_string(),

@@ -93,6 +93,19 @@ async fn killed_crawl_resumes_and_ends_equal_to_ground_truth() {
     };
     first.kill().unwrap(); // SIGKILL: no cleanup of any kind
     first.wait().unwrap();
+    // The killed crawl's search says so, and how to resume it.
+    let listed = Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
+        .arg("searches")
+        .env_remove("DATABASE_URL")
+        .env("SCRAPEFARM_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(
+        text.contains("resume it with `scrapefarm crawl --resume 1`"),
+        "{text}"
+    );
     let stored_at_kill = stored(&store).await;
     assert!(
         stored_at_kill < truth.len(),
