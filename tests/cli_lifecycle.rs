@@ -275,3 +275,23 @@ async fn a_crawl_whose_jobs_all_fail_is_done_with_its_dead_letters_in_status_and
         "{failures}"
     );
 }
+
+#[test]
+fn an_enqueued_url_list_is_a_search_queued_with_its_jobs_pending() {
+    let farm = cli_common::Farm::new();
+    let list = farm.path().join("urls.txt");
+    let urls = "http://127.0.0.1:8377/item/100001\nhttp://127.0.0.1:8377/item/100002\n";
+    std::fs::write(&list, urls).unwrap();
+    let out = farm.run(&["enqueue", "--site", "fixture", "--urls", "urls.txt"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Search 1: published 2 jobs for site fixture."),
+        "{}",
+        stdout(&out)
+    );
+    let search = &searches(farm.command(&[]))[0];
+    assert_eq!(search["status"], "queued", "{search}");
+    assert_eq!(search["query"], "urls:urls.txt", "{search}");
+    assert_eq!(search["jobs"]["pending"], 2, "{search}");
+    assert_eq!(search["interrupted"], false, "not a crawl's: {search}");
+}
