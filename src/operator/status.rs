@@ -16,6 +16,9 @@ use crate::store::search_jobs::JobOutcomes;
 /// What `status` reports, read once.
 struct Status {
     depths: crate::queue::QueueDepths,
+    /// RabbitMQ's retry tiers as (delay in seconds, messages); the embedded queue has none (a
+    /// retried job waits in place until its time).
+    retry_tiers: Vec<(u64, u64)>,
     /// The crawls' own queues that still hold jobs (embedded queue only), with their depths.
     crawl_queues: Vec<(String, crate::queue::QueueDepths)>,
     stored_5min: i64,
@@ -30,6 +33,10 @@ impl Status {
         let store = open_existing_store(common).await?;
         let queue = connect_queue(common, &store).await?;
         let depths = queue.depths().await?;
+        let retry_tiers = match &queue {
+            crate::queue::AnyQueue::RabbitMq(rabbit) => rabbit.retry_depths().await?,
+            crate::queue::AnyQueue::Embedded(_) => Vec::new(),
+        };
         queue.close().await;
         let mut crawl_queues = Vec::new();
         for (name, queue) in crawl_queues_of(common, &store).await? {
@@ -47,6 +54,7 @@ impl Status {
         }
         Ok(Status {
             depths,
+            retry_tiers,
             crawl_queues,
             stored_5min,
             in_progress,
@@ -88,6 +96,9 @@ async fn print_status(common: &Common, json: bool, watch: Option<u64>) -> anyhow
         let json = serde_json::json!({
             "database": crate::store::redact(&common.database_url()),
             "queue": common.queue, "depths": status.depths,
+            "retry_tiers": status.retry_tiers.iter()
+                .map(|(delay, n)| serde_json::json!({"delay_secs": delay, "messages": n}))
+                .collect::<Vec<_>>(),
             "crawl_queues": status.crawl_queues.iter()
                 .map(|(name, depths)| serde_json::json!({"queue": name, "depths": depths}))
                 .collect::<Vec<_>>(),
@@ -127,6 +138,14 @@ fn write_status(out: &mut impl Write, queue: &str, status: Status) -> anyhow::Re
         "queue {queue}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",
         depths.ready, unacked, depths.retrying, depths.dead, depths.consumers
     )?;
+    if !status.retry_tiers.is_empty() {
+        let tiers: Vec<String> = status
+            .retry_tiers
+            .iter()
+            .map(|(delay, n)| format!("{delay} s: {n}"))
+            .collect();
+        writeln!(out, "  retry tiers (delay: messages): {}", tiers.join("  "))?;
+    }
     for (name, d) in &status.crawl_queues {
         let unacked = d.unacked.unwrap_or(0);
         writeln!(
