@@ -148,6 +148,18 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
         writeln!(out, "no searches yet")?;
         return Ok(());
     }
+    for line in searches_lines(searches, &interrupted) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// The searches as a table, then a line for each that failed (its reason) or was interrupted
+/// (how to resume it).
+fn searches_lines(
+    searches: Vec<crate::tracker::SearchView>,
+    interrupted: &std::collections::HashSet<i64>,
+) -> Vec<String> {
     let headers = [
         ">ID",
         "SITE",
@@ -170,7 +182,7 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
     for s in searches {
         let query = match &s.urls {
             Some(urls) => format!("({} URLs)", urls.len()),
-            None => s.query.unwrap_or_default(),
+            None => s.query.clone().unwrap_or_default(),
         };
         if let Some(error) = &s.error {
             errors.push(format!("search {}: failed: {error}", s.id));
@@ -183,34 +195,37 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
                 ));
                 "interrupted".to_string()
             }
-            false => s.status,
+            false => s.status.clone(),
         };
-        let j = s.jobs;
-        table.push(vec![
-            s.id.to_string(),
-            s.site,
-            status,
-            local_time(s.created_at),
-            s.listings_found.to_string(),
-            s.jobs_published.to_string(),
-            j.stored.to_string(),
-            j.gone.to_string(),
-            j.failed.to_string(),
-            j.dead.to_string(),
-            j.pending.to_string(),
-            // A search made by `crawl` or `enqueue` has no tracked runs: "-", not "0".
-            Some(s.runs)
-                .filter(|&n| n > 0)
-                .map_or_else(|| "-".into(), |n| n.to_string()),
-            s.every.unwrap_or_else(|| "-".into()),
-            s.next_run_at.map_or_else(|| "-".into(), local_time),
-            query,
-        ]);
+        table.push(search_row(s, status, query));
     }
-    for line in table.lines().iter().chain(&errors) {
-        writeln!(out, "{line}")?;
-    }
-    Ok(())
+    let mut lines = table.lines();
+    lines.extend(errors);
+    lines
+}
+
+/// One search's row of the `searches` table.
+fn search_row(s: crate::tracker::SearchView, status: String, query: String) -> Vec<String> {
+    let j = s.jobs;
+    // A search made by `crawl` or `enqueue` has no tracked runs: "-", not "0".
+    let runs = Some(s.runs).filter(|&n| n > 0);
+    vec![
+        s.id.to_string(),
+        s.site,
+        status,
+        local_time(s.created_at),
+        s.listings_found.to_string(),
+        s.jobs_published.to_string(),
+        j.stored.to_string(),
+        j.gone.to_string(),
+        j.failed.to_string(),
+        j.dead.to_string(),
+        j.pending.to_string(),
+        runs.map_or_else(|| "-".into(), |n| n.to_string()),
+        s.every.unwrap_or_else(|| "-".into()),
+        s.next_run_at.map_or_else(|| "-".into(), local_time),
+        query,
+    ]
 }
 
 /// Failed listings (attempts exhausted or unextractable) and every dead-lettered job, with reasons.
@@ -222,23 +237,8 @@ pub async fn failures(common: &Common, args: &FailuresArgs) -> anyhow::Result<()
         ..ListingFilter::default()
     };
     let failed = store.listings(&filter).await?;
-    // The work queue's dead letters, then those of every crawl's own queue.
-    let mut dead: Vec<(String, DeadJob)> = queue
-        .dead_jobs()
-        .await?
-        .into_iter()
-        .map(|d| (common.queue.clone(), d))
-        .collect();
+    let dead = dead_letters(common, &store, &queue).await?;
     queue.close().await;
-    for (name, crawl_queue) in status::crawl_queues_of(common, &store).await? {
-        dead.extend(
-            crawl_queue
-                .dead_jobs()
-                .await?
-                .into_iter()
-                .map(|d| (name.clone(), d)),
-        );
-    }
     let mut out = std::io::stdout().lock();
     if args.json {
         for row in failed {
@@ -275,6 +275,25 @@ pub async fn failures(common: &Common, args: &FailuresArgs) -> anyhow::Result<()
         )?;
     }
     Ok(())
+}
+
+/// The work queue's dead letters, then those of every crawl's own queue, each with its queue.
+async fn dead_letters(
+    common: &Common,
+    store: &crate::store::Store,
+    queue: &impl Queue,
+) -> anyhow::Result<Vec<(String, DeadJob)>> {
+    let mut dead: Vec<(String, DeadJob)> = queue
+        .dead_jobs()
+        .await?
+        .into_iter()
+        .map(|d| (common.queue.clone(), d))
+        .collect();
+    for (name, crawl_queue) in status::crawl_queues_of(common, store).await? {
+        let found = crawl_queue.dead_jobs().await?;
+        dead.extend(found.into_iter().map(|d| (name.clone(), d)));
+    }
+    Ok(dead)
 }
 
 /// `dlq requeue`: sends dead-lettered jobs back to the work queue (attempt 1).

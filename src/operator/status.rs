@@ -127,33 +127,7 @@ async fn print_status(common: &Common, json: bool, watch: Option<u64>) -> anyhow
 }
 
 fn write_status(out: &mut impl Write, queue: &str, status: Status) -> anyhow::Result<()> {
-    let depths = &status.depths;
-    // Unknown is not zero: RabbitMQ reports unacked messages only through its management API.
-    let unacked = match depths.unacked {
-        Some(n) => n.to_string(),
-        None => "unknown (no management API, or not sampled yet)".into(),
-    };
-    writeln!(
-        out,
-        "queue {queue}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",
-        depths.ready, unacked, depths.retrying, depths.dead, depths.consumers
-    )?;
-    if !status.retry_tiers.is_empty() {
-        let tiers: Vec<String> = status
-            .retry_tiers
-            .iter()
-            .map(|(delay, n)| format!("{delay} s: {n}"))
-            .collect();
-        writeln!(out, "  retry tiers (delay: messages): {}", tiers.join("  "))?;
-    }
-    for (name, d) in &status.crawl_queues {
-        let unacked = d.unacked.unwrap_or(0);
-        writeln!(
-            out,
-            "queue {name}: ready {}  unacked {unacked}  retrying {}  dead {}  consumers {}",
-            d.ready, d.retrying, d.dead, d.consumers
-        )?;
-    }
+    write_queues(out, queue, &status)?;
     let per_minute = status.stored_5min as f64 / 5.0;
     writeln!(out, "stored per minute (last 5 min): {per_minute:.1}")?;
     let counts: Vec<String> = status
@@ -196,6 +170,38 @@ fn write_status(out: &mut impl Write, queue: &str, status: Status) -> anyhow::Re
         for line in table.lines() {
             writeln!(out, "  {line}")?;
         }
+    }
+    Ok(())
+}
+
+/// The work queue's depths, RabbitMQ's retry tiers and each crawl queue's depths.
+fn write_queues(out: &mut impl Write, queue: &str, status: &Status) -> anyhow::Result<()> {
+    let depths = &status.depths;
+    // Unknown is not zero: RabbitMQ reports unacked messages only through its management API.
+    let unacked = match depths.unacked {
+        Some(n) => n.to_string(),
+        None => "unknown (no management API, or not sampled yet)".into(),
+    };
+    writeln!(
+        out,
+        "queue {queue}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",
+        depths.ready, unacked, depths.retrying, depths.dead, depths.consumers
+    )?;
+    if !status.retry_tiers.is_empty() {
+        let tiers: Vec<String> = status
+            .retry_tiers
+            .iter()
+            .map(|(delay, n)| format!("{delay} s: {n}"))
+            .collect();
+        writeln!(out, "  retry tiers (delay: messages): {}", tiers.join("  "))?;
+    }
+    for (name, d) in &status.crawl_queues {
+        let unacked = d.unacked.unwrap_or(0);
+        writeln!(
+            out,
+            "queue {name}: ready {}  unacked {unacked}  retrying {}  dead {}  consumers {}",
+            d.ready, d.retrying, d.dead, d.consumers
+        )?;
     }
     Ok(())
 }
