@@ -155,3 +155,42 @@ fn health_reads_the_workers_own_file_and_fails_when_it_is_stale_or_orphaned() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_running_worker_is_healthy_by_its_own_file_and_not_once_it_stopped() {
+    let farm = Farm::new();
+    let mut worker = farm
+        .command(&["worker", "--worker-id", "w-1", "--concurrency", "1"])
+        .args(["--exit-when-idle", "4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let file = farm.path().join("health").join("w-1.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker wrote <data dir>/health/w-1.json"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = farm.run(&["health", "--worker-id", "w-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(written["pid"], worker.id(), "{written}");
+    let other = farm.run(&["health", "--worker-id", "w-2"]);
+    assert_eq!(
+        other.status.code(),
+        Some(1),
+        "another worker's file is its own"
+    );
+    assert!(worker.wait().unwrap().success());
+    let out = farm.run(&["health", "--worker-id", "w-1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a stopped worker is not healthy"
+    );
+}
