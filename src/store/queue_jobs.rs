@@ -47,7 +47,7 @@ pub type DeadRow = (i64, Vec<u8>, Option<String>, i64);
 
 /// The SQL that differs between the two databases.
 #[derive(Clone, Copy)]
-struct Sql {
+pub(super) struct Sql {
     /// The database's clock in milliseconds since the epoch.
     now: &'static str,
     /// Lets concurrent claimers pass over a row another one is claiming (PostgreSQL only:
@@ -70,7 +70,7 @@ impl Sql {
     }
 
     /// `template` with `{now}` and `{skip_locked}` filled in; the values are constants above.
-    fn text(&self, template: &str) -> AssertSqlSafe<String> {
+    pub(super) fn text(&self, template: &str) -> AssertSqlSafe<String> {
         AssertSqlSafe(
             template
                 .replace("{now}", self.now)
@@ -80,7 +80,7 @@ impl Sql {
 }
 
 impl Store {
-    fn queue_sql(&self) -> Sql {
+    pub(super) fn queue_sql(&self) -> Sql {
         Sql::of(self.backend)
     }
 

@@ -29,18 +29,6 @@ impl JobOutcomes {
     }
 }
 
-/// What a settled job came to, from the listing's status after it settled and whether the job
-/// was dead-lettered: `gone`, `failed` (attempts exhausted), `dead` (dead-lettered for another
-/// reason: malformed, no such site…) or `stored`.
-pub fn job_outcome(listing_status: Option<&str>, dead_lettered: bool) -> &'static str {
-    match listing_status {
-        Some("gone") => "gone",
-        Some("failed") => "failed",
-        _ if dead_lettered => "dead",
-        _ => "stored",
-    }
-}
-
 /// The columns of [`JobOutcomes`] for search `s` (an SQL alias), counted over its latest run.
 pub(crate) const OUTCOME_COLUMNS: &str = "\
     (SELECT COUNT(*) FROM search_jobs j WHERE j.search_id = s.id AND j.outcome = 'pending' \
@@ -75,9 +63,12 @@ impl Store {
         Ok(())
     }
 
-    /// Records how `job` settled (see [`job_outcome`]; `external_id` finds its listing) and
-    /// marks its search done when it was the last pending job. Returns whether this call
-    /// finished the search.
+    /// Records how `job` settled, by its listing's status after it settled (found by
+    /// `external_id`) and whether it was dead-lettered: `gone`, `failed` (attempts exhausted),
+    /// `dead` (dead-lettered for another reason: malformed, no such site…) or `stored`; and marks
+    /// its search done when it was the last pending job. Returns whether this call
+    /// finished the search. Two statements, both on the database's clock: this runs for every
+    /// settled job of a search.
     pub async fn settle_search_job(
         &self,
         job: &Job,
@@ -87,47 +78,37 @@ impl Store {
         let Some(search_id) = job.search_id else {
             return Ok(false);
         };
-        let listing_status: Option<String> = match external_id {
-            Some(id) => {
-                sqlx::query_scalar(
-                    "SELECT status FROM listings WHERE site = $1 AND external_id = $2",
-                )
-                .bind(&job.site)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-            None => None,
-        };
-        let outcome = job_outcome(listing_status.as_deref(), dead_lettered);
-        let now = self.db_now_ms().await?;
-        sqlx::query(
-            "UPDATE search_jobs SET outcome = $1, settled_at = $2 WHERE search_id = $3 \
-             AND run = $4 AND url = $5 AND job_id = $6 AND outcome = 'pending'",
-        )
-        .bind(outcome)
-        .bind(now)
-        .bind(search_id)
-        .bind(job.run.unwrap_or(0))
-        .bind(&job.url)
-        .bind(&job.id)
-        .execute(&self.pool)
-        .await?;
+        let settle = "UPDATE search_jobs SET settled_at = {now}, outcome = \
+            CASE (SELECT status FROM listings WHERE site = $1 AND external_id = $2) \
+            WHEN 'gone' THEN 'gone' WHEN 'failed' THEN 'failed' \
+            ELSE (CASE WHEN $3 = 1 THEN 'dead' ELSE 'stored' END) END \
+            WHERE search_id = $4 AND run = $5 AND url = $6 AND job_id = $7 AND outcome = 'pending'";
+        let settled = sqlx::query(self.queue_sql().text(settle))
+            .bind(&job.site)
+            .bind(external_id)
+            .bind(i64::from(dead_lettered))
+            .bind(search_id)
+            .bind(job.run.unwrap_or(0))
+            .bind(&job.url)
+            .bind(&job.id)
+            .execute(&self.pool)
+            .await?;
+        if settled.rows_affected() == 0 {
+            // A duplicate delivery, or a job published again since: nothing changed.
+            return Ok(false);
+        }
         self.complete_search(search_id).await
     }
 
     /// Marks a queued search `done` when none of its jobs is pending; true when this call did.
     pub async fn complete_search(&self, search_id: i64) -> Result<bool, StoreError> {
-        let now = self.db_now_ms().await?;
-        let done = sqlx::query(
-            "UPDATE searches SET status = 'done', finished_at = $1 WHERE id = $2 \
+        let complete = "UPDATE searches SET status = 'done', finished_at = {now} WHERE id = $1 \
              AND status = 'queued' AND NOT EXISTS \
-             (SELECT 1 FROM search_jobs WHERE search_id = $2 AND outcome = 'pending')",
-        )
-        .bind(now)
-        .bind(search_id)
-        .execute(&self.pool)
-        .await?;
+             (SELECT 1 FROM search_jobs WHERE search_id = $1 AND outcome = 'pending')";
+        let done = sqlx::query(self.queue_sql().text(complete))
+            .bind(search_id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -314,15 +295,72 @@ pub struct CrawlLease {
 
 #[cfg(test)]
 mod tests {
-    use super::job_outcome;
+    use crate::domain::Job;
+    use crate::store::Store;
 
-    #[test]
-    fn a_settled_job_counts_by_its_listing_and_how_it_was_settled() {
-        assert_eq!(job_outcome(Some("active"), false), "stored");
-        assert_eq!(job_outcome(Some("ended"), false), "stored");
-        assert_eq!(job_outcome(Some("gone"), false), "gone");
-        assert_eq!(job_outcome(Some("failed"), true), "failed");
-        assert_eq!(job_outcome(Some("pending"), true), "dead");
-        assert_eq!(job_outcome(None, true), "dead", "no listing: malformed");
+    fn job(search_id: i64, n: u32) -> Job {
+        Job {
+            id: format!("job-{n}"),
+            site: "fixture".into(),
+            url: format!("http://127.0.0.1:1/item/{n}"),
+            search_id: Some(search_id),
+            run: None,
+            published_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn settled_jobs_count_by_outcome_and_the_last_one_finishes_the_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let search = store.create_search("fixture", "lamp", 1).await.unwrap();
+        for (n, status) in [(1, "active"), (2, "ended"), (3, "gone"), (4, "failed")] {
+            sqlx::query(
+                "INSERT INTO listings (site, external_id, url, status, first_seen) \
+                 VALUES ('fixture', $1, $2, $3, 0)",
+            )
+            .bind(n.to_string())
+            .bind(job(search, n).url)
+            .bind(status)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        for n in 1..=5 {
+            store.record_search_job(&job(search, n)).await.unwrap();
+        }
+        assert!(!store.finish_collection(search, 5, 5).await.unwrap());
+        // (job, its listing's id, dead-lettered); job 5 has no listing (malformed).
+        let settled = [
+            (1, Some("1"), false),
+            (2, Some("2"), false),
+            (3, Some("3"), false),
+        ];
+        for (n, id, dead) in settled.into_iter().chain([(4, Some("4"), true)]) {
+            let done = store.settle_search_job(&job(search, n), id, dead).await;
+            assert!(!done.unwrap(), "job 5 is still pending");
+        }
+        let first = job(search, 1);
+        let again = store.settle_search_job(&first, Some("1"), false).await;
+        assert!(!again.unwrap(), "a duplicate delivery changes nothing");
+        assert!(
+            store
+                .settle_search_job(&job(search, 5), None, true)
+                .await
+                .unwrap()
+        );
+        let counts = store.search_outcomes(search).await.unwrap();
+        let expected = (
+            counts.stored,
+            counts.gone,
+            counts.failed,
+            counts.dead,
+            counts.pending,
+        );
+        assert_eq!(expected, (2, 1, 1, 1, 0));
+        let lease = store.crawl_lease(search).await.unwrap().unwrap();
+        assert_eq!(lease.status, "done");
     }
 }
