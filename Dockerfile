@@ -79,12 +79,12 @@ ENV CHROME_BIN=/usr/bin/chromium \
     SCRAPEFARM_SITES_DIR=/app/sites \
     SCRAPEFARM_PROFILE_DIR=/app/profiles \
     SCRAPEFARM_SNAPSHOT_DIR=/app/snapshots \
-    SCRAPEFARM_READY_FILE=/tmp/scrapefarm-ready \
+    SCRAPEFARM_READY_FILE=/tmp/scrapefarm-health.json \
     SCRAPEFARM_LOG_FORMAT=json
 
 USER 10001
 
-# `scrapefarm health` exits 0 when the worker touched $SCRAPEFARM_READY_FILE within 60 s.
+# `scrapefarm health` exits 0 when the worker in $SCRAPEFARM_READY_FILE runs and progressed within 60 s.
 # (Kubernetes ignores HEALTHCHECK; k8s/worker-job.yaml runs the same command as a probe.)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["scrapefarm", "health"]

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Common, DemoArgs, EnqueueArgs, FixtureArgs, GrantWorkerArgs, WorkerArgs};
-use crate::collect::{collect, jobs_from_urls};
-use crate::fixture_site::{Defences, FixtureConfig, FixtureSite};
+use crate::cli::{Common, EnqueueArgs, FixtureArgs, GrantWorkerArgs, WorkerArgs};
+use crate::collect::{collect, jobs_from_urls, publish_urls};
+use crate::fixture_site::{Defences, FixtureConfig};
 use crate::pipeline::Pipeline;
 use crate::queue::{AnyQueue, EmbeddedQueue, Queue, QueueNames, RabbitMqQueue};
 use crate::render::{
@@ -18,14 +18,16 @@ use crate::render::{
     WebDriverRenderer, build, profile,
 };
 use crate::site::Sites;
+use crate::store::Store;
 use crate::store::leases::{ProfileLease, lease_host};
 use crate::store::roles;
-use crate::store::{ListingFilter, Store};
 use crate::worker::{Reporting, WorkerSettings, bind_metrics, run_worker};
 
+mod demo;
 mod open;
 mod serve;
 
+pub use demo::demo;
 pub use open::{FinishedWithFailures, NoDatabase, migrate, open_existing_store, sqlite_file};
 pub use serve::{scheduler, serve};
 
@@ -190,11 +192,19 @@ pub async fn enqueue(common: &Common, args: &EnqueueArgs) -> anyhow::Result<()> 
     if let Some(path) = &args.urls {
         let text = read_url_list(path)?;
         let (jobs, rejected) = jobs_from_urls(site, &text, store.db_now_ms().await?);
-        for job in &jobs {
-            queue.publish(job).await?;
-        }
+        // Recorded as a search, so `searches` follows it to done like a collected one.
+        let search_id = store
+            .create_search(&site.name, &format!("urls:{}", path.display()), 1)
+            .await?;
+        let published = publish_urls(site, &jobs, search_id, &store, &queue).await?;
+        store
+            .finish_collection(search_id, jobs.len(), published)
+            .await?;
         queue.close().await;
-        println!("Published {} jobs for site {}.", jobs.len(), site.name);
+        println!(
+            "Search {search_id}: published {published} jobs for site {}.",
+            site.name
+        );
         for r in &rejected {
             eprintln!("line {}: `{}`: {}", r.line, r.text, r.reason);
         }
@@ -343,7 +353,7 @@ pub async fn worker(
         concurrency: args.concurrency,
         exit_when_idle: args.exit_when_idle.map(Duration::from_secs),
         shutdown_deadline: Duration::from_secs(args.shutdown_deadline),
-        ready_file: Some(args.ready_file.clone()),
+        ready_file: Some(args.health_file(common)),
     };
     let profile = common.profile_dir.join(&worker_id);
     tracing::info!(worker = %worker_id, profile = %profile.display(), "Worker starting.");
@@ -354,97 +364,9 @@ pub async fn worker(
     pipeline.renderer.close().await;
     lease.release().await;
     queue.close().await;
-    let _ = std::fs::remove_file(&args.ready_file);
+    crate::worker::health::remove(&args.health_file(common));
     eprintln!("{}", pipeline.stats);
     let exit = exit?;
     tracing::info!(worker = %worker_id, ?exit, "Worker stopped.");
-    Ok(())
-}
-
-/// Serves the fixture marketplace in-process, collects a search and works it off, then prints a
-/// summary and where the data is.
-pub async fn demo(
-    common: &Common,
-    args: &DemoArgs,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let config = FixtureConfig {
-        listings_per_query: args.listings,
-        ..FixtureConfig::default()
-    };
-    let fixture = FixtureSite::start(config, 0)
-        .await
-        .context("Failed to start the fixture site")?;
-    let mut common = common.clone();
-    common.base_url = Some(fixture.base_url());
-    let sites = load_sites(&common, Some("fixture"))?;
-    let store = connect_store(&common).await?;
-    let queue = connect_queue(&common, &store).await?;
-    println!(
-        "Fixture marketplace at {}; collecting \"{}\"…",
-        fixture.base_url(),
-        args.query
-    );
-    let collector = launch_renderer(&common, "demo-collector", 1, true).await?;
-    let site = sites.get("fixture")?.clone();
-    let report = collect(&site, &args.query, 20, &collector, &store, &queue).await;
-    collector.close().await;
-    let report = report?;
-    println!(
-        "Search {}: {} listings queued.",
-        report.search_id, report.jobs_published
-    );
-    let pipeline = build_pipeline(
-        &common,
-        sites,
-        store.clone(),
-        "demo",
-        args.concurrency,
-        8,
-        true,
-    )
-    .await?;
-    let settings = WorkerSettings {
-        concurrency: args.concurrency,
-        exit_when_idle: Some(Duration::from_secs(2)),
-        shutdown_deadline: Duration::from_secs(30),
-        ready_file: None,
-    };
-    let started = std::time::Instant::now();
-    let exit = run_worker(pipeline.clone(), queue.clone(), settings, shutdown).await;
-    pipeline.renderer.close().await;
-    queue.close().await;
-    fixture.stop().await;
-    exit?;
-    print_demo_summary(&common, &store, report.search_id, started.elapsed()).await
-}
-
-async fn print_demo_summary(
-    common: &Common,
-    store: &Store,
-    search_id: i64,
-    took: Duration,
-) -> anyhow::Result<()> {
-    let filter = ListingFilter {
-        search_id: Some(search_id),
-        ..ListingFilter::default()
-    };
-    let rows = store.listings(&filter).await?;
-    let mut by_status = std::collections::BTreeMap::new();
-    for row in &rows {
-        *by_status.entry(row.status.clone()).or_insert(0) += 1;
-    }
-    println!("\n{:<10} {:>6}", "status", "count");
-    for (status, n) in &by_status {
-        println!("{status:<10} {n:>6}");
-    }
-    println!(
-        "\n{} listings in {:.1} s. Data: {}  Snapshots: {}",
-        rows.len(),
-        took.as_secs_f64(),
-        crate::store::redact(&common.database_url()),
-        common.snapshot_dir.display()
-    );
-    println!("Next: scrapefarm listings --search {search_id} --json");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The command line (clap): every flag also reads an environment variable, and every command has
 //! examples in its `--help`. Kept in the library so tests can parse the manifests' arguments.
+//! Over 450 lines: every command's flags in one file, so the help texts read (and agree) together.
 
 use std::path::PathBuf;
 
@@ -172,9 +173,10 @@ pub enum Command {
         after_help = "Examples:\n  scrapefarm enqueue --site fixture --query lamp --max-pages 4\n  scrapefarm enqueue --site fixture --query lamp --every 6h\n  scrapefarm enqueue --site fixture --urls urls.txt\n  cat urls.txt | scrapefarm enqueue --site fixture --urls -"
     )]
     Enqueue(EnqueueArgs),
-    /// Collect and work a search (or URL list) in one process; resumes when run again.
+    /// Collect and work a search (or URL list) in one process, on its own queue; resumes when
+    /// run again with the same arguments (or `--resume ID`).
     #[command(
-        after_help = "Examples:\n  scrapefarm crawl --site fixture --query lamp --max-pages 4 --concurrency 4\n  scrapefarm crawl --site fixture --urls urls.txt"
+        after_help = "Examples:\n  scrapefarm crawl --site fixture --query lamp --max-pages 4 --concurrency 4\n  scrapefarm crawl --site fixture --urls urls.txt\n  scrapefarm crawl --resume 3"
     )]
     Crawl(CrawlArgs),
     /// Crawl the built-in fixture marketplace end to end and print a summary.
@@ -198,9 +200,12 @@ pub enum Command {
     /// List searches (with their schedules), or run one again.
     #[command(after_help = "Examples:\n  scrapefarm searches --json\n  scrapefarm searches run 3")]
     Searches(SearchesArgs),
-    /// Queue depths and stored counts.
-    #[command(after_help = "Example:\n  scrapefarm status --json")]
-    Status(JsonArg),
+    /// Queue depths (ready, unacked, retrying, dead, consumers), workers alive, listings stored
+    /// and searches in progress.
+    #[command(
+        after_help = "Examples:\n  scrapefarm status\n  scrapefarm status --json\n  scrapefarm status --watch 5"
+    )]
+    Status(StatusArgs),
     /// Classify and extract one page (a saved file or a live URL): how site definitions are debugged.
     #[command(
         after_help = "Examples:\n  scrapefarm extract --site ebay page.html\n  scrapefarm extract --site fixture http://127.0.0.1:8377/item/123456 --json"
@@ -223,8 +228,11 @@ pub enum Command {
     /// Database administration (PostgreSQL): the least-privilege role the workers connect as.
     #[command(subcommand)]
     Db(DbCommand),
-    /// Exit 0 when the worker's ready file was touched within 60 s (container health check).
-    #[command(after_help = "Example:\n  scrapefarm health")]
+    /// Exit 0 when the worker's health file shows it alive (its pid runs) and progressing
+    /// (within --max-age seconds); the container health check.
+    #[command(
+        after_help = "Examples:\n  scrapefarm health\n  scrapefarm health --file /data/health/worker-3.json --max-age 120"
+    )]
     Health(HealthArgs),
     /// API keys of the price-tracker service: create (the key is printed once), ls, revoke.
     #[command(subcommand)]
@@ -414,11 +422,16 @@ pub struct EnqueueArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CrawlArgs {
     /// Site definition to use (`scrapefarm sites` lists them).
-    #[arg(long, env = "SCRAPEFARM_SITE")]
-    pub site: String,
+    #[arg(long, env = "SCRAPEFARM_SITE", required_unless_present = "resume")]
+    pub site: Option<String>,
     /// Search query to collect and crawl.
-    #[arg(long, conflicts_with = "urls", required_unless_present = "urls")]
+    #[arg(long, conflicts_with = "urls", required_unless_present_any = ["urls", "resume"])]
     pub query: Option<String>,
+    /// Resume search ID, made by an earlier crawl in this data directory (interrupted, or
+    /// stopped early), with that crawl's site, query or URL list and page limit. Without it, a
+    /// crawl resumes its own unfinished search when run again with the same arguments.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["query", "urls"])]
+    pub resume: Option<i64>,
     /// Search-result pages to collect at most (≥ 1).
     #[arg(long, default_value_t = 5, value_parser = at_least_one_u32)]
     pub max_pages: u32,
@@ -477,13 +490,16 @@ pub struct WorkerArgs {
     #[arg(long, env = "SCRAPEFARM_MAX_ATTEMPTS", default_value_t = 8,
           value_parser = at_least_one_u32)]
     pub max_attempts: u32,
-    /// Readiness file touched while running.
+    /// Health file of this worker: it writes its pid and the time of its last progress there
+    /// every second while jobs settle (or there is nothing to do), and `scrapefarm health`
+    /// reads it [default: <data dir>/health/<worker id>.json].
     #[arg(
-        long,
+        long = "health-file",
+        visible_alias = "ready-file",
         env = "SCRAPEFARM_READY_FILE",
-        default_value = "/tmp/scrapefarm-ready"
+        value_name = "FILE"
     )]
-    pub ready_file: PathBuf,
+    pub ready_file: Option<PathBuf>,
     /// Let images, fonts and media load (slower; for debugging).
     #[arg(long)]
     pub no_blocking: bool,
@@ -509,12 +525,32 @@ impl WorkerArgs {
     }
 
     pub fn worker_id(&self) -> String {
-        match (&self.worker_id, self.completion_index) {
-            (Some(id), _) => id.clone(),
-            (None, Some(index)) => format!("worker-{index}"),
-            (None, None) => "worker-0".into(),
-        }
+        worker_id(self.worker_id.as_deref(), self.completion_index)
     }
+
+    /// Where this worker writes its health (see `--health-file`).
+    pub fn health_file(&self, common: &Common) -> PathBuf {
+        self.ready_file
+            .clone()
+            .unwrap_or_else(|| default_health_file(common, &self.worker_id()))
+    }
+}
+
+/// A worker's id: `--worker-id`, else `worker-$JOB_COMPLETION_INDEX`, else `worker-0`.
+fn worker_id(explicit: Option<&str>, completion_index: Option<u32>) -> String {
+    match (explicit, completion_index) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(index)) => format!("worker-{index}"),
+        (None, None) => "worker-0".into(),
+    }
+}
+
+/// `<data dir>/health/<worker id>.json`: one file per worker process, never shared.
+fn default_health_file(common: &Common, worker_id: &str) -> PathBuf {
+    common
+        .data_dir
+        .join("health")
+        .join(format!("{worker_id}.json"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -674,12 +710,46 @@ pub struct GrantWorkerArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
+    /// The worker's health file [default: <data dir>/health/<worker id>.json, the worker's own
+    /// default].
     #[arg(
-        long,
+        long = "file",
+        visible_alias = "ready-file",
         env = "SCRAPEFARM_READY_FILE",
-        default_value = "/tmp/scrapefarm-ready"
+        value_name = "FILE"
     )]
-    pub ready_file: PathBuf,
+    pub file: Option<PathBuf>,
+    /// The worker whose default health file is read (as `worker --worker-id`).
+    #[arg(long, env = "SCRAPEFARM_WORKER_ID")]
+    pub worker_id: Option<String>,
+    #[arg(long, env = "JOB_COMPLETION_INDEX", hide = true)]
+    pub completion_index: Option<u32>,
+    /// Seconds without progress after which the worker counts as stuck (exit 1).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_age: u64,
+}
+
+impl HealthArgs {
+    /// The health file to read.
+    pub fn health_file(&self, common: &Common) -> PathBuf {
+        self.file.clone().unwrap_or_else(|| {
+            let id = worker_id(self.worker_id.as_deref(), self.completion_index);
+            default_health_file(common, &id)
+        })
+    }
+}
+
+/// `status`: read once, or redrawn.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// One JSON object (with `--watch`, one per refresh, one per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Redraw every SECONDS (2 when given without a value) until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch: Option<u64>,
 }
 
 /// The statuses a listing can be in, for `--status`.

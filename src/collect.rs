@@ -84,8 +84,38 @@ pub struct SearchRun {
 }
 
 /// [`collect_into`] for one run of a search: its jobs carry the run, so each run observes the
-/// listings' prices again.
+/// listings' prices again. The search ends `queued` (or `done`, when its workers were faster),
+/// or `failed` with the reason when its pages could not be collected.
 pub async fn collect_run<R: Renderer, Q: Queue>(
+    site: &Site,
+    query: &str,
+    max_pages: u32,
+    target: SearchRun,
+    renderer: &R,
+    store: &Store,
+    queue: &Q,
+) -> Result<CollectReport, CollectError> {
+    let collected = collect_pages(site, query, max_pages, target, renderer, store, queue).await;
+    match collected {
+        Ok(report) => {
+            let search_id = target.search_id;
+            store
+                .finish_collection(search_id, report.listings_found, report.jobs_published)
+                .await?;
+            Ok(report)
+        }
+        Err(e) => {
+            if let Err(store_error) = store.fail_search(target.search_id, &e.to_string()).await {
+                tracing::warn!(error = %store_error, search_id = target.search_id,
+                    "Could not mark the search failed.");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Renders the search pages, records their hits and publishes a job per new hit.
+async fn collect_pages<R: Renderer, Q: Queue>(
     site: &Site,
     query: &str,
     max_pages: u32,
@@ -107,20 +137,7 @@ pub async fn collect_run<R: Renderer, Q: Queue>(
             break;
         }
         report.pages += 1;
-        let (hits, next_page) = match search_page(site, &url, renderer).await {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                store
-                    .finish_search(
-                        search_id,
-                        "failed",
-                        report.listings_found,
-                        report.jobs_published,
-                    )
-                    .await?;
-                return Err(e);
-            }
-        };
+        let (hits, next_page) = search_page(site, &url, renderer).await?;
         let fresh: Vec<_> = hits
             .into_iter()
             .filter(|hit| seen.insert(hit.external_id.clone()))
@@ -140,14 +157,6 @@ pub async fn collect_run<R: Renderer, Q: Queue>(
         log_page(search_id, report.pages, report.listings_found, &fresh);
         next = next_page;
     }
-    store
-        .finish_search(
-            search_id,
-            "collected",
-            report.listings_found,
-            report.jobs_published,
-        )
-        .await?;
     Ok(report)
 }
 
@@ -177,9 +186,57 @@ async fn publish_hits<'a, Q: Queue>(
         let now = store.db_now_ms().await?;
         let mut job = new_job(site, &hit.url, Some(target.search_id), now);
         job.run = target.run;
-        queue.publish(&job).await?;
+        publish_job(&job, store, queue).await?;
         published += 1;
     }
+    Ok(published)
+}
+
+/// Publishes a job of a search after recording it as one of the search's pending jobs (so the
+/// worker that settles it finds the row, however fast it is).
+pub async fn publish_job<Q: Queue>(
+    job: &Job,
+    store: &Store,
+    queue: &Q,
+) -> Result<(), CollectError> {
+    store.record_search_job(job).await?;
+    queue.publish(job).await?;
+    Ok(())
+}
+
+/// Publishes the jobs of a URL list as search `search_id`'s and records them as its hits (in
+/// list order); a listing the search already recorded (a resumed run) is not published again.
+/// Returns how many jobs were published.
+pub async fn publish_urls<Q: Queue>(
+    site: &Site,
+    jobs: &[Job],
+    search_id: i64,
+    store: &Store,
+    queue: &Q,
+) -> Result<usize, CollectError> {
+    let recorded: HashSet<String> = store.search_hit_ids(search_id).await?.into_iter().collect();
+    let mut published = 0;
+    let mut hits = Vec::new();
+    for (rank, job) in jobs.iter().enumerate() {
+        let Some(id) = site.listing_id(&job.url) else {
+            continue;
+        };
+        if !recorded.contains(&id) {
+            let mut job = job.clone();
+            job.search_id = Some(search_id);
+            publish_job(&job, store, queue).await?;
+            published += 1;
+        }
+        let hit = crate::domain::SearchHit {
+            external_id: id,
+            url: job.url.clone(),
+            title: None,
+            price_text: None,
+            price: None,
+        };
+        hits.push((rank + 1, hit));
+    }
+    store.add_hits(search_id, &site.name, 1, &hits).await?;
     Ok(published)
 }
 

@@ -1,23 +1,38 @@
 //! `crawl`: collect and work in one process — the single-machine way to use the farm, on the
 //! embedded default (SQLite + the embedded queue) unless `DATABASE_URL`/`AMQP_URL` say otherwise.
-//! A crawl is a search (or a URL list recorded as one); killed and started again with the same
-//! arguments it resumes that search: collection skips what it already recorded, the queue still
-//! holds the unfinished jobs, and nothing already stored is rendered again.
+//! A crawl is a search (or a URL list recorded as one) with its own queue
+//! (`<queue>.crawl-<search id>`): it works only its own jobs, and its options (`--max-attempts`…)
+//! apply to them alone. Killed and started again with the same arguments and data directory (or
+//! with `--resume ID`) it resumes its own search: collection skips what it already recorded, its
+//! queue still holds the unfinished jobs, and nothing already stored is rendered again. While it
+//! runs it holds a lease on the search, so two crawls never work one search at once.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{FinishedWithFailures, build_pipeline, connect_queue, connect_store, load_sites};
+use crate::app::{
+    FinishedWithFailures, build_pipeline, connect_queue, connect_store, load_sites,
+    open_existing_store,
+};
 use crate::cli::{Common, CrawlArgs};
-use crate::collect::{collect_into, jobs_from_urls};
+use crate::collect::{collect_into, jobs_from_urls, publish_urls};
 use crate::queue::{AnyQueue, Queue};
 use crate::render::{AnyRenderer, Renderer};
 use crate::site::Site;
 use crate::store::Store;
+use crate::store::search_jobs::{CrawlLease, JobOutcomes};
 use crate::worker::{WorkerExit, WorkerSettings, run_worker};
+
+mod target;
+
+use target::CrawlTarget;
+
+/// How long a crawl's lease on its search lasts unless renewed (every third of it).
+const LEASE: Duration = Duration::from_secs(15);
 
 /// Runs a crawl to completion (or until shutdown).
 pub async fn crawl(
@@ -25,47 +40,188 @@ pub async fn crawl(
     args: &CrawlArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sites = load_sites(common, Some(&args.site))?;
-    let site = sites.get(&args.site)?.clone();
-    if let Some(path) = &args.urls {
-        check_url_list(&site, path, args.skip_invalid)?;
-    }
-    let store = connect_store(common).await?;
-    let queue = connect_queue(common, &store).await?;
-    let key = match (&args.query, &args.urls) {
-        (Some(query), _) => query.clone(),
-        (None, Some(path)) => format!("urls:{}", path.display()),
-        (None, None) => anyhow::bail!("give --query or --urls"),
+    let (store, target) = match args.resume {
+        Some(id) => {
+            let store = open_existing_store(common).await?;
+            store.migrate().await?;
+            let target = CrawlTarget::of_search(&store, id).await?;
+            (store, target)
+        }
+        None => {
+            let target = CrawlTarget::from_args(args)?;
+            // The URL list is read before anything is recorded (or a database created).
+            target.check_urls(common, args.skip_invalid)?;
+            (connect_store(common).await?, target)
+        }
     };
+    let owner = format!(
+        "{} {}",
+        crate::store::leases::lease_host(),
+        std::process::id()
+    );
+    let search_id = claim_search(&store, &target, &owner).await?;
+    let lease = CancellationToken::new();
+    let renewal = tokio::spawn(keep_lease(
+        store.clone(),
+        search_id,
+        owner.clone(),
+        lease.clone(),
+    ));
+    let result = run_search(common, args, &target, &store, search_id, shutdown).await;
+    lease.cancel();
+    let _ = renewal.await;
+    if let Err(e) = store.release_crawl(search_id, &owner).await {
+        tracing::warn!(error = %e, search_id, "Could not release the crawl's lease; it expires.");
+    }
+    if let Err(e) = &result
+        && store
+            .crawl_lease(search_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.status == "collecting")
+    {
+        // Nothing was queued: the search failed, and says why.
+        store.fail_search(search_id, &format!("{e:#}")).await?;
+    }
+    result
+}
+
+/// The search this crawl works: its own unfinished one (same arguments and data directory, or
+/// `--resume ID`) when no live crawl holds it, else a new one.
+async fn claim_search(store: &Store, target: &CrawlTarget, owner: &str) -> anyhow::Result<i64> {
+    let lease_ms = LEASE.as_millis() as i64;
+    let existing = match target.resume {
+        Some(id) => Some(id),
+        None => store.crawl_search(&target.key).await?,
+    };
+    let Some(id) = existing else {
+        let id = store
+            .create_crawl_search(
+                &target.site,
+                &target.query_text(),
+                target.max_pages,
+                &target.key,
+                owner,
+                lease_ms,
+            )
+            .await?;
+        return Ok(id);
+    };
+    let Some(lease) = store.crawl_lease(id).await? else {
+        bail!("no search {id} in {}", "this database");
+    };
+    if let Some(holder) = live_holder(&lease, &crate::store::leases::lease_host()) {
+        bail!(
+            "search {id} is being crawled by another process ({holder}); wait for it to finish, \
+             or stop it and run this command again to resume"
+        );
+    }
+    if !store
+        .take_crawl(id, lease.owner.as_deref(), owner, lease_ms)
+        .await?
+    {
+        bail!("another crawl took search {id} a moment ago; run this command again later");
+    }
+    println!("Resuming search {id} ({}).", lease.status);
+    Ok(id)
+}
+
+/// Whether search `id` was made by a crawl that stopped before it was done (killed, or stopped
+/// early): it is collecting or queued and no live crawl holds its lease. Such a search is resumed
+/// by `crawl --resume ID` (or the same crawl command).
+pub async fn interrupted(store: &Store, id: i64) -> anyhow::Result<bool> {
+    let Some(lease) = store.crawl_lease(id).await? else {
+        return Ok(false);
+    };
+    let unfinished = matches!(lease.status.as_str(), "collecting" | "queued");
+    let host = crate::store::leases::lease_host();
+    Ok(lease.key.is_some() && unfinished && live_holder(&lease, &host).is_none())
+}
+
+/// The crawl that still holds a search's lease, if any: a lease counts until it expires, except
+/// one whose process is gone from this host (a killed crawl is resumed at once).
+fn live_holder(lease: &CrawlLease, this_host: &str) -> Option<String> {
+    let owner = lease.owner.clone()?;
+    if lease.alive_until.is_none_or(|until| until < lease.now) {
+        return None;
+    }
+    let dead_here = owner.rsplit_once(' ').is_some_and(|(host, pid)| {
+        host == this_host
+            && pid
+                .parse::<u32>()
+                .is_ok_and(|pid| !crate::render::profile::pid_alive(pid))
+    });
+    (!dead_here).then_some(owner)
+}
+
+/// Renews the crawl's lease until `stop`.
+async fn keep_lease(store: Store, search_id: i64, owner: String, stop: CancellationToken) {
+    let lease_ms = LEASE.as_millis() as i64;
+    let mut tick = tokio::time::interval(LEASE / 3);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                match store.renew_crawl(search_id, &owner, lease_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(search_id, "Another crawl took this search's lease."),
+                    Err(e) => tracing::warn!(error = %e, search_id, "Could not renew the crawl's lease."),
+                }
+            }
+        }
+    }
+}
+
+/// Collects (unless already collected) and works the search's own queue until it drains.
+async fn run_search(
+    common: &Common,
+    args: &CrawlArgs,
+    target: &CrawlTarget,
+    store: &Store,
+    search_id: i64,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut common = common.clone();
+    common.queue = format!("{}.crawl-{search_id}", common.queue);
+    let sites = load_sites(&common, Some(&target.site))?;
+    let site = sites.get(&target.site)?.clone();
+    let queue = connect_queue(&common, store).await?;
+    let worker_id = format!("crawl-{search_id}");
     let pipeline = build_pipeline(
-        common,
+        &common,
         sites,
         store.clone(),
-        "crawl",
+        &worker_id,
         args.concurrency,
         args.max_attempts,
         true,
     )
     .await?;
-    let search_id = match store.unfinished_search(&site.name, &key).await? {
-        Some(search) => {
-            println!(
-                "Resuming search {} ({}, {}).",
-                search.id, search.query, search.status
-            );
-            if search.status == "collecting" {
-                gather(args, &site, search.id, &pipeline.renderer, &store, &queue).await?;
-            }
-            search.id
-        }
-        None => {
-            let id = store
-                .create_search(&site.name, &key, args.max_pages)
-                .await?;
-            gather(args, &site, id, &pipeline.renderer, &store, &queue).await?;
-            id
-        }
-    };
+    let collecting = store
+        .crawl_lease(search_id)
+        .await?
+        .is_some_and(|s| s.status == "collecting");
+    if collecting
+        && let Err(e) = gather(target, &site, search_id, &pipeline.renderer, store, &queue).await
+    {
+        pipeline.renderer.close().await;
+        queue.close().await;
+        return Err(e);
+    }
+    work(&common, args, store, search_id, pipeline, queue, shutdown).await
+}
+
+/// Works the crawl's queue until it drains (or shutdown), then says how the search ended.
+async fn work(
+    common: &Common,
+    args: &CrawlArgs,
+    store: &Store,
+    search_id: i64,
+    pipeline: Arc<crate::pipeline::Pipeline<AnyRenderer>>,
+    queue: AnyQueue,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let settings = WorkerSettings {
         concurrency: args.concurrency,
         exit_when_idle: Some(Duration::from_secs(1)),
@@ -82,55 +238,42 @@ pub async fn crawl(
     queue.close().await;
     let exit = exit?;
     if exit == WorkerExit::Idle {
-        store.set_search_status(search_id, "done").await?;
+        // Every job of the crawl's own queue is settled: the search is done (if the last
+        // settlement did not say so already).
+        store.complete_search(search_id).await?;
     }
-    let counts = print_summary(&store, search_id, started.elapsed(), common).await?;
+    let outcomes = store.search_outcomes(search_id).await?;
+    print_summary(store, search_id, &outcomes, started.elapsed(), common).await?;
     eprintln!("{}", pipeline.stats);
     if exit == WorkerExit::Shutdown {
-        println!("Stopped early; run the same command again to resume.");
+        println!(
+            "Stopped early; run the same command again (or `scrapefarm crawl --resume {search_id}`) to resume."
+        );
     }
-    let failed = counts.get("failed").copied().unwrap_or(0);
+    let failed = outcomes.failed + outcomes.dead;
     if failed > 0 {
-        let total = counts.values().sum();
+        let total = outcomes.settled() + outcomes.pending;
         return Err(FinishedWithFailures { failed, total }.into());
     }
     Ok(())
 }
 
-/// Reads the URL list before anything is recorded: a missing file, or invalid lines without
-/// `--skip-invalid`, fail the crawl (as they fail `enqueue`) before a search is created.
-fn check_url_list(site: &Site, path: &std::path::Path, skip_invalid: bool) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("Failed to read URL list {}", path.display()))?;
-    let (_, rejected) = jobs_from_urls(site, &text, crate::store::now_ms());
-    if rejected.is_empty() || skip_invalid {
-        return Ok(());
-    }
-    for r in &rejected {
-        eprintln!("line {}: `{}`: {}", r.line, r.text, r.reason);
-    }
-    anyhow::bail!(
-        "{} lines of {} are not valid listing URLs; nothing was queued (fix them, or pass --skip-invalid)",
-        rejected.len(),
-        path.display()
-    )
-}
-
-/// Collects the search, or records and queues the URL list.
+/// Collects the search, or records and queues the URL list; the search is then `queued` (or
+/// `done` already, when nothing was left to do).
 async fn gather(
-    args: &CrawlArgs,
+    target: &CrawlTarget,
     site: &Site,
     search_id: i64,
     renderer: &AnyRenderer,
     store: &Store,
     queue: &AnyQueue,
 ) -> anyhow::Result<()> {
-    let (found, published) = match (&args.query, &args.urls) {
+    let (found, published) = match (&target.query, &target.urls) {
         (Some(query), _) => {
             let report = collect_into(
                 site,
                 query,
-                args.max_pages,
+                target.max_pages,
                 search_id,
                 renderer,
                 store,
@@ -142,13 +285,12 @@ async fn gather(
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("Failed to read URL list {}", path.display()))?;
-            queue_url_list(site, &text, search_id, store, queue).await?
+            let (found, published) = queue_url_list(site, &text, search_id, store, queue).await?;
+            store.finish_collection(search_id, found, published).await?;
+            (found, published)
         }
         (None, None) => (0, 0),
     };
-    store
-        .finish_search(search_id, "collected", found, published)
-        .await?;
     println!("Search {search_id}: {found} listings found, {published} jobs queued.");
     Ok(())
 }
@@ -164,30 +306,7 @@ async fn queue_url_list(
     for r in &rejected {
         eprintln!("line {}: `{}`: {}; skipped", r.line, r.text, r.reason);
     }
-    let recorded: std::collections::HashSet<String> =
-        store.search_hit_ids(search_id).await?.into_iter().collect();
-    let mut published = 0;
-    let mut hits = Vec::new();
-    for (rank, job) in jobs.iter().enumerate() {
-        let Some(id) = site.listing_id(&job.url) else {
-            continue;
-        };
-        if !recorded.contains(&id) {
-            let mut job = job.clone();
-            job.search_id = Some(search_id);
-            queue.publish(&job).await?;
-            published += 1;
-        }
-        let hit = crate::domain::SearchHit {
-            external_id: id,
-            url: job.url.clone(),
-            title: None,
-            price_text: None,
-            price: None,
-        };
-        hits.push((rank + 1, hit));
-    }
-    store.add_hits(search_id, &site.name, 1, &hits).await?;
+    let published = publish_urls(site, &jobs, search_id, store, queue).await?;
     Ok((jobs.len(), published))
 }
 
@@ -237,12 +356,14 @@ fn progress_bar(settled: i64, total: i64, width: usize) -> String {
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 
+/// The listings of the search by status, how its jobs ended, and where the data is.
 async fn print_summary(
     store: &Store,
     search_id: i64,
+    outcomes: &JobOutcomes,
     took: Duration,
     common: &Common,
-) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
+) -> anyhow::Result<()> {
     let counts = store.status_counts(search_id).await?;
     let total: i64 = counts.values().sum();
     eprintln!();
@@ -251,19 +372,62 @@ async fn print_summary(
         println!("{status:<10} {n:>7}");
     }
     println!("{:<10} {total:>7}", "total");
+    let status = store
+        .crawl_lease(search_id)
+        .await?
+        .map_or_else(|| "-".into(), |s| s.status);
     println!(
-        "\n{:.1} s. Data: {}  Snapshots: {}",
+        "\nSearch {search_id}: {status}; jobs stored {}, gone {}, failed {}, dead {}, pending {}.",
+        outcomes.stored, outcomes.gone, outcomes.failed, outcomes.dead, outcomes.pending
+    );
+    println!(
+        "{:.1} s. Data: {}  Snapshots: {}  Queue: {}",
         took.as_secs_f64(),
         crate::store::redact(&common.database_url()),
-        common.snapshot_dir.display()
+        common.snapshot_dir.display(),
+        common.queue
     );
     println!("Next: scrapefarm listings --search {search_id} --json");
-    Ok(counts)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::progress_bar;
+    use super::{CrawlLease, live_holder, progress_bar};
+
+    #[test]
+    fn a_crawl_lease_holds_until_it_expires_or_its_process_is_gone_from_this_host() {
+        let lease = |owner: Option<&str>, alive_until: Option<i64>| CrawlLease {
+            key: Some("k".into()),
+            status: "queued".into(),
+            owner: owner.map(String::from),
+            alive_until,
+            now: 1_000,
+        };
+        let me = format!("here {}", std::process::id());
+        assert_eq!(live_holder(&lease(None, None), "here"), None, "never held");
+        assert_eq!(
+            live_holder(&lease(Some(&me), Some(999)), "here"),
+            None,
+            "expired"
+        );
+        assert_eq!(
+            live_holder(&lease(Some(&me), Some(2_000)), "here"),
+            Some(me.clone()),
+            "a live process of this host"
+        );
+        let dead = format!("here {}", u32::MAX - 1);
+        assert_eq!(
+            live_holder(&lease(Some(&dead), Some(2_000)), "here"),
+            None,
+            "killed: resumed at once"
+        );
+        assert_eq!(
+            live_holder(&lease(Some(&dead), Some(2_000)), "elsewhere"),
+            Some(dead),
+            "another host's process cannot be checked: its lease runs out"
+        );
+    }
 
     #[test]
     fn progress_bar_fills_with_settled_listings() {

@@ -2,18 +2,21 @@
 //! status, failures and the dead-letter queue, and the container health check.
 
 use std::io::Write;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use crate::app::{connect_queue, load_sites, open_existing_store};
 use crate::cli::{
-    Common, DlqArgs, ExtractArgs, FailuresArgs, HealthArgs, JsonArg, ListingSort, ListingsArgs,
-    SearchesArgs, SearchesCommand,
+    Common, DlqArgs, ExtractArgs, FailuresArgs, ListingSort, ListingsArgs, SearchesArgs,
+    SearchesCommand,
 };
 use crate::queue::{DeadJob, Queue};
 use crate::report::{ListingJson, Table, local_time, money_text};
+
+mod status;
+
 use crate::store::{ListingFilter, ListingRow};
+pub use status::{health, status, workers};
 
 pub async fn listings(common: &Common, args: &ListingsArgs) -> anyhow::Result<()> {
     let store = open_existing_store(common).await?;
@@ -114,8 +117,8 @@ fn select_listings(mut rows: Vec<ListingRow>, args: &ListingsArgs) -> Vec<Listin
 
 pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()> {
     let store = open_existing_store(common).await?;
-    let tracker =
-        crate::tracker::Tracker::new(store, std::sync::Arc::new(load_sites(common, None)?));
+    let sites = std::sync::Arc::new(load_sites(common, None)?);
+    let tracker = crate::tracker::Tracker::new(store.clone(), sites);
     if let Some(SearchesCommand::Run { id }) = &args.cmd {
         let run = tracker.run_search(*id).await?;
         println!(
@@ -125,10 +128,19 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
         return Ok(());
     }
     let searches = tracker.searches().await?;
+    let mut interrupted = std::collections::HashSet::new();
+    for s in &searches {
+        if crate::crawl::interrupted(&store, s.id).await? {
+            interrupted.insert(s.id);
+        }
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         for s in &searches {
-            writeln!(out, "{}", serde_json::to_string(s)?)?;
+            let mut json = serde_json::to_value(s)?;
+            // Only a crawl's search can be interrupted (and resumed with `crawl --resume`).
+            json["interrupted"] = interrupted.contains(&s.id).into();
+            writeln!(out, "{json}")?;
         }
         return Ok(());
     }
@@ -136,6 +148,18 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
         writeln!(out, "no searches yet")?;
         return Ok(());
     }
+    for line in searches_lines(searches, &interrupted) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// The searches as a table, then a line for each that failed (its reason) or was interrupted
+/// (how to resume it).
+fn searches_lines(
+    searches: Vec<crate::tracker::SearchView>,
+    interrupted: &std::collections::HashSet<i64>,
+) -> Vec<String> {
     let headers = [
         ">ID",
         "SITE",
@@ -143,202 +167,65 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
         "REQUESTED",
         ">FOUND",
         ">QUEUED",
+        ">STORED",
+        ">GONE",
+        ">FAILED",
+        ">DEAD",
+        ">PENDING",
         ">RUNS",
         "EVERY",
         "NEXT RUN",
         "QUERY",
     ];
     let mut table = Table::new(&headers);
+    let mut errors = Vec::new();
     for s in searches {
         let query = match &s.urls {
             Some(urls) => format!("({} URLs)", urls.len()),
-            None => s.query.unwrap_or_default(),
+            None => s.query.clone().unwrap_or_default(),
         };
-        table.push(vec![
-            s.id.to_string(),
-            s.site,
-            s.status,
-            local_time(s.created_at),
-            s.listings_found.to_string(),
-            s.jobs_published.to_string(),
-            s.runs.to_string(),
-            s.every.unwrap_or_else(|| "-".into()),
-            s.next_run_at.map_or_else(|| "-".into(), local_time),
-            query,
-        ]);
-    }
-    for line in table.lines() {
-        writeln!(out, "{line}")?;
-    }
-    Ok(())
-}
-
-/// What `status` reports, read once.
-struct Status {
-    depths: crate::queue::QueueDepths,
-    stored_5min: i64,
-    in_progress: Vec<crate::store::SearchRow>,
-    listings: std::collections::BTreeMap<String, i64>,
-    workers: Vec<crate::store::workers::WorkerRow>,
-}
-
-impl Status {
-    async fn read(common: &Common) -> anyhow::Result<Status> {
-        let store = open_existing_store(common).await?;
-        let queue = connect_queue(common, &store).await?;
-        let depths = queue.depths().await?;
-        queue.close().await;
-        let stored_5min = store
-            .enriched_after(store.db_now_ms().await? - 5 * 60_000)
-            .await?;
-        let in_progress = store
-            .searches()
-            .await?
-            .into_iter()
-            .filter(|s| s.status == "collecting" || s.status == "collected")
-            .collect();
-        Ok(Status {
-            depths,
-            stored_5min,
-            in_progress,
-            listings: store.listing_counts().await?,
-            workers: store.workers(crate::store::workers::LISTED_FOR).await?,
-        })
-    }
-
-    fn workers_alive(&self) -> usize {
-        self.workers.iter().filter(|w| w.alive).count()
-    }
-}
-
-pub async fn status(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
-    let status = Status::read(common).await?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let json = serde_json::json!({
-            "database": crate::store::redact(&common.database_url()),
-            "queue": common.queue, "depths": status.depths,
-            "listings": status.listings,
-            "stored_per_minute_5m": status.stored_5min as f64 / 5.0,
-            "searches_in_progress": status.in_progress,
-            "workers_alive": status.workers_alive(), "workers": status.workers,
-        });
-        writeln!(out, "{json}")?;
-        return Ok(());
-    }
-    write_status(&mut out, &common.queue, status)
-}
-
-fn write_status(out: &mut impl Write, queue: &str, status: Status) -> anyhow::Result<()> {
-    let depths = &status.depths;
-    // Unknown is not zero: RabbitMQ reports unacked messages only through its management API.
-    let unacked = match depths.unacked {
-        Some(n) => n.to_string(),
-        None => "unknown (no management API, or not sampled yet)".into(),
-    };
-    writeln!(
-        out,
-        "queue {queue}: ready {}  unacked {}  retrying {}  dead {}  consumers {}",
-        depths.ready, unacked, depths.retrying, depths.dead, depths.consumers
-    )?;
-    let per_minute = status.stored_5min as f64 / 5.0;
-    writeln!(out, "stored per minute (last 5 min): {per_minute:.1}")?;
-    let counts: Vec<String> = status
-        .listings
-        .iter()
-        .map(|(s, n)| format!("{s} {n}"))
-        .collect();
-    match counts.is_empty() {
-        true => writeln!(out, "listings: none yet")?,
-        false => writeln!(out, "listings: {}", counts.join("  "))?,
-    }
-    writeln!(out, "workers alive: {}", status.workers_alive())?;
-    for line in worker_lines(status.workers) {
-        writeln!(out, "  {line}")?;
-    }
-    writeln!(out, "searches in progress: {}", status.in_progress.len())?;
-    let mut table = Table::new(&[">ID", "SITE", "STATUS", "REQUESTED", "QUERY"]);
-    for s in status.in_progress {
-        let requested = local_time(s.requested_at);
-        table.push(vec![s.id.to_string(), s.site, s.status, requested, s.query]);
-    }
-    if !table.is_empty() {
-        for line in table.lines() {
-            writeln!(out, "  {line}")?;
+        if let Some(error) = &s.error {
+            errors.push(format!("search {}: failed: {error}", s.id));
         }
+        let status = match interrupted.contains(&s.id) {
+            true => {
+                errors.push(format!(
+                    "search {}: its crawl stopped while {}; resume it with `scrapefarm crawl --resume {}`",
+                    s.id, s.status, s.id
+                ));
+                "interrupted".to_string()
+            }
+            false => s.status.clone(),
+        };
+        table.push(search_row(s, status, query));
     }
-    Ok(())
+    let mut lines = table.lines();
+    lines.extend(errors);
+    lines
 }
 
-/// `scrapefarm workers`: the fleet's heartbeats, as `status` shows them (JSON: one object per
-/// line, with `alive`).
-pub async fn workers(common: &Common, args: &JsonArg) -> anyhow::Result<()> {
-    let store = open_existing_store(common).await?;
-    let workers = store.workers(crate::store::workers::LISTED_FOR).await?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        for w in &workers {
-            writeln!(out, "{}", serde_json::to_string(w)?)?;
-        }
-        return Ok(());
-    }
-    if workers.is_empty() {
-        writeln!(out, "no worker seen in the last hour")?;
-    }
-    for line in worker_lines(workers) {
-        writeln!(out, "{line}")?;
-    }
-    Ok(())
-}
-
-/// The workers seen in the last hour, alive ones first, as a table (no lines without workers).
-fn worker_lines(workers: Vec<crate::store::workers::WorkerRow>) -> Vec<String> {
-    let headers = [
-        "WORKER",
-        "HOST",
-        "ALIVE",
-        ">TABS",
-        ">PAGES",
-        ">PER MIN",
-        ">MEMORY",
-        "SEEN",
-        "LAST ERROR",
-    ];
-    let mut table = Table::new(&headers);
-    for w in workers {
-        let alive = if w.alive { "yes" } else { "no" };
-        let memory = w.memory_bytes.map(|b| format!("{} MiB", b >> 20));
-        table.push(vec![
-            w.id,
-            w.host,
-            alive.into(),
-            w.concurrency.to_string(),
-            w.pages.to_string(),
-            format!("{:.1}", w.pages_per_min),
-            memory.unwrap_or_else(|| "-".into()),
-            local_time(w.seen_at),
-            w.last_error.unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    match table.is_empty() {
-        true => Vec::new(),
-        false => table.lines(),
-    }
-}
-
-pub fn health(args: &HealthArgs) -> anyhow::Result<()> {
-    let modified = std::fs::metadata(&args.ready_file)
-        .and_then(|m| m.modified())
-        .with_context(|| format!("No ready file at {}", args.ready_file.display()))?;
-    let age = modified.elapsed().unwrap_or_default();
-    if age > Duration::from_secs(60) {
-        bail!(
-            "ready file {} is {} s old",
-            args.ready_file.display(),
-            age.as_secs()
-        );
-    }
-    Ok(())
+/// One search's row of the `searches` table.
+fn search_row(s: crate::tracker::SearchView, status: String, query: String) -> Vec<String> {
+    let j = s.jobs;
+    // A search made by `crawl` or `enqueue` has no tracked runs: "-", not "0".
+    let runs = Some(s.runs).filter(|&n| n > 0);
+    vec![
+        s.id.to_string(),
+        s.site,
+        status,
+        local_time(s.created_at),
+        s.listings_found.to_string(),
+        s.jobs_published.to_string(),
+        j.stored.to_string(),
+        j.gone.to_string(),
+        j.failed.to_string(),
+        j.dead.to_string(),
+        j.pending.to_string(),
+        runs.map_or_else(|| "-".into(), |n| n.to_string()),
+        s.every.unwrap_or_else(|| "-".into()),
+        s.next_run_at.map_or_else(|| "-".into(), local_time),
+        query,
+    ]
 }
 
 /// Failed listings (attempts exhausted or unextractable) and every dead-lettered job, with reasons.
@@ -350,7 +237,7 @@ pub async fn failures(common: &Common, args: &FailuresArgs) -> anyhow::Result<()
         ..ListingFilter::default()
     };
     let failed = store.listings(&filter).await?;
-    let dead = queue.dead_jobs().await?;
+    let dead = dead_letters(common, &store, &queue).await?;
     queue.close().await;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -362,11 +249,11 @@ pub async fn failures(common: &Common, args: &FailuresArgs) -> anyhow::Result<()
                 serde_json::json!({"kind": "listing", "listing": listing})
             )?;
         }
-        for d in &dead {
+        for (queue, d) in &dead {
             writeln!(
                 out,
                 "{}",
-                serde_json::json!({"kind": "dead_letter", "job": d})
+                serde_json::json!({"kind": "dead_letter", "queue": queue, "job": d})
             )?;
         }
         return Ok(());
@@ -376,18 +263,37 @@ pub async fn failures(common: &Common, args: &FailuresArgs) -> anyhow::Result<()
         writeln!(out, "  {}", ListingJson::from_row(row, None).text_line())?;
     }
     writeln!(out, "Dead-lettered jobs: {}", dead.len())?;
-    for d in &dead {
+    for (queue, d) in &dead {
         let what = d
             .job()
             .map(|j| j.url)
             .unwrap_or_else(|| format!("<{} byte body>", d.body.len()));
         writeln!(
             out,
-            "  attempt {:>2}  {what}\n      {}",
+            "  attempt {:>2}  {what}  (queue {queue})\n      {}",
             d.attempt, d.reason
         )?;
     }
     Ok(())
+}
+
+/// The work queue's dead letters, then those of every crawl's own queue, each with its queue.
+async fn dead_letters(
+    common: &Common,
+    store: &crate::store::Store,
+    queue: &impl Queue,
+) -> anyhow::Result<Vec<(String, DeadJob)>> {
+    let mut dead: Vec<(String, DeadJob)> = queue
+        .dead_jobs()
+        .await?
+        .into_iter()
+        .map(|d| (common.queue.clone(), d))
+        .collect();
+    for (name, crawl_queue) in status::crawl_queues_of(common, store).await? {
+        let found = crawl_queue.dead_jobs().await?;
+        dead.extend(found.into_iter().map(|d| (name.clone(), d)));
+    }
+    Ok(dead)
 }
 
 /// `dlq requeue`: sends dead-lettered jobs back to the work queue (attempt 1).

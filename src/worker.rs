@@ -19,8 +19,10 @@ use crate::queue::{Consumer, Delivery, Queue, QueueError, Settle};
 use crate::render::Renderer;
 use crate::telemetry::{Stage, Stats};
 
+pub mod health;
 mod heartbeat;
 mod reporting;
+mod settled;
 
 pub use heartbeat::{DEFAULT_INTERVAL as HEARTBEAT_INTERVAL, HeartbeatSettings};
 pub use reporting::{Reporting, bind_metrics};
@@ -33,7 +35,7 @@ pub struct WorkerSettings {
     pub exit_when_idle: Option<Duration>,
     /// How long in-flight pages may take to finish after shutdown is requested.
     pub shutdown_deadline: Duration,
-    /// Touched every few seconds while the worker runs (readiness for Kubernetes).
+    /// Health file, rewritten every second while the pipeline progresses (see `health`).
     pub ready_file: Option<PathBuf>,
 }
 
@@ -245,9 +247,12 @@ async fn handle<R: Renderer, Q: Queue>(
         .run_job(&delivery.body, delivery.attempt, delivery.redelivered)
         .await;
     let t = Instant::now();
-    if let Err(e) = settle(queue, &delivery, &disposition, stats, halt).await {
+    match settle(queue, &delivery, &disposition, stats, halt).await {
+        Ok(()) => settled::record(pipeline, &delivery.body, &disposition).await,
         // Not acked: the delivery returns to the queue when the channel closes.
-        tracing::warn!(error = %e, "Failed to settle a delivery; it will be redelivered.");
+        Err(e) => {
+            tracing::warn!(error = %e, "Failed to settle a delivery; it will be redelivered.")
+        }
     }
     Stats::bump(&stats.settled);
     stats.record(Stage::Ack, t.elapsed());
@@ -346,11 +351,10 @@ impl Liveness {
     }
 }
 
+/// Writes the health file (pid and now), when the worker has one.
 fn touch(path: Option<&PathBuf>) {
-    if let Some(path) = path
-        && let Err(e) = std::fs::write(path, b"ready\n")
-    {
-        tracing::debug!(error = %e, "Failed to touch the ready file.");
+    if let Some(path) = path {
+        health::write(path);
     }
 }
 

@@ -1,6 +1,7 @@
 //! `scrapefarm demo` as a new user runs it: the real binary in an empty directory, with no
 //! checkout and no `SCRAPEFARM_*` settings — the built-in site definitions, the embedded default
-//! and relative data, profile and snapshot directories created where it runs.
+//! and its own data directory (`./scrapefarm-demo/`: database, profiles, snapshots), never the
+//! user's `./scrapefarm.db`.
 
 use std::process::Command;
 
@@ -37,12 +38,23 @@ fn demo_run_from_an_empty_directory_completes_with_the_built_in_sites() {
         .find(|l| l.starts_with("active"))
         .unwrap_or_else(|| panic!("no active count in:\n{stdout}"));
     assert_eq!(active.split_whitespace().nth(1), Some("12"), "{stdout}");
+    let demo = dir.path().join("scrapefarm-demo");
     assert!(
-        dir.path().join("scrapefarm.db").is_file(),
-        "embedded database not created"
+        stdout.contains("Demo data in ./scrapefarm-demo/"),
+        "says where: {stdout}"
+    );
+    assert!(
+        demo.join("scrapefarm.db").is_file(),
+        "embedded database not created in the demo's own directory"
     );
     for made in ["snapshots", "profiles"] {
-        assert!(dir.path().join(made).is_dir(), "{made}/ not created");
+        assert!(demo.join(made).is_dir(), "{made}/ not created");
+    }
+    for mine in ["scrapefarm.db", "snapshots", "profiles"] {
+        assert!(
+            !dir.path().join(mine).exists(),
+            "the demo left the user's {mine} alone"
+        );
     }
     assert!(
         !dir.path().join("sites").exists(),

@@ -1,6 +1,6 @@
 //! The embedded default end to end through the real binary: `crawl` is SIGKILLed midway and run
 //! again; the store ends equal to the ground truth, with no duplicate rows, no listing rendered
-//! again after it was stored, and no Chromium left behind.
+//! again after it was stored, and no Chromium left behind; the resumed search ends `done`.
 
 mod common;
 
@@ -93,6 +93,19 @@ async fn killed_crawl_resumes_and_ends_equal_to_ground_truth() {
     };
     first.kill().unwrap(); // SIGKILL: no cleanup of any kind
     first.wait().unwrap();
+    // The killed crawl's search says so, and how to resume it.
+    let listed = Command::new(env!("CARGO_BIN_EXE_scrapefarm"))
+        .arg("searches")
+        .env_remove("DATABASE_URL")
+        .env("SCRAPEFARM_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(
+        text.contains("resume it with `scrapefarm crawl --resume 1`"),
+        "{text}"
+    );
     let stored_at_kill = stored(&store).await;
     assert!(
         stored_at_kill < truth.len(),
@@ -110,6 +123,18 @@ async fn killed_crawl_resumes_and_ends_equal_to_ground_truth() {
         truth.len(),
         "one row per listing, no duplicates"
     );
+    // The second crawl resumed the first one's search (its own: same arguments, same data
+    // directory) and finished it, every job settled.
+    let searches = store.searches().await.unwrap();
+    assert_eq!(
+        searches.len(),
+        1,
+        "resumed, not started again: {searches:?}"
+    );
+    assert_eq!(searches[0].status, "done", "{searches:?}");
+    let jobs = store.search_outcomes(searches[0].id).await.unwrap();
+    assert_eq!(jobs.pending, 0, "{jobs:?}");
+    assert_eq!(jobs.settled(), truth.len() as i64, "{jobs:?}");
     let by_id: HashMap<String, ListingJson> = rows
         .into_iter()
         .map(|r| (r.external_id.clone(), ListingJson::from_row(r, None)))

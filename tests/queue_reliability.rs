@@ -107,6 +107,43 @@ async fn rabbitmq_depths_equal_rabbitmqctl_and_say_unknown_without_the_managemen
 }
 
 #[tokio::test]
+async fn rabbitmq_retry_tier_depths_equal_rabbitmqctl() {
+    let names = QueueNames::new(unique("sf_tiers"));
+    let queue = rabbitmq(&names).await;
+    for n in 1..=3 {
+        queue.publish(&job(n)).await.unwrap();
+    }
+    let mut consumer = queue.consume(3, "tiers").await.unwrap();
+    for after in [15, 900, 900] {
+        let delivery = next(&mut consumer).await;
+        let retry = Settle::Retry(Duration::from_secs(after));
+        queue.settle(&delivery, retry).await.unwrap();
+    }
+    let tiers = queue.retry_depths().await.unwrap();
+    let expected: Vec<(u64, u64)> = RETRY_TIERS_SECS
+        .iter()
+        .map(|&t| {
+            (
+                t,
+                [(15, 1), (900, 2)]
+                    .iter()
+                    .find(|(d, _)| *d == t)
+                    .map_or(0, |x| x.1),
+            )
+        })
+        .collect();
+    assert_eq!(tiers, expected);
+    for (tier, n) in &tiers {
+        let (ctl, _) = rabbitmqctl_columns(&names.retry(*tier), ["messages", "consumers"]);
+        assert_eq!(ctl, *n, "tier {tier} s per rabbitmqctl");
+    }
+    assert_eq!(queue.depths().await.unwrap().retrying, 3);
+    consumer.close().await;
+    queue.close().await;
+    delete_queues(&names).await;
+}
+
+#[tokio::test]
 async fn two_processes_on_one_sqlite_file_never_run_a_job_twice_even_past_a_lease() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
@@ -315,15 +352,14 @@ async fn ready_numbers<Q: Queue>(queue: &Q, n: usize) -> Vec<u32> {
 
 /// `messages_unacknowledged` and `consumers` of `queue` as `rabbitmqctl` reports them.
 fn rabbitmqctl_counts(queue: &str) -> (u64, u64) {
+    rabbitmqctl_columns(queue, ["messages_unacknowledged", "consumers"])
+}
+
+/// Two numeric columns of `rabbitmqctl list_queues` for `queue`.
+fn rabbitmqctl_columns(queue: &str, columns: [&str; 2]) -> (u64, u64) {
     let out = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "-q",
-            "--no-table-headers",
-            "name",
-            "messages_unacknowledged",
-            "consumers",
-        ])
+        .args(["list_queues", "-q", "--no-table-headers", "name"])
+        .args(columns)
         .output()
         .expect("rabbitmqctl (scripts/setup.sh installs RabbitMQ)");
     assert!(

@@ -203,10 +203,7 @@ impl RabbitMqQueue {
         };
         let declare = |name: String| ch.queue_declare(name.into(), passive, FieldTable::default());
         let work = declare(self.links.names.work.clone()).await?;
-        let mut retrying = 0;
-        for tier in RETRY_TIERS_SECS {
-            retrying += u64::from(declare(self.links.names.retry(tier)).await?.message_count());
-        }
+        let retrying = self.retry_depths().await?.iter().map(|(_, n)| n).sum();
         let dead = declare(self.links.names.dead()).await?;
         Ok(QueueDepths {
             consumers: u64::from(work.consumer_count()),
@@ -215,6 +212,24 @@ impl RabbitMqQueue {
             retrying,
             dead: u64::from(dead.message_count()),
         })
+    }
+
+    /// Messages waiting in each retry tier, as (delay in seconds, messages), shortest first.
+    pub async fn retry_depths(&self) -> Result<Vec<(u64, u64)>, QueueError> {
+        let ch = self.links.consuming().await?.channel;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let mut depths = Vec::new();
+        for tier in RETRY_TIERS_SECS {
+            let name = self.links.names.retry(tier);
+            let declared = ch
+                .queue_declare(name.into(), passive, FieldTable::default())
+                .await?;
+            depths.push((tier, u64::from(declared.message_count())));
+        }
+        Ok(depths)
     }
 
     /// The work queue's unacked messages from the management API; `None` when it is unreachable.

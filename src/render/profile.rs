@@ -131,7 +131,7 @@ fn this_host() -> String {
         .unwrap_or_default()
 }
 
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     // A zombie still has a /proc entry but is not alive.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat

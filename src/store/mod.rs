@@ -10,6 +10,7 @@ mod outbox;
 mod queue_jobs;
 mod read;
 pub mod roles;
+pub mod search_jobs;
 pub mod searches;
 mod snapshots;
 mod watch_rule;

@@ -47,7 +47,7 @@ pub type DeadRow = (i64, Vec<u8>, Option<String>, i64);
 
 /// The SQL that differs between the two databases.
 #[derive(Clone, Copy)]
-struct Sql {
+pub(super) struct Sql {
     /// The database's clock in milliseconds since the epoch.
     now: &'static str,
     /// Lets concurrent claimers pass over a row another one is claiming (PostgreSQL only:
@@ -70,7 +70,7 @@ impl Sql {
     }
 
     /// `template` with `{now}` and `{skip_locked}` filled in; the values are constants above.
-    fn text(&self, template: &str) -> AssertSqlSafe<String> {
+    pub(super) fn text(&self, template: &str) -> AssertSqlSafe<String> {
         AssertSqlSafe(
             template
                 .replace("{now}", self.now)
@@ -80,7 +80,7 @@ impl Sql {
 }
 
 impl Store {
-    fn queue_sql(&self) -> Sql {
+    pub(super) fn queue_sql(&self) -> Sql {
         Sql::of(self.backend)
     }
 
@@ -287,6 +287,17 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    /// The queues holding jobs whose names start with `prefix` (e.g. every crawl's own queue).
+    pub async fn queue_names(&self, prefix: &str) -> Result<Vec<String>, sqlx::Error> {
+        let names: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT queue FROM queue_jobs WHERE substr(queue, 1, length($1)) = $1 ORDER BY queue",
+        )
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names.into_iter().map(|(n,)| n).collect())
     }
 
     /// Deletes every job of this queue.

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use super::search_jobs::OUTCOME_COLUMNS;
 use super::{Store, StoreError, db_now};
 
 /// A search as the tracker shows it: its schedule, run and listing counts.
@@ -27,6 +28,13 @@ pub struct TrackedSearchRow {
     pub listings: i64,
     pub runs: i64,
     pub last_run_status: Option<String>,
+    /// Why its collection failed.
+    pub error: Option<String>,
+    /// When it became done or failed (epoch ms).
+    pub finished_at: Option<i64>,
+    /// How the jobs of its latest collection ended.
+    #[sqlx(flatten)]
+    pub jobs: super::search_jobs::JobOutcomes,
 }
 
 /// A new tracked search.
@@ -62,7 +70,7 @@ const SEARCH_COLUMNS: &str = "s.id, s.site, s.query, s.urls, s.max_pages, s.ever
     (SELECT COUNT(*) FROM search_hits h WHERE h.search_id = s.id) AS listings, \
     (SELECT COUNT(*) FROM search_runs r WHERE r.search_id = s.id) AS runs, \
     (SELECT r.status FROM search_runs r WHERE r.search_id = s.id ORDER BY r.run DESC LIMIT 1) \
-    AS last_run_status";
+    AS last_run_status, s.error, s.finished_at";
 
 /// Inserts the next run of a search (numbered after its last), due for collection.
 const INSERT_RUN: &str = "INSERT INTO search_runs (search_id, run, status, scheduled_for, requested_at) \
@@ -95,7 +103,7 @@ impl Store {
     /// Searches not deleted, oldest first.
     pub async fn tracked_searches(&self) -> Result<Vec<TrackedSearchRow>, StoreError> {
         let sql = format!(
-            "SELECT {SEARCH_COLUMNS} FROM searches s WHERE s.deleted_at IS NULL ORDER BY s.id"
+            "SELECT {SEARCH_COLUMNS}, {OUTCOME_COLUMNS} FROM searches s WHERE s.deleted_at IS NULL ORDER BY s.id"
         );
         // Built from constants only.
         let rows = sqlx::query_as::<_, TrackedSearchRow>(sqlx::AssertSqlSafe(sql))
@@ -106,7 +114,8 @@ impl Store {
 
     /// One search (deleted or not).
     pub async fn tracked_search(&self, id: i64) -> Result<Option<TrackedSearchRow>, StoreError> {
-        let sql = format!("SELECT {SEARCH_COLUMNS} FROM searches s WHERE s.id = $1");
+        let sql =
+            format!("SELECT {SEARCH_COLUMNS}, {OUTCOME_COLUMNS} FROM searches s WHERE s.id = $1");
         // Built from constants only; the id is bound.
         let row = sqlx::query_as::<_, TrackedSearchRow>(sqlx::AssertSqlSafe(sql))
             .bind(id)

@@ -113,8 +113,15 @@ pub struct SearchView {
     pub next_run_at: Option<i64>,
     /// Epoch ms.
     pub created_at: i64,
-    /// `collecting`, `collected`, `failed`, `done` or `deleted`.
+    /// `collecting` (its pages are being read), `queued` (its jobs wait for workers), `done`
+    /// (every job settled), `failed` (its collection failed: see `error`) or `deleted`.
     pub status: String,
+    /// Why its collection failed.
+    pub error: Option<String>,
+    /// When it became done or failed, epoch ms.
+    pub finished_at: Option<i64>,
+    /// How the jobs of its latest collection ended: pending, stored, gone, failed, dead.
+    pub jobs: crate::store::search_jobs::JobOutcomes,
     /// Listings found by the latest collection of its search pages.
     pub listings_found: i64,
     /// Jobs published by the latest collection.
@@ -150,6 +157,9 @@ impl From<TrackedSearchRow> for SearchView {
             listings: row.listings,
             runs: row.runs,
             last_run_status: row.last_run_status,
+            error: row.error,
+            finished_at: row.finished_at,
+            jobs: row.jobs,
         }
     }
 }

@@ -29,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 use super::Tracker;
 use super::schedule::Schedule;
 use crate::cli::Common;
-use crate::collect::{CollectError, SearchRun, collect_run, new_job};
+use crate::collect::{CollectError, SearchRun, collect_run, new_job, publish_job};
 use crate::domain::SearchHit;
-use crate::queue::{AnyQueue, Queue};
+use crate::queue::AnyQueue;
 use crate::render::{AnyRenderer, Renderer};
 use crate::site::Site;
 use crate::store::searches::{DueSearch, RunClaim, TrackedSearchRow};
@@ -252,7 +252,11 @@ impl Collector {
                     jobs,
                     "Run queued."
                 );
-                store.finish_run(claim.id, "queued", *jobs, None).await
+                // A URL search's run collects no pages: its search is queued here.
+                match store.search_queued(claim.search_id).await {
+                    Ok(_) => store.finish_run(claim.id, "queued", *jobs, None).await,
+                    Err(e) => Err(e),
+                }
             }
             Err(RunError::Failed(reason)) => {
                 tracing::warn!(search_id = claim.search_id, run = claim.run, %reason, "Run failed.");
@@ -383,10 +387,7 @@ impl Collector {
         for url in urls {
             let mut job = new_job(site, url, Some(target.search_id), now);
             job.run = target.run;
-            self.queue
-                .publish(&job)
-                .await
-                .map_err(|e| RunError::from(CollectError::from(e)))?;
+            publish_job(&job, &self.tracker.store, &self.queue).await?;
         }
         Ok(urls.len())
     }

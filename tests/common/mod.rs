@@ -147,22 +147,29 @@ impl Farm {
     /// `scrapefarm worker --worker-id ID` on this farm's database, queues, profiles, snapshots
     /// and sites (stdout discarded); callers add flags, log settings and stderr.
     pub fn worker_command(&self, id: &str) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scrapefarm"));
+        let mut cmd = self.command();
         cmd.args(["worker", "--worker-id", id])
-            .env("DATABASE_URL", &self.db_url)
+            .env(
+                "SCRAPEFARM_READY_FILE",
+                self.dir.path().join(format!("{id}.ready")),
+            )
+            .stdout(std::process::Stdio::null());
+        cmd
+    }
+
+    /// The `scrapefarm` binary on this farm's database, queues, profiles, snapshots and sites;
+    /// callers add the subcommand (and `SCRAPEFARM_BASE_URL` for commands that render).
+    pub fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scrapefarm"));
+        cmd.env("DATABASE_URL", &self.db_url)
             .env("AMQP_URL", AMQP)
             .env("SCRAPEFARM_QUEUE", &self.queue_name)
             .env("SCRAPEFARM_PROFILE_DIR", self.profiles())
             .env("SCRAPEFARM_SNAPSHOT_DIR", self.snapshots())
             .env(
-                "SCRAPEFARM_READY_FILE",
-                self.dir.path().join(format!("{id}.ready")),
-            )
-            .env(
                 "SCRAPEFARM_SITES_DIR",
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("sites"),
-            )
-            .stdout(std::process::Stdio::null());
+            );
         cmd
     }
 
