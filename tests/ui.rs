@@ -515,6 +515,7 @@ async fn the_dashboard_shows_listings_charts_snapshots_and_the_fleet_in_chromium
 
     // Signing out ends the session: its cookie opens nothing any more.
     let cookie = session_cookie(&page).await;
+    wait_for(&page, "header form button").await;
     let sign_out = page.find_element("header form button").await.unwrap();
     sign_out.click().await.unwrap();
     wait_for(&page, "#key").await;
@@ -562,7 +563,17 @@ async fn sign_in(page: &Page, key: &str) {
 /// Waits until nothing on the page matches `selector`.
 async fn wait_gone(page: &Page, selector: &str) {
     let started = Instant::now();
-    while page.find_element(selector).await.is_ok() {
+    // Gone from a loaded dashboard page, not from the blank document of a navigation under way.
+    let loaded = async || {
+        let complete = page
+            .evaluate("document.readyState === 'complete' && !!document.querySelector('header form button, #key')")
+            .await
+            .ok()
+            .and_then(|v| v.into_value::<bool>().ok())
+            .unwrap_or(false);
+        complete
+    };
+    while page.find_element(selector).await.is_ok() || !loaded().await {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "{selector} never went away"
