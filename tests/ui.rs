@@ -565,13 +565,12 @@ async fn wait_gone(page: &Page, selector: &str) {
     let started = Instant::now();
     // Gone from a loaded dashboard page, not from the blank document of a navigation under way.
     let loaded = async || {
-        let complete = page
-            .evaluate("document.readyState === 'complete' && !!document.querySelector('header form button, #key')")
-            .await
-            .ok()
+        let script = "document.readyState === 'complete' \
+                      && !!document.querySelector('header form button, #key')";
+        let answer = page.evaluate(script).await.ok();
+        answer
             .and_then(|v| v.into_value::<bool>().ok())
-            .unwrap_or(false);
-        complete
+            .unwrap_or(false)
     };
     while page.find_element(selector).await.is_ok() || !loaded().await {
         assert!(
