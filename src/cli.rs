@@ -320,6 +320,18 @@ pub enum SearchesCommand {
         /// The search's id, as `searches` shows it.
         id: i64,
     },
+    /// Pause a search's schedule: no scheduled run starts until `resume`.
+    #[command(after_help = "Example:\n  scrapefarm searches pause 3")]
+    Pause {
+        /// The search's id, as `searches` shows it.
+        id: i64,
+    },
+    /// Resume a paused schedule from now (missed runs are not made up).
+    #[command(after_help = "Example:\n  scrapefarm searches resume 3")]
+    Resume {
+        /// The search's id, as `searches` shows it.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

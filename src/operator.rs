@@ -119,13 +119,31 @@ pub async fn searches(common: &Common, args: &SearchesArgs) -> anyhow::Result<()
     let store = open_existing_store(common).await?;
     let sites = std::sync::Arc::new(load_sites(common, None)?);
     let tracker = crate::tracker::Tracker::new(store.clone(), sites);
-    if let Some(SearchesCommand::Run { id }) = &args.cmd {
-        let run = tracker.run_search(*id).await?;
-        println!(
-            "Run {} of search {id} requested; a `serve` or `scheduler` process collects it.",
-            run.run
-        );
-        return Ok(());
+    match &args.cmd {
+        Some(SearchesCommand::Run { id }) => {
+            let run = tracker.run_search(*id).await?;
+            println!(
+                "Run {} of search {id} requested; a `serve` or `scheduler` process collects it.",
+                run.run
+            );
+            return Ok(());
+        }
+        Some(SearchesCommand::Pause { id }) => {
+            tracker.pause_schedule(*id).await?;
+            println!(
+                "Search {id}'s schedule is paused; `scrapefarm searches resume {id}` starts it again."
+            );
+            return Ok(());
+        }
+        Some(SearchesCommand::Resume { id }) => {
+            let search = tracker.resume_schedule(*id).await?;
+            let next = search
+                .next_run_at
+                .map_or("—".into(), crate::report::local_time);
+            println!("Search {id}'s schedule is resumed; next run {next}.");
+            return Ok(());
+        }
+        None => {}
     }
     let searches = tracker.searches().await?;
     let mut interrupted = std::collections::HashSet::new();
@@ -223,7 +241,10 @@ fn search_row(s: crate::tracker::SearchView, status: String, query: String) -> V
         j.pending.to_string(),
         runs.map_or_else(|| "-".into(), |n| n.to_string()),
         s.every.unwrap_or_else(|| "-".into()),
-        s.next_run_at.map_or_else(|| "-".into(), local_time),
+        match s.paused {
+            true => "paused".into(),
+            false => s.next_run_at.map_or_else(|| "-".into(), local_time),
+        },
         query,
     ]
 }

@@ -509,6 +509,46 @@ async fn check_problems(api: &Api, search_id: i64) {
 }
 
 /// The open endpoints: probes, metrics, the generated document and the docs page.
+/// A schedule pauses (no next run; the same again changes nothing) and resumes from now; a
+/// search without a schedule has nothing to pause (409); a read key may not (403).
+async fn check_schedule_pause(api: &Api, search_id: i64) {
+    let pause = format!("/api/v1/searches/{search_id}/pause");
+    let read = api.call("POST", &pause, Some(&api.read_key), None).await;
+    assert_problem(&read, 403);
+    for _ in 0..2 {
+        let paused = api.post(&pause, &json!({})).await;
+        assert_eq!(paused.status, 200, "{}", paused.text);
+        assert_eq!(paused.json["paused"], true);
+        assert_eq!(paused.json["next_run_at"], Value::Null);
+        assert_eq!(paused.json["every"], "1d");
+    }
+    let listed = api.get("/api/v1/searches").await;
+    let unscheduled = listed.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["every"].is_null())
+        .unwrap_or_else(|| panic!("a search without a schedule: {}", listed.text));
+    let id = unscheduled["id"].as_i64().unwrap();
+    let nothing = api
+        .post(&format!("/api/v1/searches/{id}/pause"), &json!({}))
+        .await;
+    assert_problem(&nothing, 409);
+    assert_problem(
+        &api.post("/api/v1/searches/987654/pause", &json!({})).await,
+        404,
+    );
+    let resumed = api
+        .post(&format!("/api/v1/searches/{search_id}/resume"), &json!({}))
+        .await;
+    assert_eq!(resumed.status, 200, "{}", resumed.text);
+    assert_eq!(resumed.json["paused"], false);
+    let day_ms = 86_400_000;
+    let next = resumed.json["next_run_at"].as_i64().unwrap();
+    let created = resumed.json["created_at"].as_i64().unwrap();
+    assert!(next > created + day_ms / 2, "{}", resumed.text);
+}
+
 async fn check_open_endpoints(api: &Api) {
     let health = api.call("GET", "/health", None, None).await;
     assert_eq!(
@@ -690,6 +730,7 @@ async fn tracker_api_end_to_end(backend: Backend) {
     serve = serve_again;
     check_url_search(&api, &truth).await;
     check_problems(&api, search_id).await;
+    check_schedule_pause(&api, search_id).await;
     check_open_endpoints(&api).await;
 
     let deleted = api

@@ -474,11 +474,17 @@ async fn the_dashboard_shows_listings_charts_snapshots_and_the_fleet_in_chromium
     );
     open(&page, &format!("{base}/ui/listings"), "#key").await;
 
-    // A write key acts through the forms: create a search, then delete it.
+    // A write key acts through the forms: create a scheduled search, pause and resume its
+    // schedule, then delete it.
     let write_key = create_key(&farm, "writer", "write");
     sign_in(&page, &write_key).await;
     open(&page, &format!("{base}/ui/searches"), "#s-site").await;
-    for (field, value) in [("#s-site", "fixture"), ("#s-query", "brass desk")] {
+    let fields = [
+        ("#s-site", "fixture"),
+        ("#s-query", "brass desk"),
+        ("#s-every", "1d"),
+    ];
+    for (field, value) in fields {
         let input = page.find_element(field).await.unwrap();
         input.click().await.unwrap().type_str(value).await.unwrap();
     }
@@ -504,6 +510,22 @@ async fn the_dashboard_shows_listings_charts_snapshots_and_the_fleet_in_chromium
     let row = format!("tr[data-search-id=\"{id}\"]");
     wait_for(&page, &row).await;
     screenshot(&page, "searches").await;
+    for (action, shown) in [("pause", "resume"), ("resume", "pause")] {
+        let button = format!("form[action=\"/ui/searches/{id}/{action}\"] button");
+        page.find_element(&button)
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for(
+            &page,
+            &format!("{row} form[action=\"/ui/searches/{id}/{shown}\"]"),
+        )
+        .await;
+        let paused = farm.store.tracked_search(id).await.unwrap().unwrap();
+        assert_eq!(paused.next_run_at.is_none(), action == "pause", "{action}");
+    }
     let delete = format!("form[action=\"/ui/searches/{id}/delete\"] button");
     page.find_element(&delete)
         .await

@@ -211,7 +211,9 @@ impl From<TrackerError> for ApiError {
             TrackerError::SearchNotFound(_)
             | TrackerError::WatchNotFound(_)
             | TrackerError::ListingNotFound { .. } => ApiError::NotFound(e.to_string()),
-            TrackerError::RunInProgress(_) => ApiError::Conflict(e.to_string()),
+            TrackerError::RunInProgress(_) | TrackerError::NoSchedule(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             TrackerError::Store(e) => e.into(),
         }
     }

@@ -21,6 +21,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_searches, create_search))
         .routes(routes!(get_search, delete_search))
         .routes(routes!(run_search))
+        .routes(routes!(pause_search))
+        .routes(routes!(resume_search))
 }
 
 /// The searches, oldest first.
@@ -134,4 +136,48 @@ async fn run_search(
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     let run = state.tracker.run_search(id).await?;
     Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+/// Pause a search's schedule: no scheduled run starts until it is resumed.
+#[utoipa::path(
+    post, path = "/searches/{id}/pause", tag = "searches",
+    params(("id" = i64, Path, description = "Search id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Paused (or already paused)", body = SearchView),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Forbidden,
+        answers::NotFound,
+        answers::Conflict,
+        answers::Unavailable,
+    )
+)]
+async fn pause_search(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<SearchView>, ApiError> {
+    Ok(Json(state.tracker.pause_schedule(id).await?))
+}
+
+/// Resume a paused schedule: the next run is the schedule's next time from now.
+#[utoipa::path(
+    post, path = "/searches/{id}/resume", tag = "searches",
+    params(("id" = i64, Path, description = "Search id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Resumed", body = SearchView),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Forbidden,
+        answers::NotFound,
+        answers::Conflict,
+        answers::Unavailable,
+    )
+)]
+async fn resume_search(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<SearchView>, ApiError> {
+    Ok(Json(state.tracker.resume_schedule(id).await?))
 }

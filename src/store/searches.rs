@@ -138,6 +138,25 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Pauses (`next_run_at` None) or resumes (the next run's time) a live search's schedule;
+    /// its `every` stays, so a paused search keeps what it would run at. False when there is no
+    /// live search of that id with a schedule.
+    pub async fn set_next_run(
+        &self,
+        id: i64,
+        next_run_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE searches SET next_run_at = $2 \
+             WHERE id = $1 AND deleted_at IS NULL AND every IS NOT NULL",
+        )
+        .bind(id)
+        .bind(next_run_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Requests a run of a search now; returns its number.
     pub async fn request_run(&self, search_id: i64) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;

@@ -49,6 +49,8 @@ pub enum TrackerError {
     ListingNotFound { site: String, external_id: String },
     #[error("search {0} has a run that is still being collected")]
     RunInProgress(i64),
+    #[error("search {0} has no schedule to pause or resume")]
+    NoSchedule(i64),
     #[error("no watch with id {0}")]
     WatchNotFound(i64),
     /// A fault of this process (no randomness for a secret); never the request's.
@@ -109,8 +111,10 @@ pub struct SearchView {
     pub urls: Option<Vec<String>>,
     pub max_pages: i64,
     pub every: Option<String>,
-    /// Next scheduled run, epoch ms (`null` without a schedule).
+    /// Next scheduled run, epoch ms (`null` without a schedule, or paused).
     pub next_run_at: Option<i64>,
+    /// Its schedule is paused (`POST /searches/{id}/pause`; `…/resume` starts it again).
+    pub paused: bool,
     /// Epoch ms.
     pub created_at: i64,
     /// `collecting` (its pages are being read), `queued` (its jobs wait for workers), `done`
@@ -149,6 +153,7 @@ impl From<TrackedSearchRow> for SearchView {
             id: row.id,
             site: row.site,
             max_pages: row.max_pages,
+            paused: row.every.is_some() && row.next_run_at.is_none() && row.deleted_at.is_none(),
             every: row.every,
             next_run_at: row.next_run_at,
             created_at: row.requested_at,
@@ -246,6 +251,38 @@ impl Tracker {
         match self.store.delete_search(id).await? {
             true => Ok(()),
             false => Err(TrackerError::SearchNotFound(id)),
+        }
+    }
+
+    /// Pauses a search's schedule: no run starts until it is resumed (a run requested by hand
+    /// still does). Pausing a paused search changes nothing.
+    pub async fn pause_schedule(&self, id: i64) -> Result<SearchView, TrackerError> {
+        self.search(id).await?;
+        match self.store.set_next_run(id, None).await? {
+            true => self.search(id).await,
+            false => Err(TrackerError::NoSchedule(id)),
+        }
+    }
+
+    /// Resumes a paused schedule from now: its next run is the schedule's next time after now
+    /// (missed runs are not made up).
+    pub async fn resume_schedule(&self, id: i64) -> Result<SearchView, TrackerError> {
+        let search = self.search(id).await?;
+        let every = search.every.ok_or(TrackerError::NoSchedule(id))?;
+        let schedule = every
+            .parse::<Schedule>()
+            .map_err(|e| TrackerError::Internal(format!("search {id}'s schedule: {e}")))?;
+        let now = self.store.db_now_ms().await?;
+        match self
+            .store
+            .set_next_run(id, schedule.next_after(now))
+            .await?
+        {
+            true => {
+                self.wake.notify_one();
+                self.search(id).await
+            }
+            false => Err(TrackerError::NoSchedule(id)),
         }
     }
 

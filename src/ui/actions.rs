@@ -23,6 +23,8 @@ pub fn router() -> axum::Router<UiState> {
     axum::Router::new()
         .route("/ui/searches", get(page).post(create_search))
         .route("/ui/searches/{id}/run", post(run_search))
+        .route("/ui/searches/{id}/pause", post(pause_search))
+        .route("/ui/searches/{id}/resume", post(resume_search))
         .route("/ui/searches/{id}/delete", post(delete_search))
         .route("/ui/watches", post(create_watch))
         .route("/ui/watches/{id}/delete", post(delete_watch))
@@ -106,6 +108,24 @@ async fn run_search(
     act(&session, &form.csrf, state.app.tracker.run_search(id)).await
 }
 
+async fn pause_search(
+    State(state): State<UiState>,
+    session: Session,
+    Path(id): Path<i64>,
+    Form(form): Form<Token>,
+) -> Result<Response, UiError> {
+    act(&session, &form.csrf, state.app.tracker.pause_schedule(id)).await
+}
+
+async fn resume_search(
+    State(state): State<UiState>,
+    session: Session,
+    Path(id): Path<i64>,
+    Form(form): Form<Token>,
+) -> Result<Response, UiError> {
+    act(&session, &form.csrf, state.app.tracker.resume_schedule(id)).await
+}
+
 async fn delete_search(
     State(state): State<UiState>,
     session: Session,
@@ -153,6 +173,23 @@ async fn page(State(state): State<UiState>, session: Session) -> Result<Response
 }
 
 /// A one-button POST form to `action`, or nothing for a read key.
+/// Pause or Resume for a search with a schedule; nothing for one without.
+fn schedule_button(session: &Session, search: &SearchView) -> String {
+    match (&search.every, search.paused) {
+        (None, _) => String::new(),
+        (Some(_), false) => button(
+            session,
+            &format!("/ui/searches/{}/pause", search.id),
+            "Pause",
+        ),
+        (Some(_), true) => button(
+            session,
+            &format!("/ui/searches/{}/resume", search.id),
+            "Resume",
+        ),
+    }
+}
+
 fn button(session: &Session, action: &str, label: &str) -> String {
     if !session.can_act() {
         return String::new();
@@ -197,14 +234,18 @@ fn searches_section(searches: &[SearchView], session: &Session) -> String {
         let _ = write!(
             out,
             "<tr data-search-id=\"{id}\"><td><a href=\"/ui/listings?search={id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}{}</td></tr>",
+             <td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}{}{}</td></tr>",
             escape(&s.site),
             escape(&query),
             escape(s.every.as_deref().unwrap_or("—")),
-            escape(&time(s.next_run_at)),
+            match s.paused {
+                true => "paused".to_string(),
+                false => escape(&time(s.next_run_at)),
+            },
             escape(s.last_run_status.as_deref().unwrap_or("—")),
             s.listings,
             button(session, &format!("/ui/searches/{}/run", s.id), "Run now"),
+            schedule_button(session, s),
             button(session, &format!("/ui/searches/{}/delete", s.id), "Delete"),
             id = s.id,
         );
