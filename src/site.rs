@@ -9,6 +9,7 @@
 //! an attribute), values in the page's JSON-LD, or a regex over the raw HTML (embedded JSON).
 
 pub mod command;
+pub mod draft;
 mod raw;
 
 use std::collections::BTreeMap;
