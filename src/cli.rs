@@ -246,9 +246,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  scrapefarm scheduler\n  scrapefarm scheduler --no-collect")]
     Scheduler(SchedulerArgs),
     /// Site definitions: list the usable ones (built in and from the sites directory), validate
-    /// a directory of them.
+    /// a directory of them, draft one from a page (`new`) and read pages with it (`check`).
     #[command(
-        after_help = "Examples:\n  scrapefarm sites ls\n  scrapefarm sites validate ./my-sites"
+        visible_alias = "site",
+        after_help = "Examples:\n  scrapefarm sites ls\n  scrapefarm sites validate ./my-sites\n  scrapefarm site new shop --from saved/product.html --out shop.toml"
     )]
     Sites {
         /// Default: `ls`.

@@ -354,7 +354,9 @@ struct SearchJson<'a> {
     dropped: &'a std::collections::BTreeMap<&'static str, usize>,
 }
 
-fn to_json(inspection: &Inspection, site: &Site) -> serde_json::Value {
+/// The `--json` output of an inspection: `{"class": …, "record": {…}}` (with `error` when the
+/// listing could not be read) or `{"class": …, "search": {…}}`.
+pub fn to_json(inspection: &Inspection, site: &Site) -> serde_json::Value {
     let mut object = serde_json::json!({ "class": inspection.class.name() });
     match &inspection.content {
         Content::Listing(Ok(record)) => {

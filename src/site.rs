@@ -11,6 +11,7 @@
 // Over 450 lines: the validated site model (fields, rules, sources, search) and its loading, which every stage reads.
 
 pub mod command;
+pub mod draft;
 mod raw;
 mod schema_org;
 

@@ -1,6 +1,7 @@
 //! `scrapefarm sites`: which site definitions this process would use and where each comes from
 //! (built in, or a file of the sites directory), and `sites validate`, which checks every file of
-//! a directory in one pass — each problem naming its file and key — and fails when any is invalid.
+//! a directory in one pass — each problem naming its file and key — and fails when any is invalid;
+//! `sites check` reads pages with a site file being written, and `sites new` drafts one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,26 @@ pub enum SitesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Draft a site definition from one product page (a saved HTML file, or a URL rendered in
+    /// the browser): title and price rules from the page's JSON-LD, microdata, OpenGraph tags and
+    /// most likely elements, the listing URL pattern from the URL's shape, each rule commented
+    /// with where it came from, for a person to refine with `sites check`.
+    #[command(
+        after_help = "Examples:\n  scrapefarm sites new shop --from saved/product.html --out sites/shop.toml\n  scrapefarm sites new shop --from https://shop.example/item/1"
+    )]
+    New {
+        /// The site's name (letters, digits, `_`, `-`).
+        name: String,
+        /// A saved product page, or its http(s) URL.
+        #[arg(long)]
+        from: String,
+        /// Where to write the draft (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overwrite `--out` when it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Check every `*.toml` of a directory (default: the sites directory); exits 1 when any file
     /// is invalid, after listing all of its problems.
     #[command(
@@ -77,6 +98,12 @@ pub async fn run(common: &Common, cmd: Option<&SitesCommand>) -> anyhow::Result<
         Some(SitesCommand::Ls { json }) => list(&Sites::load_from(sites_dir)?, *json),
         Some(SitesCommand::Validate { dir }) => validate(dir.as_deref().or(sites_dir)),
         Some(SitesCommand::Check { file, pages, json }) => check(common, file, pages, *json).await,
+        Some(SitesCommand::New {
+            name,
+            from,
+            out,
+            force,
+        }) => new(common, name, from, out.as_deref(), *force).await,
     }
 }
 
@@ -101,6 +128,72 @@ async fn check(common: &Common, file: &Path, pages: &[String], json: bool) -> an
         }
     }
     Ok(())
+}
+
+/// Drafts site `name` from the page `from` and writes it to `out` (never over an existing file
+/// unless `force`) or standard output; says on standard error what the draft reads.
+async fn new(
+    common: &Common,
+    name: &str,
+    from: &str,
+    out: Option<&Path>,
+    force: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(out) = out.filter(|out| out.exists() && !force) {
+        anyhow::bail!(
+            "{} already exists: refusing to overwrite it (use --force, or another --out)",
+            out.display()
+        );
+    }
+    let is_url = from.starts_with("http://") || from.starts_with("https://");
+    let html = match is_url {
+        true => fetch(common, from).await?,
+        false => {
+            let bytes = std::fs::read(from)
+                .with_context(|| format!("Failed to read the page {from} (a saved HTML file)"))?;
+            crate::extract::decode_html(&bytes, None).html
+        }
+    };
+    let draft = super::draft::draft(name, &html, is_url.then_some(from))
+        .map_err(|e| anyhow::anyhow!("Failed to draft site `{name}` from {from}: {e}"))?;
+    match out {
+        Some(out) => std::fs::write(out, &draft.toml)
+            .with_context(|| format!("Failed to write the draft to {}", out.display()))?,
+        None => std::io::stdout().lock().write_all(draft.toml.as_bytes())?,
+    }
+    let price = draft
+        .price
+        .map(|p| format!("{} {}", p.to_decimal_string(), p.currency));
+    eprintln!(
+        "Drafted site `{name}` from {from}{}: title {:?}, price {}.",
+        out.map(|o| format!(" into {}", o.display()))
+            .unwrap_or_default(),
+        draft.title.as_deref().unwrap_or("(none)"),
+        price.as_deref().unwrap_or("(none)")
+    );
+    Ok(())
+}
+
+/// The HTML of `url` rendered in the farm's browser, once an `h1` has text (or after 10 s): many pages fill it by script.
+async fn fetch(common: &Common, url: &str) -> anyhow::Result<String> {
+    use crate::render::{RenderRequest, Renderer};
+    let renderer = crate::app::launch_renderer(common, "site-new", 1, true).await?;
+    let request = RenderRequest {
+        url: url.to_string(),
+        ready: Some("h1:not(:empty)".into()),
+        ready_timeout: std::time::Duration::from_secs(10),
+        screenshot: false,
+        challenge: None,
+        states: vec![],
+    };
+    let page = renderer.render(&request).await;
+    renderer.close().await;
+    let page = page.map_err(|e| anyhow::anyhow!("Failed to render {url}: {e}"))?;
+    if let Some(status) = page.status.filter(|s| *s >= 400) {
+        anyhow::bail!("Failed to draft from {url}: the server answered HTTP {status}");
+    }
+    Ok(page.html)
 }
 
 fn list(sites: &Sites, json: bool) -> anyhow::Result<()> {
