@@ -93,6 +93,32 @@ async fn render_steps(
             });
         }
     }
+    wait_until_settled(tab, request, &mut responses, &main_frame, &mut page).await?;
+    read_data_errors(&mut responses, &mut page);
+    // A page that never got ready is about to fail (challenge, block, error page): its picture
+    // goes into the debug snapshot. Gone listings are not failures and get none.
+    let failing = !page.ready && !matches!(page.status, Some(404 | 410));
+    if request.screenshot || failing {
+        let params = ScreenshotParams::builder()
+            .format(CaptureScreenshotFormat::Png)
+            .build();
+        page.screenshot = tab.screenshot(params).await.ok();
+    }
+    page.render_time = started.elapsed();
+    Ok(page)
+}
+
+/// Waits for the ready condition or one of the site's states, then reads the HTML; a JS
+/// challenge (and no block or other state beside it) is waited out in the same tab, after which
+/// the reloaded document's response and HTML are read.
+async fn wait_until_settled(
+    tab: &Tab,
+    request: &RenderRequest,
+    responses: &mut EventStream<EventResponseReceived>,
+    main_frame: &FrameId,
+    page: &mut Page,
+) -> Result<(), RenderError> {
+    let browser_err = |e: chromiumoxide::error::CdpError| RenderError::Browser(e.to_string());
     let waited = match (&request.ready, page.status) {
         (_, Some(status)) if status >= 400 => Waited::TimedOut,
         (Some(css), _) => wait_for(tab, css, &request.states, request.ready_timeout).await?,
@@ -111,22 +137,11 @@ async fn render_steps(
         let waited = wait_for_clearance(tab, css, &request.states, challenge).await;
         page.set_waited(waited);
         // The challenge reloaded the page: the reloaded document's response is the last one.
-        read_document_response(&mut responses, &main_frame, None, &mut page);
+        read_document_response(responses, main_frame, None, page);
         page.html = tab.content().await.map_err(browser_err)?;
-        tracing::debug!(url, cleared = page.ready, "Waited for a JS challenge.");
+        tracing::debug!(url = %request.url, cleared = page.ready, "Waited for a JS challenge.");
     }
-    read_data_errors(&mut responses, &mut page);
-    // A page that never got ready is about to fail (challenge, block, error page): its picture
-    // goes into the debug snapshot. Gone listings are not failures and get none.
-    let failing = !page.ready && !matches!(page.status, Some(404 | 410));
-    if request.screenshot || failing {
-        let params = ScreenshotParams::builder()
-            .format(CaptureScreenshotFormat::Png)
-            .build();
-        page.screenshot = tab.screenshot(params).await.ok();
-    }
-    page.render_time = started.elapsed();
-    Ok(page)
+    Ok(())
 }
 
 /// How a navigation ended.

@@ -123,13 +123,21 @@ pub fn price_chart(title: &str, points: &[PricePoint], currency: &str) -> String
             )
         })
         .collect();
+    plot(&mut out, points, &xy, currency);
+    out.push_str("</svg>");
+    out
+}
+
+/// The price line through `xy` and one point per observation (its time and price as data
+/// attributes and a tooltip).
+fn plot(out: &mut String, points: &[PricePoint], xy: &[(f64, f64)], currency: &str) {
     let line: Vec<String> = xy.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
     let _ = write!(
         out,
         "<polyline class=\"line\" points=\"{}\"/>",
         line.join(" ")
     );
-    for (p, (x, y)) in points.iter().zip(&xy) {
+    for (p, (x, y)) in points.iter().zip(xy) {
         let _ = write!(
             out,
             "<circle class=\"point\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"5\" \
@@ -140,8 +148,6 @@ pub fn price_chart(title: &str, points: &[PricePoint], currency: &str) -> String
             escape(&money_text(p.price_minor, currency))
         );
     }
-    out.push_str("</svg>");
-    out
 }
 
 /// A bar chart of `counts`, one bar per entry, labelled `first` and `last` under its ends.
