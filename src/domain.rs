@@ -73,9 +73,11 @@ impl Job {
         Ok(job)
     }
 
-    /// A new job id: publish time in ms plus a per-process sequence number.
+    /// A new job id: publish time in ms, the process id and a per-process sequence number.
     pub fn new_id(now_ms: i64, seq: u64) -> String {
-        format!("{now_ms}-{seq:06}")
+        // The process id keeps two publishers of the same millisecond (two concurrent crawls,
+        // an enqueue beside a serve) from minting the same id: a job's attempts are keyed by it.
+        format!("{now_ms}-{}-{seq:06}", std::process::id())
     }
 
     /// The queue body for this job.
